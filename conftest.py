@@ -1,0 +1,67 @@
+"""Test configuration: jax in float64, the --backend option, and the Hypothesis profiles."""
+
+import os
+import sys
+
+# jax computes in float32 unless x64 is on, and it must be on before any jax array exists:
+# the oracle runs in float64 and the float64 layers are checked tightly.
+try:
+    import jax
+except ImportError:  # a numpy-only install: the jax backend is simply not available
+    jax = None
+else:
+    jax.config.update("jax_enable_x64", True)
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+BACKENDS = ("numpy", "jax")
+DTYPES = ("float64", "float32")
+
+# deadline=None: the first example of each new shape compiles under jax, which takes far longer
+# than a later one; a deadline would flag compilation, not slowness of the layers.
+# too_slow: drawing an example includes jax.eval_shape of the reference, which is slow on the
+# first call of each reference and shape.
+_common = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
+settings.register_profile("dev", max_examples=30, **_common)
+settings.register_profile("ci", max_examples=60, derandomize=True, print_blob=True, **_common)
+settings.register_profile("thorough", max_examples=1000, **_common)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+def installed_backends():
+    return [b for b in BACKENDS if b == "numpy" or (b == "jax" and jax is not None)]
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--backend",
+        action="append",
+        choices=BACKENDS,
+        help="array library to run the layers in (repeatable; default: every installed one)",
+    )
+
+
+def pytest_configure(config):
+    chosen = config.getoption("backend") or installed_backends()
+    missing = [b for b in chosen if b not in installed_backends()]
+    if missing:
+        raise pytest.UsageError(f"--backend {missing[0]}: {missing[0]} is not installed")
+    config.backends = list(dict.fromkeys(chosen))
+
+
+def pytest_report_header(config):
+    lines = [f"handlayers backends: {', '.join(config.backends)}"]
+    if jax is not None:
+        lines.append(f"jax {jax.__version__} devices: {', '.join(str(d) for d in jax.devices())}")
+    lines.append(f"hypothesis profile: {settings.get_current_profile_name()}")
+    return lines
+
+
+def pytest_generate_tests(metafunc):
+    if "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", metafunc.config.backends)
+    if "dtype" in metafunc.fixturenames:
+        metafunc.parametrize("dtype", DTYPES)

@@ -1,0 +1,144 @@
+"""The one place where a layer finds its array library, checks shapes and shapes its gradients.
+
+Every layer in :mod:`handlayers.scalar` and :mod:`handlayers.vector` derives from :class:`Layer`.
+A subclass writes only the mathematics: ``_forward`` computes the output from inputs that are
+already arrays of one library and one floating dtype, and stores what ``_backward`` reads;
+``_backward`` returns one gradient per forward input, each of any shape that broadcasts to its
+input (``Layer`` sums it back and casts it to the input's dtype).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Layer", "array_namespace", "broadcast_shapes", "is_concrete", "shape_error", "sum_to_shape"]
+
+
+def _is_jax_array(x: Any) -> bool:
+    # jax is imported only by users who use it, so an unimported jax means no jax arrays.
+    jax = sys.modules.get("jax")
+    return jax is not None and isinstance(x, jax.Array)
+
+
+def array_namespace(*xs: Any) -> Any:
+    """The array library to compute in: ``jax.numpy`` if any input is a jax array, else numpy."""
+    if any(_is_jax_array(x) for x in xs):
+        import jax.numpy as jnp
+
+        return jnp
+    return np
+
+
+def is_concrete(x: Any) -> bool:
+    """Whether ``x`` holds values Python can read (``False`` for a tracer inside ``jax.jit``)."""
+    jax = sys.modules.get("jax")
+    return jax is None or not isinstance(x, jax.core.Tracer)
+
+
+def broadcast_shapes(owner: str, *shapes: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape that ``shapes`` broadcast to, or a ``ValueError`` that names them."""
+    try:
+        return np.broadcast_shapes(*shapes)
+    except ValueError:
+        listed = ", ".join(str(tuple(s)) for s in shapes)
+        raise ValueError(f"{owner}: input shapes {listed} do not broadcast together") from None
+
+
+def sum_to_shape(xp: Any, g: Any, shape: tuple[int, ...]) -> Any:
+    """Sum ``g`` over the axes that broadcasting added or stretched, giving an array of ``shape``.
+
+    This is the backward of broadcasting: an input of shape ``(3, 1)`` used in an output of shape
+    ``(2, 3, 4)`` receives the sum of the output gradient over axes 0 and 2.
+    """
+    g = xp.broadcast_to(g, np.broadcast_shapes(xp.shape(g), shape))
+    lead = g.ndim - len(shape)
+    stretched = tuple(i + lead for i, size in enumerate(shape) if size == 1 and g.shape[i + lead] != 1)
+    if lead or stretched:
+        g = xp.sum(g, axis=tuple(range(lead)) + stretched)
+        g = xp.reshape(g, shape)
+    return g
+
+
+def shape_error(owner: str, expected: str, **shapes: tuple[int, ...]) -> ValueError:
+    """A ``ValueError`` saying which shapes ``owner`` expected and which it got."""
+    got = ", ".join(f"{name} {tuple(shape)}" for name, shape in shapes.items())
+    return ValueError(f"{owner}: expected {expected}; got {got}")
+
+
+def _is_float_dtype(dtype: Any) -> bool:
+    return np.issubdtype(dtype, np.floating)
+
+
+class Layer:
+    """A layer with a hand-written backward: ``forward(*inputs)`` then ``backward(dout)``.
+
+    ``forward`` takes the inputs in the order the layer documents and returns the output;
+    ``backward`` takes the gradient of the output (the output's shape) and returns the gradient of
+    every input in forward's order: the array itself for a one-input layer, a tuple otherwise.
+
+    Inputs are turned into arrays of one library (``jax.numpy`` when any input is a jax array,
+    numpy otherwise) and one floating dtype, found by that library's type promotion (Python numbers
+    and integer arrays become the library's default float: float64 for numpy). Each gradient has
+    its input's shape and, for a floating input, its dtype. Integer inputs listed in ``labels``
+    are class labels: they are passed through unchanged and get the gradient ``None``.
+    """
+
+    #: positions of the integer class-label inputs, which receive no gradient
+    labels: tuple[int, ...] = ()
+
+    def forward(self, *inputs: Any) -> Any:
+        """Compute the output from ``inputs`` and store what ``backward`` needs."""
+        self._meta = None  # a forward that fails leaves nothing for backward to use
+        self._check_shapes(*(np.shape(x) for x in inputs))
+        xp = array_namespace(*inputs)
+        floats = [x for i, x in enumerate(inputs) if i not in self.labels]
+        dtype = xp.result_type(*floats)
+        if not _is_float_dtype(dtype):
+            dtype = xp.result_type(float)
+        arrays = tuple(x if i in self.labels else xp.asarray(x, dtype=dtype) for i, x in enumerate(inputs))
+        self._xp = xp
+        out = self._forward(*arrays)
+        self._meta = (
+            dtype,
+            xp.shape(out),
+            [None if i in self.labels else (xp.shape(x), _input_dtype(x, dtype)) for i, x in enumerate(inputs)],
+        )
+        return _unwrap(xp, out)
+
+    def backward(self, dout: Any) -> Any:
+        """The gradient of every forward input, given the gradient ``dout`` of the output."""
+        if getattr(self, "_meta", None) is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before a successful forward")
+        dtype, out_shape, inputs = self._meta
+        xp = self._xp
+        dout = xp.asarray(dout, dtype=dtype)
+        if xp.shape(dout) != out_shape:
+            raise ValueError(
+                f"{type(self).__name__}.backward: dout has shape {xp.shape(dout)}, but the output has shape {out_shape}"
+            )
+        grads = self._backward(dout)
+        if len(inputs) == 1:
+            grads = (grads,)
+        shaped = tuple(
+            None if meta is None else _unwrap(xp, xp.asarray(sum_to_shape(xp, g, meta[0]), dtype=meta[1]))
+            for g, meta in zip(grads, inputs, strict=True)
+        )
+        return shaped[0] if len(shaped) == 1 else shaped
+
+    def _check_shapes(self, *shapes: tuple[int, ...]) -> None:
+        """Raise ``ValueError`` naming the shapes unless they fit; by default, unless they broadcast."""
+        broadcast_shapes(type(self).__name__, *shapes)
+
+
+def _input_dtype(x: Any, compute_dtype: Any) -> Any:
+    """The dtype an input's gradient takes: the input's own if floating, else the compute dtype."""
+    dtype = getattr(x, "dtype", None)
+    return dtype if dtype is not None and _is_float_dtype(dtype) else compute_dtype
+
+
+def _unwrap(xp: Any, x: Any) -> Any:
+    """numpy returns scalars, not 0-d arrays, from arithmetic; so do the layers."""
+    return x[()] if xp is np and isinstance(x, np.ndarray) and x.ndim == 0 else x

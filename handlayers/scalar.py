@@ -1,0 +1,148 @@
+"""The lab's one-number layers, elementwise so that they also take arrays and broadcast like numpy.
+
+Inputs whose shapes do not broadcast raise ``ValueError``. Each gradient is summed back to its
+input's shape (by :class:`~handlayers.Layer`), so an input that broadcasting stretched receives
+the sum of the gradients of the outputs it fed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handlayers._layer import Layer
+
+__all__ = ["MLP", "Affine", "HingeLoss", "Plus", "ReLU", "Sigmoid", "Square", "SquaredLoss"]
+
+
+class Plus(Layer):
+    """``c = a + b``.
+
+    Args:
+        a, b: numbers or arrays of shapes that broadcast together.
+
+    Returns:
+        ``c``, of the broadcast shape. ``backward(dc)`` returns ``(da, db)``.
+    """
+
+    def _forward(self, a: Any, b: Any) -> Any:
+        return a + b
+
+    def _backward(self, dc: Any) -> tuple[Any, Any]:
+        return dc, dc
+
+
+class Square(Layer):
+    """``y = x**2``. ``backward(dy)`` returns ``dx = 2 x dy``."""
+
+    def _forward(self, x: Any) -> Any:
+        self.x = x
+        return x * x
+
+    def _backward(self, dy: Any) -> Any:
+        return 2 * self.x * dy
+
+
+class Affine(Layer):
+    """``a = w*x + b``, elementwise. ``backward(da)`` returns ``(dx, dw, db)``."""
+
+    def _forward(self, x: Any, w: Any, b: Any) -> Any:
+        self.x, self.w = x, w
+        return w * x + b
+
+    def _backward(self, da: Any) -> tuple[Any, Any, Any]:
+        dx = self.w * da
+        dw = self.x * da
+        db = da
+        return dx, dw, db
+
+
+class ReLU(Layer):
+    """``r = max(a, 0)``.
+
+    ``backward(dr)`` returns ``da = dr`` where ``a > 0`` and 0 elsewhere: we take the gradient at
+    the kink ``a == 0`` to be 0, as ``jax.nn.relu`` does.
+    """
+
+    def _forward(self, a: Any) -> Any:
+        xp = self._xp
+        self.positive = a > 0
+        return xp.where(self.positive, a, 0)
+
+    def _backward(self, dr: Any) -> Any:
+        xp = self._xp
+        return xp.where(self.positive, dr, 0)
+
+
+class Sigmoid(Layer):
+    """``s = 1 / (1 + exp(-a))``, finite and warning-free for any finite ``a``.
+
+    It never takes ``exp`` of a positive number: with ``e = exp(-|a|)`` in (0, 1],
+    ``s = 1 / (1 + e)`` for ``a >= 0`` and ``s = e / (1 + e)`` for ``a < 0``.
+    ``backward(ds)`` returns ``da = ds * s * (1 - s)``.
+    """
+
+    def _forward(self, a: Any) -> Any:
+        xp = self._xp
+        e = xp.exp(-xp.abs(a))
+        self.s = xp.where(a >= 0, 1, e) / (1 + e)
+        return self.s
+
+    def _backward(self, ds: Any) -> Any:
+        s = self.s
+        return ds * s * (1 - s)
+
+
+class SquaredLoss(Layer):
+    """``l = (y_hat - y)**2``. ``backward(dl)`` returns ``(dy_hat, dy)``."""
+
+    def _forward(self, y_hat: Any, y: Any) -> Any:
+        self.diff = y_hat - y
+        return self.diff * self.diff
+
+    def _backward(self, dl: Any) -> tuple[Any, Any]:
+        dy_hat = 2 * self.diff * dl
+        return dy_hat, -dy_hat  # diff = y_hat - y
+
+
+class HingeLoss(Layer):
+    """``l = max(0, 1 - y*y_hat)`` for labels ``y`` in {-1, +1}.
+
+    ``backward(dl)`` returns ``(dy_hat, dy)``; where the margin ``1 - y*y_hat`` is exactly 0 we
+    take the gradient to be 0 (the loss is flat on that side).
+    """
+
+    def _forward(self, y_hat: Any, y: Any) -> Any:
+        xp = self._xp
+        margin = 1 - y * y_hat
+        self.y_hat, self.y, self.active = y_hat, y, margin > 0
+        return xp.where(self.active, margin, 0)
+
+    def _backward(self, dl: Any) -> tuple[Any, Any]:
+        xp = self._xp
+        dmargin = xp.where(self.active, dl, 0)
+        dy_hat = -self.y * dmargin  # margin = 1 - y*y_hat
+        dy = -self.y_hat * dmargin
+        return dy_hat, dy
+
+
+class MLP(Layer):
+    """One hidden layer, built from the layers above: ``l = SquaredLoss(w2*ReLU(w1*x + b1) + b2, y)``.
+
+    Inputs broadcast elementwise. ``backward(dl)`` returns ``(dx, dw1, db1, dw2, db2, dy)``.
+    """
+
+    def __init__(self) -> None:
+        self.hidden, self.relu, self.output, self.loss = Affine(), ReLU(), Affine(), SquaredLoss()
+
+    def _forward(self, x: Any, w1: Any, b1: Any, w2: Any, b2: Any, y: Any) -> Any:
+        h = self.hidden.forward(x, w1, b1)
+        r = self.relu.forward(h)
+        y_hat = self.output.forward(r, w2, b2)
+        return self.loss.forward(y_hat, y)
+
+    def _backward(self, dl: Any) -> tuple[Any, ...]:
+        dy_hat, dy = self.loss.backward(dl)
+        dr, dw2, db2 = self.output.backward(dy_hat)
+        dh = self.relu.backward(dr)
+        dx, dw1, db1 = self.hidden.backward(dh)
+        return dx, dw1, db1, dw2, db2, dy

@@ -1,0 +1,220 @@
+"""Batched layers: the leading axis is the batch of ``n`` examples.
+
+Dimensions: ``n`` examples, ``d_in`` input features, ``d_out`` output features, ``k`` classes.
+The losses are means over the batch. Labels are integer arrays of shape ``(n,)`` with values in
+``[0, k)``; they get the gradient ``None``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from handlayers._layer import Layer, is_concrete, shape_error
+from handlayers.scalar import ReLU, Sigmoid  # elementwise, so the same layers serve a batch
+
+__all__ = ["MLP", "Affine", "HingeLoss", "ReLU", "Sigmoid", "Softmax", "SoftmaxCrossEntropy", "SquaredLoss"]
+
+
+class Affine(Layer):
+    """``A = X @ W + b``.
+
+    Args:
+        X: (n, d_in) inputs.
+        W: (d_in, d_out) weights.
+        b: (d_out,) biases.
+
+    Returns:
+        A: (n, d_out). ``backward(dA)`` returns ``(dX, dW, db)`` of the shapes of ``X, W, b``.
+    """
+
+    def _check_shapes(self, X: tuple, W: tuple, b: tuple) -> None:
+        if not (len(X) == 2 and len(W) == 2 and len(b) == 1 and X[1] == W[0] and W[1] == b[0]):
+            raise shape_error("Affine", "X (n, d_in), W (d_in, d_out), b (d_out,)", X=X, W=W, b=b)
+
+    def _forward(self, X: Any, W: Any, b: Any) -> Any:
+        self.X, self.W = X, W
+        return X @ W + b
+
+    def _backward(self, dA: Any) -> tuple[Any, Any, Any]:
+        dX = dA @ self.W.T
+        dW = self.X.T @ dA
+        db = self._xp.sum(dA, axis=0)  # b was broadcast over the batch
+        return dX, dW, db
+
+
+class Softmax(Layer):
+    """``S = exp(Z - max(Z)) / sum(exp(Z - max(Z)))`` along ``axis``; finite for any finite ``Z``.
+
+    Subtracting the max leaves the result unchanged and keeps every ``exp`` at most 1.
+    ``backward(dS)`` returns ``dZ = S * (dS - sum(dS * S))``, the sum along ``axis``.
+
+    Args:
+        axis: the axis the probabilities sum to 1 along (default: the last).
+    """
+
+    def __init__(self, axis: int = -1) -> None:
+        self.axis = axis
+
+    def _check_shapes(self, Z: tuple) -> None:
+        if not -len(Z) <= self.axis < len(Z):
+            raise shape_error("Softmax", f"an array with an axis {self.axis}", Z=Z)
+
+    def _forward(self, Z: Any) -> Any:
+        xp, axis = self._xp, self.axis
+        e = xp.exp(Z - xp.max(Z, axis=axis, keepdims=True))
+        self.S = e / xp.sum(e, axis=axis, keepdims=True)
+        return self.S
+
+    def _backward(self, dS: Any) -> Any:
+        S = self.S
+        return S * (dS - self._xp.sum(dS * S, axis=self.axis, keepdims=True))
+
+
+class SquaredLoss(Layer):
+    """``l = (1/n) * sum((Y_hat - Y)**2)``.
+
+    Args:
+        Y_hat: (n, k) predictions.
+        Y: (n, k) targets.
+
+    Returns:
+        l: a scalar. ``backward(dl)`` returns ``(dY_hat, dY)``.
+    """
+
+    def _check_shapes(self, Y_hat: tuple, Y: tuple) -> None:
+        if not (len(Y_hat) == 2 and Y_hat == Y):
+            raise shape_error("SquaredLoss", "Y_hat and Y of one shape (n, k)", Y_hat=Y_hat, Y=Y)
+
+    def _forward(self, Y_hat: Any, Y: Any) -> Any:
+        self.diff = Y_hat - Y
+        return self._xp.sum(self.diff * self.diff) / Y.shape[0]
+
+    def _backward(self, dl: Any) -> tuple[Any, Any]:
+        dY_hat = (2 / self.diff.shape[0]) * dl * self.diff
+        return dY_hat, -dY_hat  # diff = Y_hat - Y
+
+
+def _check_scores_and_labels(owner: str, scores: tuple, labels: tuple) -> None:
+    if not (len(scores) == 2 and len(labels) == 1 and labels[0] == scores[0]):
+        raise shape_error(owner, "scores (n, k) and labels (n,)", scores=scores, labels=labels)
+
+
+def _one_hot(xp: Any, labels: Any, k: int) -> Any:
+    """(n, k) booleans, True at each example's label; labels outside [0, k) raise on eager inputs."""
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"labels must be integers, got dtype {labels.dtype}")
+    if is_concrete(labels) and labels.size and not (int(labels.min()) >= 0 and int(labels.max()) < k):
+        raise ValueError(f"labels must lie in [0, {k}), got values from {int(labels.min())} to {int(labels.max())}")
+    return xp.arange(k) == labels[:, None]
+
+
+class HingeLoss(Layer):
+    """Multiclass hinge loss with margin 1.
+
+    ``l = (1/n) * sum_i sum_{j != labels_i} max(0, S_ij - S_i,labels_i + 1)``.
+
+    Args:
+        S: (n, k) scores.
+        labels: (n,) integer labels in [0, k).
+
+    Returns:
+        l: a scalar. ``backward(dl)`` returns ``(dS, None)``. A term that is exactly 0 sends no
+        gradient (we take the gradient of ``max(0, m)`` at ``m = 0`` to be 0).
+    """
+
+    labels = (1,)
+
+    def _check_shapes(self, S: tuple, labels: tuple) -> None:
+        _check_scores_and_labels("HingeLoss", S, labels)
+
+    def _forward(self, S: Any, labels: Any) -> Any:
+        xp = self._xp
+        self.is_label = _one_hot(xp, labels, S.shape[1])
+        correct = xp.take_along_axis(S, labels[:, None], axis=1)
+        margins = S - correct + 1
+        self.active = (margins > 0) & ~self.is_label
+        return xp.sum(xp.where(self.active, margins, 0)) / S.shape[0]
+
+    def _backward(self, dl: Any) -> tuple[Any, None]:
+        xp, active = self._xp, self.active
+        # each active term adds S_ij and subtracts S_i,label
+        counts = xp.sum(active, axis=1, keepdims=True, dtype=dl.dtype)
+        dS = (dl / active.shape[0]) * (active - self.is_label * counts)
+        return dS, None
+
+
+class SoftmaxCrossEntropy(Layer):
+    """``l = -(1/n) * sum_i log softmax(Z_i)[labels_i]``; finite for any finite ``Z``.
+
+    ``log softmax(Z_i) = Z_i - max(Z_i) - log(sum(exp(Z_i - max(Z_i))))``: every ``exp`` is at
+    most 1 and the largest is exactly 1, so the ``log`` never sees 0.
+
+    Args:
+        Z: (n, k) logits.
+        labels: (n,) integer labels in [0, k).
+
+    Returns:
+        l: a scalar. ``backward(dl)`` returns ``(dZ, None)``, ``dZ = (softmax(Z) - onehot) * dl / n``.
+    """
+
+    labels = (1,)
+
+    def _check_shapes(self, Z: tuple, labels: tuple) -> None:
+        _check_scores_and_labels("SoftmaxCrossEntropy", Z, labels)
+
+    def _forward(self, Z: Any, labels: Any) -> Any:
+        xp = self._xp
+        self.is_label = _one_hot(xp, labels, Z.shape[1])
+        shifted = Z - xp.max(Z, axis=1, keepdims=True)
+        log_p = shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+        self.p = xp.exp(log_p)
+        return -xp.sum(xp.take_along_axis(log_p, labels[:, None], axis=1)) / Z.shape[0]
+
+    def _backward(self, dl: Any) -> tuple[Any, None]:
+        dZ = (dl / self.p.shape[0]) * (self.p - self.is_label)
+        return dZ, None
+
+
+class MLP(Layer):
+    """One hidden layer, built from the layers above.
+
+    ``l = SquaredLoss(Affine(ReLU(Affine(X, W1, b1)), W2, b2), Y)``.
+
+    Args:
+        X: (n, d_in), W1: (d_in, h), b1: (h,), W2: (h, k), b2: (k,), Y: (n, k).
+
+    Returns:
+        l: a scalar. ``backward(dl)`` returns ``(dX, dW1, db1, dW2, db2, dY)``.
+    """
+
+    def __init__(self) -> None:
+        self.hidden, self.relu, self.output, self.loss = Affine(), ReLU(), Affine(), SquaredLoss()
+
+    def _check_shapes(self, X: tuple, W1: tuple, b1: tuple, W2: tuple, b2: tuple, Y: tuple) -> None:
+        fits = len(X) == len(W1) == len(W2) == len(Y) == 2 and len(b1) == len(b2) == 1
+        if not (fits and X[1] == W1[0] and W1[1] == b1[0] == W2[0] and W2[1] == b2[0] and (X[0], W2[1]) == Y):
+            raise shape_error(
+                "MLP",
+                "X (n, d_in), W1 (d_in, h), b1 (h,), W2 (h, k), b2 (k,), Y (n, k)",
+                X=X,
+                W1=W1,
+                b1=b1,
+                W2=W2,
+                b2=b2,
+                Y=Y,
+            )
+
+    def _forward(self, X: Any, W1: Any, b1: Any, W2: Any, b2: Any, Y: Any) -> Any:
+        H = self.hidden.forward(X, W1, b1)
+        R = self.relu.forward(H)
+        Y_hat = self.output.forward(R, W2, b2)
+        return self.loss.forward(Y_hat, Y)
+
+    def _backward(self, dl: Any) -> tuple[Any, ...]:
+        dY_hat, dY = self.loss.backward(dl)
+        dR, dW2, db2 = self.output.backward(dY_hat)
+        dH = self.relu.backward(dR)
+        dX, dW1, db1 = self.hidden.backward(dH)
+        return dX, dW1, db1, dW2, db2, dY

@@ -1,0 +1,132 @@
+"""The contract every layer keeps: state, errors, and a checker strict enough to matter."""
+
+import re
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from handlayers.testing import SPECS, check_example, examples, oracle, tolerance
+from tests.helpers import as_numpy, backend_array
+
+NAMES = list(SPECS)
+
+
+def run(spec, example, backend, layer=None):
+    """Forward then backward of ``example`` on ``backend``; returns (layer, output, gradients)."""
+    layer = layer or spec.layer(**example.kwargs)
+    out = layer.forward(*(backend_array(backend, x) for x in example.inputs))
+    grads = layer.backward(backend_array(backend, example.dout))
+    return layer, out, grads if isinstance(grads, tuple) else (grads,)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@given(data=st.data())
+def test_second_forward_replaces_the_first(name, backend, data):
+    """After two forwards, backward answers for the second, as a fresh layer does."""
+    spec = SPECS[name]
+    first, second = data.draw(examples(spec)), data.draw(examples(spec))
+    used = spec.layer(**second.kwargs)
+    used.forward(*(backend_array(backend, x) for x in first.inputs))
+    check_example(lambda **kwargs: used, spec, second, backend=backend)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@given(data=st.data())
+def test_backward_twice_gives_the_same_answer(name, backend, data):
+    """backward may be called again and returns the same gradients."""
+    spec = SPECS[name]
+    example = data.draw(examples(spec))
+    layer, _, grads = run(spec, example, backend)
+    again = layer.backward(backend_array(backend, example.dout))
+    again = again if isinstance(again, tuple) else (again,)
+    for g, h in zip(grads, again, strict=True):
+        assert (g is None and h is None) or np.array_equal(as_numpy(g), as_numpy(h))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_backward_before_forward_raises(name):
+    """backward before any forward raises RuntimeError naming the layer."""
+    spec = SPECS[name]
+    with pytest.raises(RuntimeError, match=f"{spec.layer.__name__}.backward called before"):
+        spec.layer().backward(1.0)
+
+
+def mismatched_inputs(spec):
+    """Inputs for ``spec`` whose shapes do not fit together: the last float input is too long."""
+    inputs = [np.ones(2) for _ in spec.args]
+    inputs[len(spec.args) - 1] = np.ones(3)
+    return inputs
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n.startswith("scalar.") and len(SPECS[n].args) > 1])
+def test_shapes_that_do_not_broadcast_raise(name, backend):
+    """Inputs whose shapes do not broadcast raise ValueError naming the shapes."""
+    spec = SPECS[name]
+    layer = spec.layer()
+    with pytest.raises(ValueError, match=re.escape("(2,)") + ".*" + re.escape("(3,)")):
+        layer.forward(*(backend_array(backend, x) for x in mismatched_inputs(spec)))
+    with pytest.raises(RuntimeError):  # the failed forward left nothing to differentiate
+        layer.backward(1.0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@given(data=st.data())
+def test_dout_of_the_wrong_shape_raises(name, backend, data):
+    """A dout whose shape is not the output's raises ValueError naming both shapes."""
+    spec = SPECS[name]
+    example = data.draw(examples(spec))
+    layer = spec.layer(**example.kwargs)
+    layer.forward(*(backend_array(backend, x) for x in example.inputs))
+    wrong = np.zeros((*np.shape(example.dout), 2))
+    with pytest.raises(ValueError, match=re.escape(f"shape {wrong.shape}")):
+        layer.backward(backend_array(backend, wrong))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@given(data=st.data())
+def test_a_gradient_wrong_by_one_part_in_a_million_fails(name, data):
+    """In float64, scaling any one gradient by 1 + 1e-6 fails the check (unless that gradient is
+    a thousandth of the size of its terms, where the tolerance's floor is the larger)."""
+    spec = SPECS[name]
+    example = data.draw(examples(spec))
+    expected = oracle(spec, example)[1]
+    index = data.draw(st.sampled_from([i for i, g in enumerate(expected) if g is not None]))
+    size = float(np.max(np.abs(expected[index]), initial=0.0))
+    assume(size > 0 and 1e-6 * size > 10 * tolerance(spec, example, np.float64, expected[index], degree=spec.degree))
+    wrong = with_grads(spec, lambda grads: tuple(g * (1 + 1e-6) if i == index else g for i, g in enumerate(grads)))
+    with pytest.raises(AssertionError, match=spec.grads[index]):
+        check_example(wrong, spec, example)
+
+
+def with_grads(spec, change):
+    """The built-in layer of ``spec`` with ``change`` applied to backward's tuple of gradients."""
+
+    class Changed(spec.layer):
+        def backward(self, dout):
+            grads = super().backward(dout)
+            changed = change(grads if isinstance(grads, tuple) else (grads,))
+            return changed[0] if len(changed) == 1 else changed
+
+    return Changed
+
+
+@pytest.mark.parametrize("name", NAMES)
+@given(data=st.data())
+def test_a_gradient_of_the_wrong_dtype_is_reported(name, data):
+    """A float64 layer that returns float32 gradients fails the check, naming the dtype."""
+    spec = SPECS[name]
+    layer = with_grads(spec, lambda grads: tuple(None if g is None else np.float32(g) for g in grads))
+    with pytest.raises(AssertionError, match="dtype float32, expected float64"):
+        check_example(layer, spec, data.draw(examples(spec)))
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if len(SPECS[n].args) > 1])
+@given(data=st.data())
+def test_a_missing_gradient_is_reported(name, data):
+    """A backward that returns one gradient too few fails the check, naming the count."""
+    spec = SPECS[name]
+    layer = with_grads(spec, lambda grads: grads[:-1])
+    with pytest.raises(AssertionError, match=f"returned {len(spec.args) - 1} gradients, expected {len(spec.args)}"):
+        check_example(layer, spec, data.draw(examples(spec)))

@@ -1,0 +1,209 @@
+"""The batched layers against jax.vjp of reference.vector, and the properties that need no oracle."""
+
+import re
+
+import jax
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from handlayers import vector
+from handlayers.testing import SPECS, Example, check_example, douts, examples, oracle, tolerance
+from tests.helpers import as_numpy, backend_array
+
+VECTOR = [name for name in SPECS if name.startswith("vector.")]
+LOSSES = ["vector.squared_loss", "vector.hinge_loss", "vector.softmax_cross_entropy", "vector.mlp"]
+
+
+def forward_backward(spec, example, backend, dout=None):
+    """Output and gradients (as numpy, None kept) of ``spec.layer`` on ``example``."""
+    layer = spec.layer(**example.kwargs)
+    out = layer.forward(*(backend_array(backend, x) for x in example.inputs))
+    grads = layer.backward(backend_array(backend, example.dout if dout is None else dout))
+    grads = grads if isinstance(grads, tuple) else (grads,)
+    return as_numpy(out), tuple(None if g is None else as_numpy(g) for g in grads)
+
+
+@pytest.mark.parametrize("name", VECTOR)
+@given(data=st.data())
+def test_layer_matches_oracle(name, backend, dtype, data):
+    """Output and every gradient match jax.vjp of the reference for any inputs and any dout, with
+    the input's shape, dtype and library, and the inputs left untouched."""
+    spec = SPECS[name]
+    check_example(spec.layer, spec, data.draw(examples(spec, dtype)), backend=backend, dtype=dtype)
+
+
+KINKS = [
+    # (reference, inputs, kwargs, the gradient of the first input for dout = 1)
+    # S_0 - S_1 + 1 = 0: the one hinge term is exactly 0 and sends no gradient
+    ("vector.hinge_loss", ([[0.0, 1.0]], [1]), {}, [[0.0, 0.0]]),
+    # one term at 0, one active: only the active one counts
+    ("vector.hinge_loss", ([[0.0, 1.0, 0.5]], [1]), {}, [[0.0, -1.0, 1.0]]),
+    # tied logits: uniform probabilities
+    ("vector.softmax_cross_entropy", ([[2.0, 2.0]], [0]), {}, [[-0.5, 0.5]]),
+    # logits of ±1e4: the label's probability is 1 up to exp(-2e4) = 0
+    ("vector.softmax_cross_entropy", ([[1e4, -1e4]], [0]), {}, [[0.0, 0.0]]),
+    ("vector.softmax_cross_entropy", ([[-1e4, 1e4]], [0]), {}, [[-1.0, 1.0]]),
+    # a hidden unit at exactly 0 (X W1 + b1 = 1 - 1) passes no gradient back to X
+    ("vector.mlp", ([[1.0]], [[1.0]], [-1.0], [[2.0]], [0.5], [[1.0]]), {}, [[0.0]]),
+]
+
+
+@pytest.mark.parametrize(("name", "inputs", "kwargs", "grad"), KINKS)
+def test_kink_follows_the_convention_exactly(name, inputs, kwargs, grad, backend, dtype):
+    """At a kink, tie or ±1e4 logit, backward returns exactly the contract's gradient, and so does
+    the oracle; everything stays finite."""
+    spec = SPECS[name]
+    inputs = tuple(np.asarray(x, np.int64 if i in spec.labels else dtype) for i, x in enumerate(inputs))
+    example = Example(inputs, kwargs, np.asarray(1.0, dtype))
+    out, grads = forward_backward(spec, example, backend)
+    assert np.isfinite(out)
+    np.testing.assert_array_equal(grads[0], np.asarray(grad, dtype))
+    np.testing.assert_array_equal(oracle(spec, example)[1][0], grad)
+    check_example(spec.layer, spec, example, backend=backend, dtype=dtype)
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_softmax_of_huge_logits_is_finite(axis, backend, dtype):
+    """Softmax of logits of ±1e4 is finite, sums to 1, and warns of nothing."""
+    Z = np.array([[1e4, -1e4, 1e4], [0.0, 1e4, -1e4]], dtype)
+    layer = vector.Softmax(axis=axis)
+    S = as_numpy(layer.forward(backend_array(backend, Z)))
+    dZ = as_numpy(layer.backward(backend_array(backend, np.ones_like(Z))))
+    assert np.all(np.isfinite(S))
+    assert np.all(np.isfinite(dZ))
+    np.testing.assert_allclose(S.sum(axis=axis), 1.0, rtol=4 * np.finfo(dtype).eps)
+
+
+@pytest.mark.parametrize("name", VECTOR)
+@given(data=st.data())
+def test_backward_is_linear_in_dout(name, backend, data):
+    """backward(a*d1 + b*d2) = a*backward(d1) + b*backward(d2), within float64 rounding."""
+    spec = SPECS[name]
+    example = data.draw(examples(spec))
+    d2 = data.draw(douts(np.shape(example.dout)))
+    a, b = data.draw(st.sampled_from([0.5, -2.0, 3.0])), data.draw(st.sampled_from([1.0, -0.25]))
+    combined = a * example.dout + b * d2
+    _, g1 = forward_backward(spec, example, backend)
+    _, g2 = forward_backward(spec, example, backend, dout=d2)
+    _, g = forward_backward(spec, example, backend, dout=combined)
+    bound = Example(example.inputs, example.kwargs, np.abs(a * example.dout) + np.abs(b * d2))
+    for gi, g1i, g2i in zip(g, g1, g2, strict=True):
+        if gi is not None:
+            error = np.max(np.abs(gi - (a * g1i + b * g2i)), initial=0.0)
+            assert error <= 3 * tolerance(spec, bound, np.float64, a * g1i + b * g2i, degree=spec.degree)
+
+
+@pytest.mark.parametrize("name", VECTOR)
+@given(data=st.data())
+def test_zero_dout_gives_zero_gradients(name, backend, dtype, data):
+    """A zero dout gives gradients that are exactly zero."""
+    spec = SPECS[name]
+    example = data.draw(examples(spec, dtype))
+    _, grads = forward_backward(spec, example, backend, dout=np.zeros_like(example.dout))
+    for g in grads:
+        assert g is None or not np.any(g)
+
+
+# Per-example inputs are the ones with the batch axis first: X, Y, S, Z (the rest are shared).
+BATCHED = {
+    "vector.squared_loss": (0, 1),
+    "vector.hinge_loss": (0,),
+    "vector.softmax_cross_entropy": (0,),
+    "vector.mlp": (0, 5),
+}
+
+
+@pytest.mark.parametrize("name", LOSSES)
+@given(data=st.data())
+def test_batch_gradient_is_the_mean_of_example_gradients(name, backend, data):
+    """For a mean-reduced loss, the gradient of the batch equals the mean of the gradients of its
+    examples one by one: shared inputs get the mean, per-example inputs 1/n of their own."""
+    spec = SPECS[name]
+    example = data.draw(examples(spec))
+    n = np.shape(example.inputs[0])[0]
+    assume(n > 1)
+    batch = forward_backward(spec, example, backend)[1]
+    singles = []
+    for i in range(n):
+        inputs = tuple(
+            x[i : i + 1] if j in BATCHED[name] or j in spec.labels else x for j, x in enumerate(example.inputs)
+        )
+        singles.append(forward_backward(spec, Example(inputs, {}, example.dout), backend)[1])
+    for j, g in enumerate(batch):
+        if g is None:
+            continue
+        if j in BATCHED[name]:
+            mean = np.concatenate([single[j] for single in singles]) / n
+        else:
+            mean = sum(single[j] for single in singles) / n
+        assert np.max(np.abs(g - mean), initial=0.0) <= tolerance(spec, example, np.float64, mean, degree=spec.degree)
+
+
+@pytest.mark.parametrize("name", VECTOR)
+@given(data=st.data())
+def test_layer_runs_inside_jit(name, dtype, data):
+    """forward and backward traced by jax.jit (no Python branching on values) give the eager answer."""
+    spec = SPECS[name]
+    example = data.draw(examples(spec, dtype))
+
+    @jax.jit
+    def step(inputs, dout):
+        layer = spec.layer(**example.kwargs)
+        return layer.forward(*inputs), layer.backward(dout)
+
+    inputs = tuple(backend_array("jax", x) for x in example.inputs)
+    out, grads = step(inputs, backend_array("jax", example.dout))
+    eager_out, eager_grads = forward_backward(spec, example, "jax")
+    grads = grads if isinstance(grads, tuple) else (grads,)
+    assert np.max(np.abs(as_numpy(out) - eager_out)) <= tolerance(
+        spec, example, dtype, eager_out, degree=spec.degree + 1
+    )
+    for g, eager in zip(grads, eager_grads, strict=True):
+        if eager is None:
+            assert g is None
+        else:
+            error = np.max(np.abs(as_numpy(g) - eager), initial=0.0)
+            assert error <= tolerance(spec, example, dtype, eager, degree=spec.degree)
+
+
+BAD_SHAPES = [
+    ("vector.affine", [(2, 3), (4, 5), (5,)], "X (2, 3), W (4, 5), b (5,)"),
+    ("vector.affine", [(2, 3), (3, 5), (4,)], "X (2, 3), W (3, 5), b (4,)"),
+    ("vector.affine", [(3,), (3, 5), (5,)], "X (3,), W (3, 5), b (5,)"),
+    ("vector.squared_loss", [(2, 3), (2, 4)], "Y_hat (2, 3), Y (2, 4)"),
+    ("vector.squared_loss", [(3,), (3,)], "Y_hat (3,), Y (3,)"),
+    ("vector.hinge_loss", [(2, 3), (3,)], "scores (2, 3), labels (3,)"),
+    ("vector.softmax_cross_entropy", [(2, 3), (2, 1)], "scores (2, 3), labels (2, 1)"),
+    ("vector.mlp", [(2, 3), (3, 4), (4,), (4, 5), (5,), (2, 4)], "Y (2, 4)"),
+    ("vector.mlp", [(2, 3), (2, 4), (4,), (4, 5), (5,), (2, 5)], "W1 (2, 4)"),
+    ("vector.softmax", [(2, 3)], "Z (2, 3)"),
+]
+
+
+@pytest.mark.parametrize(("name", "shapes", "named"), BAD_SHAPES)
+def test_shapes_that_do_not_fit_raise(name, shapes, named, backend):
+    """Inputs whose shapes do not fit raise ValueError naming the shapes."""
+    spec = SPECS[name]
+    inputs = [np.zeros(s, np.int64 if i in spec.labels else np.float64) for i, s in enumerate(shapes)]
+    layer = spec.layer(axis=2) if name == "vector.softmax" else spec.layer()
+    with pytest.raises(ValueError, match=re.escape(named)):
+        layer.forward(*(backend_array(backend, x) for x in inputs))
+
+
+@pytest.mark.parametrize("name", ["vector.hinge_loss", "vector.softmax_cross_entropy"])
+@pytest.mark.parametrize("labels", [[0, 3], [-1, 0]])
+def test_labels_outside_the_classes_raise(name, labels, backend):
+    """Labels outside [0, k) raise ValueError saying the range, on eager inputs."""
+    layer = SPECS[name].layer()
+    with pytest.raises(ValueError, match=re.escape("labels must lie in [0, 3)")):
+        layer.forward(backend_array(backend, np.zeros((2, 3))), backend_array(backend, np.array(labels)))
+
+
+@pytest.mark.parametrize("name", ["vector.hinge_loss", "vector.softmax_cross_entropy"])
+def test_float_labels_raise(name, backend):
+    """Labels that are not integers raise TypeError."""
+    layer = SPECS[name].layer()
+    with pytest.raises(TypeError, match="labels must be integers"):
+        layer.forward(backend_array(backend, np.zeros((2, 3))), backend_array(backend, np.array([0.0, 1.0])))
