@@ -1,4 +1,4 @@
-"""Sessions: the suite on each backend, combined coverage, lint (and, not by default, the GPU)."""
+"""Sessions: the suite on each backend, combined coverage, lint; and, not by default, the GPU."""
 
 import nox
 
@@ -33,3 +33,13 @@ def lint(session):
     session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
     session.run("ruff", "check", ".", *session.posargs)
     session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(venv_backend="none")
+def tests_gpu(session):
+    """Run the jax tests on the GPU with the python at hand: no virtualenv, no install, no network."""
+    session.run(
+        "python", "-m", "pytest", "--backend", "jax", *session.posargs,
+        env={"JAX_PLATFORMS": "cuda", "JAX_DEFAULT_MATMUL_PRECISION": "highest"},
+        external=True,
+    )  # fmt: skip

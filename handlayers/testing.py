@@ -324,7 +324,7 @@ _ORACLES: dict[tuple[Any, ...], Callable[..., Any]] = {}
 
 
 def oracle(spec: Spec, example: Example) -> tuple[np.ndarray, tuple[np.ndarray | None, ...]]:
-    """``(output, gradients)`` of ``spec.reference`` by ``jax.vjp``, in float64 on the CPU.
+    """``(output, gradients)`` of ``spec.reference`` by ``jax.vjp``, in float64 on jax's default device.
 
     The jitted vjp is cached per reference and keywords, so each new shape compiles once.
     """
@@ -333,7 +333,7 @@ def oracle(spec: Spec, example: Example) -> tuple[np.ndarray, tuple[np.ndarray |
         _ORACLES[key] = jax.jit(_vjp_function(spec, example.kwargs))
     floats_ = [np.asarray(x, np.float64) for i, x in enumerate(example.inputs) if i not in spec.labels]
     labels = [np.asarray(example.inputs[i]) for i in spec.labels]
-    with jax.enable_x64(True), jax.default_device(jax.devices("cpu")[0]):
+    with jax.enable_x64(True):
         out, grads = _ORACLES[key](floats_, labels, np.asarray(example.dout, np.float64))
     grads_iter = iter(grads)
     full = tuple(None if i in spec.labels else np.asarray(next(grads_iter)) for i in range(len(spec.args)))

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from handlayers.testing import SPECS, check_example, examples, oracle, tolerance
+from handlayers.testing import SPECS, Example, arrays, check_example, examples, floats, oracle, tolerance
 from tests.helpers import as_numpy, backend_array
 
 NAMES = list(SPECS)
@@ -27,6 +27,10 @@ def test_second_forward_replaces_the_first(name, backend, data):
     """After two forwards, backward answers for the second, as a fresh layer does."""
     spec = SPECS[name]
     first, second = data.draw(examples(spec)), data.draw(examples(spec))
+    if first.kwargs != second.kwargs:  # Softmax's axis: then the first forward takes new values
+        first = Example(
+            tuple(data.draw(arrays(np.float64, np.shape(x), floats(np.float64, 100))) for x in second.inputs), {}, None
+        )
     used = spec.layer(**second.kwargs)
     used.forward(*(backend_array(backend, x) for x in first.inputs))
     check_example(lambda **kwargs: used, spec, second, backend=backend)
@@ -130,3 +134,51 @@ def test_a_missing_gradient_is_reported(name, data):
     layer = with_grads(spec, lambda grads: grads[:-1])
     with pytest.raises(AssertionError, match=f"returned {len(spec.args) - 1} gradients, expected {len(spec.args)}"):
         check_example(layer, spec, data.draw(examples(spec)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@given(data=st.data())
+def test_a_gradient_in_the_wrong_library_is_reported(name, data):
+    """A jax layer that returns numpy gradients fails the check, naming the library."""
+    spec = SPECS[name]
+    layer = with_grads(spec, lambda grads: tuple(None if g is None else np.asarray(g) for g in grads))
+    example = data.draw(examples(spec).filter(lambda e: any(isinstance(x, np.ndarray) for x in e.inputs)))
+    with pytest.raises(AssertionError, match="is a numpy value, expected jax"):
+        check_example(layer, spec, example, backend="jax")
+
+
+@pytest.mark.parametrize("name", NAMES)
+@given(data=st.data())
+def test_a_gradient_of_the_wrong_shape_is_reported(name, data):
+    """A gradient with an extra axis (say, not summed back over the batch) fails the check."""
+    spec = SPECS[name]
+    layer = with_grads(spec, lambda grads: tuple(None if g is None else np.asarray(g)[None] for g in grads))
+    with pytest.raises(AssertionError, match=r"has shape \(1,"):
+        check_example(layer, spec, data.draw(examples(spec)))
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if SPECS[n].labels])
+@given(data=st.data())
+def test_a_gradient_for_labels_is_reported(name, data):
+    """Integer labels must get None: an array in its place fails the check."""
+    spec = SPECS[name]
+    layer = with_grads(spec, lambda grads: tuple(np.zeros(1) if g is None else g for g in grads))
+    with pytest.raises(AssertionError, match="expected None for integer labels"):
+        check_example(layer, spec, data.draw(examples(spec)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@given(data=st.data())
+def test_an_input_modified_in_place_is_reported(name, data):
+    """A layer that writes into its (numpy) input fails the check, naming the input."""
+    spec = SPECS[name]
+
+    class Writes(spec.layer):
+        def forward(self, *inputs):
+            out = super().forward(*inputs)
+            inputs[0][...] = np.asarray(inputs[0]) + 1
+            return out
+
+    example = data.draw(examples(spec).filter(lambda e: isinstance(e.inputs[0], np.ndarray)))
+    with pytest.raises(AssertionError, match=f"{spec.args[0]}: forward or backward modified this input"):
+        check_example(Writes, spec, example)
