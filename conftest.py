@@ -57,6 +57,7 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    config.addinivalue_line("markers", "jax: uses jax arrays itself; runs in the run that includes the jax backend")
     chosen = config.getoption("backend") or installed_backends()
     missing = [b for b in chosen if b not in installed_backends()]
     if missing:
@@ -85,3 +86,13 @@ def pytest_collection_modifyitems(config, items):
     if jax is not None and JAX_UNAVAILABLE:
         for item in items:
             item.add_marker(pytest.mark.skip(reason=JAX_UNAVAILABLE))
+    # A test that takes no `backend` runs once, not once per backend run: in the run that includes
+    # numpy, or, if it is marked `jax` (it makes jax arrays itself), in the run that includes jax.
+    keep, drop = [], []
+    for item in items:
+        runs_in = "jax" if item.get_closest_marker("jax") else "numpy"
+        takes_backend = "backend" in getattr(item, "fixturenames", ())
+        (keep if takes_backend or runs_in in config.backends else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

@@ -31,10 +31,12 @@ For float64 that is about 1e-13 of the scale: a gradient wrong by one part in a 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import hypothesis
 import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
@@ -44,12 +46,16 @@ from hypothesis.extra import numpy as hnp
 import reference.scalar
 import reference.vector
 from handlayers import scalar, vector
+from handlayers._report import diagnose, example_lines, user_traceback, value_lines
 
 __all__ = [
     "OPS",
     "SPECS",
     "Example",
+    "Mismatch",
+    "Result",
     "Spec",
+    "check",
     "check_example",
     "douts",
     "examples",
@@ -82,6 +88,8 @@ class Spec:
         draw: ``draw(dtype)`` is a strategy of ``(inputs, kwargs)`` for that float dtype.
         labels: the positions of integer label inputs (gradient ``None``).
         degree: the degree of the gradient in the inputs' magnitude (for the tolerance).
+        elements: for elementwise (scalar) references, ``elements[i](dtype)`` draws the values of
+            input ``i``; it lets :func:`examples` draw plain Python floats.
     """
 
     name: str
@@ -91,6 +99,7 @@ class Spec:
     draw: Callable[[Any], st.SearchStrategy[tuple[tuple[Any, ...], dict[str, Any]]]]
     labels: tuple[int, ...] = ()
     degree: int = 0
+    elements: tuple[Callable[[Any], st.SearchStrategy[float]], ...] = ()
     grads: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -155,6 +164,7 @@ def _scalar_spec(name: str, layer: type, args: str, degree: int, *elements: Call
         args=tuple(args.split()),
         degree=degree,
         draw=lambda dtype: broadcast_inputs(dtype, [e(dtype) for e in elements]),
+        elements=elements,
     )
 
 
@@ -305,8 +315,18 @@ def douts(shape: tuple[int, ...], dtype: Any = np.float64) -> st.SearchStrategy[
     return arrays(dtype, shape, floats(dtype, 10.0, specials=(0.0, 1.0, -1.0, 0.5)))
 
 
-def examples(spec: Spec, dtype: Any = np.float64) -> st.SearchStrategy[Example]:
-    """Examples for ``spec``: inputs, constructor keywords and a random ``dout`` of the output's shape."""
+def examples(spec: Spec, dtype: Any = np.float64, *, python_floats: bool = False) -> st.SearchStrategy[Example]:
+    """Examples for ``spec``: inputs, constructor keywords and a random ``dout`` of the output's shape.
+
+    With ``python_floats`` (elementwise references only), every input and ``dout`` is a plain
+    Python float, as the lab's layers expect.
+    """
+    if python_floats:
+        if not spec.elements:
+            raise ValueError(f"{spec.name} takes arrays, not Python floats")
+        inputs = st.tuples(*(e(np.float64) for e in spec.elements))
+        dout = floats(np.float64, 10.0, specials=(0.0, 1.0, -1.0, 0.5))
+        return st.builds(lambda xs, d: Example(tuple(map(float, xs)), {}, float(d)), inputs, dout)
 
     @st.composite
     def draw(data: st.DrawFn) -> Example:
@@ -369,81 +389,231 @@ def tolerance(spec: Spec, example: Example, dtype: Any, expected: np.ndarray, *,
 
 
 def to_backend(x: Any, backend: str, dtype: Any) -> Any:
-    """``x`` as an array of ``backend`` (``"numpy"`` or ``"jax"``); Python floats stay Python floats."""
-    if isinstance(x, float):
-        return x
+    """``x`` for ``backend``: a numpy or jax array of ``dtype`` (integer arrays keep theirs), or
+    for ``"python"`` a Python float. Python floats stay Python floats on every backend."""
+    if isinstance(x, float) or backend == "python":
+        return float(x)
     if np.issubdtype(np.asarray(x).dtype, np.integer):
         return np.asarray(x) if backend == "numpy" else jnp.asarray(x)
     return np.asarray(x, dtype) if backend == "numpy" else jnp.asarray(x, dtype)
 
 
 def library(x: Any) -> str:
-    """``"jax"`` for a jax array, ``"numpy"`` for numpy arrays and scalars, else the type's name."""
+    """``"jax"`` for a jax array, ``"numpy"`` for numpy arrays and scalars, ``"python"`` for a
+    Python number, else the type's name."""
     if isinstance(x, jax.Array):
         return "jax"
     if isinstance(x, np.ndarray | np.generic):
         return "numpy"
+    if isinstance(x, int | float) and not isinstance(x, bool):
+        return "python"
     return type(x).__name__
 
 
+class Mismatch(AssertionError):
+    """A layer disagrees with its reference; ``str()`` is the report, ``worst`` the error ratio."""
+
+
+@dataclass
+class _Row:
+    """One compared value: the output or a gradient."""
+
+    name: str
+    expected: np.ndarray | None
+    got: Any
+    problem: str | None = None
+    tol: float = 0.0
+    ratio: float = 0.0  # error as a fraction of the tolerance
+
+
 def check_example(
-    layer: type, spec: Spec, example: Example, *, backend: str = "numpy", dtype: Any = np.float64
-) -> None:
+    layer: Callable[..., Any], spec: Spec, example: Example, *, backend: str = "numpy", dtype: Any = np.float64
+) -> float:
     """Run ``layer`` forward and backward on ``example`` and compare it with the oracle.
 
     ``layer`` is the layer class, or any callable that makes a layer from the constructor keywords.
+    ``backend`` is ``"numpy"``, ``"jax"`` or ``"python"`` (Python floats, for layers written for
+    plain numbers). Checks the output and every gradient: its library (that of the inputs), shape
+    and dtype (those of its input), and its values within :func:`tolerance`; ``None`` for integer
+    labels; and that the inputs were not modified.
 
-    Checks the output and every gradient: its library (that of the inputs), shape and dtype (those
-    of its input), and its values within :func:`tolerance`; ``None`` for integer labels; and that
-    the inputs were not modified. Raises ``AssertionError`` describing every difference.
+    Returns:
+        The worst error of the output and gradients, as a fraction of its tolerance.
+
+    Raises:
+        Mismatch: (an ``AssertionError``) with a report of the example, expected against got for
+            every value, and, where the wrong answer matches a known mistake, that mistake in words.
+            An exception raised by the layer becomes a ``Mismatch`` showing the layer's own lines.
     """
     dtype = np.dtype(dtype)
+    name = getattr(layer, "__name__", type(layer).__name__)
     with jax.enable_x64(True):
         inputs = tuple(to_backend(x, backend, dtype) for x in example.inputs)
         before = copy.deepcopy([np.asarray(x) for x in inputs])
         dout = to_backend(example.dout, backend, dtype)
-        instance = layer(**example.kwargs)
-        out = instance.forward(*inputs)
-        grads = instance.backward(dout)
+        try:
+            instance = layer(**example.kwargs)
+            out = instance.forward(*inputs)
+            grads = instance.backward(dout)
+        except Exception as error:
+            raise Mismatch(_raised_report(name, spec, example, backend, dtype, error)) from error
     expected_out, expected_grads = oracle(spec, example)
-    expected_lib = "jax" if any(library(x) == "jax" for x in inputs) else "numpy"
+    given = {library(x) for x in inputs}
+    # jax if any input is jax, else numpy if any is numpy; from Python numbers alone a layer may
+    # return Python numbers or numpy scalars (the built-in layers do the latter)
+    libraries = {"jax"} if "jax" in given else {"numpy"} if "numpy" in given else {"python", "numpy"}
     problems: list[str] = []
-
-    def compare(name: str, got: Any, want: np.ndarray, want_dtype: Any, degree: int) -> None:
-        if library(got) != expected_lib:
-            problems.append(f"{name}: is a {library(got)} value, expected {expected_lib}")
-            return
-        got_np = np.asarray(got)
-        if got_np.shape != want.shape:
-            problems.append(f"{name}: has shape {got_np.shape}, expected {want.shape}")
-            return
-        if got_np.dtype != want_dtype:
-            problems.append(f"{name}: has dtype {got_np.dtype}, expected {np.dtype(want_dtype)}")
-        error = float(np.max(np.abs(got_np.astype(np.float64) - want), initial=0.0))
-        tol = tolerance(spec, example, dtype, want, degree=degree)
-        if not error <= tol:  # also catches NaN
-            problems.append(f"{name}: worst error {error:.3g} exceeds tolerance {tol:.3g}")
-
-    compare("output", out, expected_out, dtype, spec.degree + 1)
-    if len(spec.args) == 1:
-        grads = (grads,)
-    if not isinstance(grads, tuple) or len(grads) != len(spec.args):
-        n = len(grads) if isinstance(grads, tuple) else 1
+    rows = [_Row("output", expected_out, out)]
+    grads = (grads,) if len(spec.args) == 1 else grads
+    if not isinstance(grads, tuple | list) or len(grads) != len(spec.args):
+        n = len(grads) if isinstance(grads, tuple | list) else 1
         problems.append(f"backward returned {n} gradients, expected {len(spec.args)} ({', '.join(spec.grads)})")
     else:
-        for i, (name, got, want) in enumerate(zip(spec.grads, grads, expected_grads, strict=True)):
-            if want is None:
-                if got is not None:
-                    problems.append(f"{name}: expected None for integer labels, got {type(got).__name__}")
-                continue
-            x = inputs[i]
-            want_dtype = np.asarray(x).dtype if isinstance(x, np.ndarray | jax.Array) else dtype
-            compare(name, got, want, want_dtype, spec.degree)
-    for name, x, old in zip(spec.args, inputs, before, strict=True):
+        rows += [_Row(g, e, got) for g, e, got in zip(spec.grads, expected_grads, grads, strict=True)]
+    for row, x in zip(rows, (None, *inputs), strict=False):
+        want_dtype = dtype if x is None or not isinstance(x, np.ndarray | jax.Array) else np.asarray(x).dtype
+        degree = spec.degree + 1 if x is None else spec.degree
+        _compare(row, libraries, want_dtype, tolerance(spec, example, dtype, _as_float(row.expected), degree=degree))
+    for arg, x, old in zip(spec.args, inputs, before, strict=True):
         if not np.array_equal(np.asarray(x), old, equal_nan=True):
-            problems.append(f"{name}: forward or backward modified this input")
-    if problems:
-        raise AssertionError(
-            f"{getattr(layer, '__name__', 'layer')} against {spec.name} ({backend}, {dtype.name}):\n  "
-            + "\n  ".join(problems)
-        )
+            problems.append(f"{arg}: forward or backward modified this input")
+    worst = max(row.ratio for row in rows)
+    if problems or any(row.problem for row in rows):
+        hints = _hints(spec, example, rows)
+        raise Mismatch(_report(name, spec, example, backend, dtype, rows, problems, hints))
+    return worst
+
+
+def _as_float(x: Any) -> np.ndarray:
+    return np.zeros(()) if x is None else np.asarray(x, np.float64)
+
+
+def _compare(row: _Row, libraries: set[str], want_dtype: Any, tol: float) -> None:
+    row.tol = tol
+    if row.expected is None:
+        if row.got is not None:
+            row.problem = f"expected None for integer labels, got {type(row.got).__name__}"
+        return
+    if library(row.got) not in libraries:
+        row.problem = f"is a {library(row.got)} value, expected {' or '.join(sorted(libraries))}"
+        return
+    got = np.asarray(row.got)
+    if got.shape != row.expected.shape:
+        row.problem = f"has shape {got.shape}, expected {row.expected.shape}"
+        return
+    if got.dtype != want_dtype and not (row.got.__class__ in (float, int) and want_dtype == np.float64):
+        row.problem = f"has dtype {got.dtype}, expected {np.dtype(want_dtype)}"
+    error = float(np.max(np.abs(got.astype(np.float64) - row.expected), initial=0.0))
+    row.ratio = error / tol if error == error else math.inf  # NaN is infinitely wrong
+    if not error <= tol:
+        row.problem = f"worst error {error:.3g} exceeds tolerance {tol:.3g}"
+
+
+def _raised_report(name: str, spec: Spec, example: Example, backend: str, dtype: Any, error: Exception) -> str:
+    lines = [f"{name} raised {type(error).__name__} against {spec.name} ({_where(backend, dtype)}) on:"]
+    lines += example_lines(spec.args, example.inputs, example.kwargs, example.dout)
+    lines.append("Traceback (the layer's own lines):")
+    lines += ["  " + line for line in user_traceback(error)]
+    return "\n".join(lines)
+
+
+def _where(backend: str, dtype: Any) -> str:
+    return f"Python floats, {np.dtype(dtype).name}" if backend == "python" else f"{backend}, {np.dtype(dtype).name}"
+
+
+def _report(
+    name: str,
+    spec: Spec,
+    example: Example,
+    backend: str,
+    dtype: Any,
+    rows: list[_Row],
+    problems: list[str],
+    hints: list[str],
+) -> str:
+    lines = [f"{name} does not match {spec.name} ({_where(backend, dtype)}) on:"]
+    lines += example_lines(spec.args, example.inputs, example.kwargs, example.dout)
+    for row in rows:
+        lines += value_lines(row.name, row.expected, row.got, row.problem)
+    lines += [f"  {p}" for p in problems]
+    lines += [f"Likely mistake: {hint}." for hint in hints]
+    return "\n".join(lines)
+
+
+def _hints(spec: Spec, example: Example, rows: list[_Row]) -> list[str]:
+    def expected_for(case: str) -> list[tuple[str, Any]]:
+        if case == "ones":
+            other = Example(example.inputs, example.kwargs, np.ones_like(np.asarray(example.dout, np.float64)))
+        else:
+            sign = 1.0 if case == "above" else -1.0
+            other = Example(
+                tuple(_nudge(x, sign, i in spec.labels) for i, x in enumerate(example.inputs)),
+                example.kwargs,
+                example.dout,
+            )
+        return list(zip(spec.grads, oracle(spec, other)[1], strict=True))
+
+    batch = np.shape(example.inputs[0])[0] if spec.name.startswith("vector.") and np.ndim(example.inputs[0]) else None
+    dout_is_ones = bool(np.all(np.asarray(example.dout) == 1))
+    return diagnose(rows, batch=batch, dout_is_ones=dout_is_ones, expected_for=expected_for)
+
+
+def _nudge(x: Any, sign: float, is_label: bool) -> Any:
+    """``x`` moved by a millionth of its size (at least 1e-9): across a kink that lies exactly on it."""
+    if is_label:
+        return x
+    x = np.asarray(x, np.float64)
+    return x + sign * 1e-9 * np.maximum(1, np.abs(x))
+
+
+@dataclass(frozen=True)
+class Result:
+    """What :func:`check` found: how many examples passed and the worst error ratio among them."""
+
+    examples: int
+    worst: float
+
+
+def check(
+    layer: Callable[..., Any],
+    reference: str | Spec,
+    *,
+    backend: str = "numpy",
+    dtype: Any = np.float64,
+    max_examples: int = 100,
+    derandomize: bool = True,
+) -> Result:
+    """Check ``layer`` against a reference function on examples drawn by Hypothesis.
+
+    Args:
+        layer: the layer class (``forward(*inputs)``, ``backward(dout)``).
+        reference: a name from :data:`SPECS` (``"scalar.relu"``) or a :class:`Spec`.
+        backend: ``"numpy"``, ``"jax"``, or ``"python"`` for plain Python floats (scalar only).
+        dtype: the float dtype of the inputs (``"python"`` is always float64).
+        max_examples: how many examples to draw; the kinks are among them.
+        derandomize: draw the same examples every run.
+
+    Returns:
+        A :class:`Result`.
+
+    Raises:
+        Mismatch: with the report of the smallest failing example Hypothesis found.
+        KeyError: for an unknown reference name.
+    """
+    spec = SPECS[reference] if isinstance(reference, str) else reference
+    ratios: list[float] = []
+
+    @hypothesis.settings(
+        max_examples=max_examples,
+        deadline=None,
+        database=None,
+        derandomize=derandomize,
+        report_multiple_bugs=False,  # one report: the smallest example of the first bug found
+        suppress_health_check=list(hypothesis.HealthCheck),
+    )
+    @hypothesis.given(examples(spec, dtype, python_floats=backend == "python"))
+    def run(example: Example) -> None:
+        ratios.append(check_example(layer, spec, example, backend=backend, dtype=dtype))
+
+    run()
+    return Result(len(ratios), max(ratios))

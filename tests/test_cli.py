@@ -1,8 +1,167 @@
-"""The command line."""
+"""The command line: `handlayers check` on lab-style files, right and wrong; `verify`; `lab`."""
+
+import dataclasses
+import io
+import json
+from pathlib import Path
 
 import pytest
 
-from handlayers.__main__ import main
+from handlayers import testing
+from handlayers.__main__ import _Progress, main
+
+LABS = Path(__file__).parent / "labs"
+
+RIGHT = [
+    ("Plus", "scalar.plus"),
+    ("Square", "scalar.square"),
+    ("Affine", "scalar.affine"),
+    ("ReLU", "scalar.relu"),
+    ("Sigmoid", "scalar.sigmoid"),
+    ("SquaredLoss", "scalar.squared_loss"),
+    ("HingeLoss", "scalar.hinge_loss"),
+    ("MLP", "scalar.mlp"),
+]
+
+
+@pytest.mark.parametrize(("name", "reference"), RIGHT)
+def test_a_right_lab_layer_passes(name, reference, capsys):
+    """A lab layer written for Python numbers (max, math.exp) passes, in one line."""
+    assert main(["check", f"{LABS / 'lab_right.py'}:{name}", "--against", reference, "--examples", "40"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"ok: {name} matches {reference} on 40 examples of Python floats")
+
+
+WRONG = [
+    (
+        "lab_wrong.py",
+        "ReLUThroughAtZero",
+        "scalar.relu",
+        ["a         = 0.0", "da passes the gradient through at the kink"],
+    ),
+    ("lab_wrong.py", "SquareNoTwo", "scalar.square", ["dx has a factor of 2 too few"]),
+    ("lab_wrong.py", "SquaredLossWrongSign", "scalar.squared_loss", ["dy_hat: ok", "dy has the wrong sign"]),
+    ("lab_wrong.py", "AffineIgnoresDout", "scalar.affine", ["ignores dout"]),
+    ("lab_wrong.py", "AffineSwapped", "scalar.affine", ["dx and dw are swapped"]),
+    ("lab_wrong.py", "AffineTwoGradients", "scalar.affine", ["backward returned 2 gradients, expected 3 (dx, dw, db)"]),
+    ("lab_wrong.py", "HingeThroughAtMargin", "scalar.hinge_loss", ["dy_hat passes the gradient through at the kink"]),
+    ("lab_wrong.py", "SigmoidOffByAMillionth", "scalar.sigmoid", ["da: WRONG: worst error"]),
+    (
+        "lab_wrong.py",
+        "SigmoidOverflows",
+        "scalar.sigmoid",
+        ["raised OverflowError", "lab_wrong.py", "math.exp(-a)", "OverflowError: math range error"],
+    ),
+    ("batched.py", "AffineBiasAveraged", "vector.affine", ["db is averaged, not summed, over the batch"]),
+    ("batched.py", "AffineBiasNotSummed", "vector.affine", ["db is missing the sum over the batch"]),
+    ("batched.py", "AffineTransposedW", "vector.affine", ["dW is transposed"]),
+    ("batched.py", "SoftmaxCrossEntropyNoMean", "vector.softmax_cross_entropy", ["dZ is missing the 1/n of the mean"]),
+    ("batched.py", "Crashes", "vector.affine", ["raised AttributeError", "return self.X.T @ dA"]),
+]
+
+
+@pytest.mark.parametrize(("file", "name", "reference", "phrases"), WRONG)
+def test_a_wrong_layer_fails_with_the_smallest_example_and_the_mistake(file, name, reference, phrases, capsys):
+    """A layer with one deliberate mistake exits 1 with a report naming it; the report shows
+    no handlayers frames for the user's exceptions."""
+    assert main(["check", f"{LABS / file}:{name}", "--against", reference]) == 1
+    out = capsys.readouterr().out
+    for phrase in phrases:
+        assert phrase in out
+    assert "handlayers/" not in out
+
+
+def test_check_draws_arrays_when_asked(capsys):
+    """--arrays draws numpy arrays for a scalar reference: the built-in layers pass, a lab layer
+    written for Python numbers fails (it returns Python floats, or max() fails on an array)."""
+    assert main(["check", "handlayers/scalar.py:ReLU", "--against", "scalar.relu", "--arrays", "--examples", "20"]) == 0
+    assert "numpy float64 arrays" in capsys.readouterr().out
+    assert main(["check", f"{LABS / 'lab_right.py'}:ReLU", "--against", "scalar.relu", "--arrays"]) == 1
+    out = capsys.readouterr().out
+    assert "(numpy, float64)" in out
+    assert "Likely mistake" not in out
+
+
+def test_check_on_jax_float32(capsys):
+    """--backend jax --dtype float32 checks a built-in layer on jax arrays."""
+    args = ["check", "handlayers/vector.py:Softmax", "--against", "vector.softmax", "--backend", "jax"]
+    assert main([*args, "--dtype", "float32", "--examples", "20"]) == 0
+    assert "jax float32 arrays" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("target", "reference", "message"),
+    [
+        ("nowhere.py:ReLU", "scalar.relu", "no file 'nowhere.py'"),
+        (f"{LABS / 'lab_right.py'}:Nothing", "scalar.relu", "has no class 'Nothing'"),
+        (f"{LABS / 'lab_right.py'}:ReLU", "scalar.nothing", "no reference named 'scalar.nothing'"),
+        (f"{LABS / 'lab_right.py'}", "scalar.relu", "expected FILE.py:CLASS"),
+        (f"{LABS / 'lab_right.py'}:math", "scalar.relu", "has no class 'math'"),
+        (f"{LABS / 'not_a_layer.py'}:NoBackward", "scalar.relu", "NoBackward has no backward method"),
+        (f"{LABS}:ReLU", "scalar.relu", "no file"),
+    ],
+)
+def test_check_says_what_cannot_be_found_and_exits_2(target, reference, message, capsys):
+    """A missing file, class, reference or method exits 2 with a clear message."""
+    assert main(["check", target, "--against", reference]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_check_refuses_a_file_that_is_not_python(tmp_path, capsys):
+    """A target that Python cannot import as a module exits 2."""
+    (tmp_path / "layer.txt").write_text("not python")
+    assert main(["check", f"{tmp_path / 'layer.txt'}:X", "--against", "scalar.relu"]) == 2
+    assert "cannot import" in capsys.readouterr().err
+
+
+def test_verify_passes_and_writes_json(capsys):
+    """`verify --json` checks every built-in layer on the chosen backend and reports it as data."""
+    assert main(["verify", "--backend", "numpy", "--examples", "3", "--json"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["ok"] is True
+    assert {(r["layer"], r["dtype"]) for r in report["results"]} == {
+        (name, dtype) for name in testing.SPECS for dtype in ("float64", "float32")
+    }
+    assert all(r["verdict"] == "pass" and r["examples"] == 3 for r in report["results"])
+    assert "[1/32] scalar.plus numpy float64: pass" in captured.err  # plain lines off a terminal
+
+
+def test_verify_fails_with_a_table_and_the_report(monkeypatch, capsys):
+    """A built-in layer that goes wrong fails `verify` (exit 1): a FAIL row and its report."""
+
+    class Wrong(testing.SPECS["scalar.square"].layer):
+        def backward(self, dout):
+            return -super().backward(dout)
+
+    spec = dataclasses.replace(testing.SPECS["scalar.square"], layer=Wrong)
+    monkeypatch.setattr(testing, "SPECS", {"scalar.square": spec})
+    assert main(["verify", "--backend", "numpy", "--backend", "jax", "--examples", "5"]) == 1
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["layer", "backend", "device", "dtype", "examples", "worst/tol", "verdict"]
+    assert "scalar.square  numpy    cpu" in out
+    assert "FAIL" in out
+    assert "dx has the wrong sign" in out
+    assert "0 passed, 4 failed" in out
+
+
+def test_progress_draws_a_bar_on_a_terminal():
+    """On a terminal, progress is one bar redrawn in place and erased at the end."""
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    progress = _Progress(2, stream)
+    progress.step("first")
+    progress.done("first")
+    progress.step("second")
+    progress.close()
+    text = stream.getvalue()
+    assert "\r[" + "." * 30 + "] 0/2 first" in text
+    assert "] 1/2 second" in text
+    assert text.endswith("\r")
 
 
 def test_lab_prints_the_worked_examples(capsys):
@@ -14,7 +173,7 @@ def test_lab_prints_the_worked_examples(capsys):
     assert "Sigmoid(2) = 0.8807970779778823" in out
 
 
-def test_unknown_command_is_a_usage_error(capsys):
+def test_unknown_command_is_a_usage_error():
     """An unknown command exits with argparse's usage error, 2."""
     with pytest.raises(SystemExit) as exit_info:
         main(["nonsense"])

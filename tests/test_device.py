@@ -15,6 +15,7 @@ def devices(platform):
         return []
 
 
+@pytest.mark.jax
 @pytest.mark.parametrize("platform", ["cpu", "gpu"])
 @pytest.mark.parametrize("name", list(SPECS))
 @given(data=st.data())

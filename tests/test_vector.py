@@ -5,7 +5,7 @@ import re
 import jax
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from handlayers import vector
@@ -141,7 +141,9 @@ def test_batch_gradient_is_the_mean_of_example_gradients(name, backend, data):
         assert np.max(np.abs(g - mean), initial=0.0) <= tolerance(spec, example, np.float64, mean, degree=spec.degree)
 
 
+@pytest.mark.jax
 @pytest.mark.parametrize("name", VECTOR)
+@settings(max_examples=max(5, settings().max_examples // 4))  # each example compiles: keep them few
 @given(data=st.data())
 def test_layer_runs_inside_jit(name, dtype, data):
     """forward and backward traced by jax.jit (no Python branching on values) give the eager answer."""
