@@ -5,7 +5,8 @@
 inputs: numpy, or ``jax.numpy`` on the inputs' device.
 """
 
+from handlayers import scalar, vector
 from handlayers._layer import Layer
 
-__all__ = ["Layer"]
+__all__ = ["Layer", "scalar", "vector"]
 __version__ = "0.1.0"

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import sys
@@ -16,7 +17,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from handlayers._report import user_traceback
+
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE = 0, 1, 2
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,7 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     verify = commands.add_parser("verify", help="check every built-in layer against autodiff")
     verify.add_argument("--backend", action="append", choices=["numpy", "jax"], help="repeatable; default: both")
-    verify.add_argument("--examples", type=int, default=50, help="examples per layer, backend and dtype (default 50)")
+    verify.add_argument(
+        "--examples", type=_positive, default=50, help="examples per layer, backend and dtype (default 50)"
+    )
     verify.add_argument("--json", action="store_true", help="write the results as JSON instead of a table")
 
     check = commands.add_parser("check", help="check your own layer class against a reference function")
@@ -37,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument("--backend", choices=["numpy", "jax"], help="draw arrays of this library (default: numpy)")
     check.add_argument("--arrays", action="store_true", help="scalar.*: draw numpy arrays instead of Python floats")
     check.add_argument("--dtype", choices=["float64", "float32"], default="float64")
-    check.add_argument("--examples", type=int, default=200, help="how many examples to draw (default 200)")
+    check.add_argument("--examples", type=_positive, default=200, help="how many examples to draw (default 200)")
 
     commands.add_parser("lab", help="print the lab's worked examples")
     args = parser.parse_args(argv)
@@ -84,7 +96,11 @@ def _load(target: str) -> Any:
         return f"cannot import {path!r} as Python (is it a .py file?)"
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(Path(path).resolve().parent))  # as when running it: its neighbours import
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:
+        lines = "\n  ".join(user_traceback(error))
+        return f"importing {path} failed:\n  {lines}"
     layer = getattr(module, name, None)
     if not isinstance(layer, type):
         return f"{path} has no class {name!r}"
@@ -152,12 +168,9 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _devices(jax: Any) -> list[Any]:
     """Every jax device kind: the CPU, and the first GPU where there is one."""
-    found = []
-    for platform in ("cpu", "gpu"):
-        try:
-            found.append(jax.devices(platform)[0])
-        except RuntimeError:
-            continue
+    found = [jax.devices("cpu")[0]]
+    with contextlib.suppress(RuntimeError):  # no GPU here
+        found.append(jax.devices("gpu")[0])
     return found
 
 

@@ -9,6 +9,7 @@ input (``Layer`` sums it back and casts it to the input's dtype).
 
 from __future__ import annotations
 
+import inspect
 import sys
 from typing import Any
 
@@ -53,6 +54,8 @@ def sum_to_shape(xp: Any, g: Any, shape: tuple[int, ...]) -> Any:
     This is the backward of broadcasting: an input of shape ``(3, 1)`` used in an output of shape
     ``(2, 3, 4)`` receives the sum of the output gradient over axes 0 and 2.
     """
+    if xp.shape(g) == tuple(shape):
+        return g
     g = xp.broadcast_to(g, np.broadcast_shapes(xp.shape(g), shape))
     lead = g.ndim - len(shape)
     stretched = tuple(i + lead for i, size in enumerate(shape) if size == 1 and g.shape[i + lead] != 1)
@@ -69,7 +72,8 @@ def shape_error(owner: str, expected: str, **shapes: tuple[int, ...]) -> ValueEr
 
 
 def _is_float_dtype(dtype: Any) -> bool:
-    return np.issubdtype(dtype, np.floating)
+    # bfloat16 (jax's) is floating but no numpy subtype of np.floating
+    return np.issubdtype(dtype, np.floating) or np.dtype(dtype).name == "bfloat16"
 
 
 class Layer:
@@ -92,13 +96,18 @@ class Layer:
     def forward(self, *inputs: Any) -> Any:
         """Compute the output from ``inputs`` and store what ``backward`` needs."""
         self._meta = None  # a forward that fails leaves nothing for backward to use
+        try:
+            inspect.signature(self._forward).bind(*inputs)
+        except TypeError:
+            names = ", ".join(inspect.signature(self._forward).parameters)
+            raise TypeError(f"{type(self).__name__}.forward takes ({names}); got {len(inputs)} inputs") from None
         self._check_shapes(*(np.shape(x) for x in inputs))
         xp = array_namespace(*inputs)
         floats = [x for i, x in enumerate(inputs) if i not in self.labels]
         dtype = xp.result_type(*floats)
         if not _is_float_dtype(dtype):
             dtype = xp.result_type(float)
-        arrays = tuple(x if i in self.labels else xp.asarray(x, dtype=dtype) for i, x in enumerate(inputs))
+        arrays = tuple(xp.asarray(x) if i in self.labels else xp.asarray(x, dtype=dtype) for i, x in enumerate(inputs))
         self._xp = xp
         out = self._forward(*arrays)
         self._meta = (
@@ -123,7 +132,7 @@ class Layer:
         if len(inputs) == 1:
             grads = (grads,)
         shaped = tuple(
-            None if meta is None else _unwrap(xp, xp.asarray(sum_to_shape(xp, g, meta[0]), dtype=meta[1]))
+            None if meta is None else _own(xp, xp.asarray(sum_to_shape(xp, g, meta[0]), dtype=meta[1]), dout)
             for g, meta in zip(grads, inputs, strict=True)
         )
         return shaped[0] if len(shaped) == 1 else shaped
@@ -137,6 +146,14 @@ def _input_dtype(x: Any, compute_dtype: Any) -> Any:
     """The dtype an input's gradient takes: the input's own if floating, else the compute dtype."""
     dtype = getattr(x, "dtype", None)
     return dtype if dtype is not None and _is_float_dtype(dtype) else compute_dtype
+
+
+def _own(xp: Any, g: Any, dout: Any) -> Any:
+    """A gradient the caller may keep and write to: never a view of ``dout`` (Plus passes it on)
+    or a read-only broadcast, and, as numpy does for arithmetic, a scalar rather than a 0-d array."""
+    if xp is np and isinstance(g, np.ndarray) and (not g.flags.writeable or np.may_share_memory(g, dout)):
+        g = g.copy()
+    return _unwrap(xp, g)
 
 
 def _unwrap(xp: Any, x: Any) -> Any:

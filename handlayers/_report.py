@@ -41,7 +41,7 @@ def value_lines(name: str, expected: Any, got: Any, problem: str | None) -> list
 
 def user_traceback(error: BaseException) -> list[str]:
     """The traceback of ``error`` without handlayers' own frames: the lines the user wrote."""
-    frames = [f for f in traceback.extract_tb(error.__traceback__) if not f.filename.startswith(_PACKAGE)]
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if not f.filename.startswith(_PACKAGE + os.sep)]
     lines = traceback.format_list(frames) + traceback.format_exception_only(type(error), error)
     return [line.rstrip("\n") for chunk in lines for line in chunk.split("\n") if line]
 
@@ -122,7 +122,8 @@ def _case_hint(row: Any, expected_for: Callable[[str], Sequence[tuple[str, Any]]
     for case, words in cases:
         other = dict(expected_for(case)).get(row.name)
         # the nudge moves a smooth gradient by about 1e-9 of itself, a kink's by all of it
-        if other is not None and _close(row.got, other, row.tol, rtol=1e-7):
+        distinct = other is not None and not _close(other, row.expected, row.tol, rtol=1e-7)
+        if distinct and _close(row.got, other, row.tol, rtol=1e-7):
             return f"{row.name} {words}"
     return None
 

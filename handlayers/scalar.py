@@ -78,18 +78,18 @@ class Sigmoid(Layer):
 
     It never takes ``exp`` of a positive number: with ``e = exp(-|a|)`` in (0, 1],
     ``s = 1 / (1 + e)`` for ``a >= 0`` and ``s = e / (1 + e)`` for ``a < 0``.
-    ``backward(ds)`` returns ``da = ds * s * (1 - s)``.
+    ``backward(ds)`` returns ``da = ds * s * (1 - s) = ds * e / (1 + e)**2``, the second form
+    keeping full relative precision where ``s`` rounds to 1 (``a`` above about 17 in float32).
     """
 
     def _forward(self, a: Any) -> Any:
         xp = self._xp
-        e = xp.exp(-xp.abs(a))
-        self.s = xp.where(a >= 0, 1, e) / (1 + e)
-        return self.s
+        self.e = xp.exp(-xp.abs(a))
+        return xp.where(a >= 0, 1, self.e) / (1 + self.e)
 
     def _backward(self, ds: Any) -> Any:
-        s = self.s
-        return ds * s * (1 - s)
+        e = self.e
+        return ds * (e / ((1 + e) * (1 + e)))  # s * (1 - s), the same on both sides of 0
 
 
 class SquaredLoss(Layer):
@@ -131,8 +131,11 @@ class MLP(Layer):
     Inputs broadcast elementwise. ``backward(dl)`` returns ``(dx, dw1, db1, dw2, db2, dy)``.
     """
 
+    # the layers it is built from; handlayers.vector.MLP swaps in the batched ones
+    Affine, ReLU, Loss = Affine, ReLU, SquaredLoss
+
     def __init__(self) -> None:
-        self.hidden, self.relu, self.output, self.loss = Affine(), ReLU(), Affine(), SquaredLoss()
+        self.hidden, self.relu, self.output, self.loss = self.Affine(), self.ReLU(), self.Affine(), self.Loss()
 
     def _forward(self, x: Any, w1: Any, b1: Any, w2: Any, b2: Any, y: Any) -> Any:
         h = self.hidden.forward(x, w1, b1)

@@ -13,7 +13,7 @@ float64), so the only differences are the layer's own rounding. A gradient ``g``
 
     max |got - expected|  <=  (OPS + K) * eps(dtype) * (max |expected| + max |dout| * M**degree) + tiny
 
-- ``eps(dtype)`` is the unit roundoff of the layer's dtype: 2**-52 for float64, 2**-23 for float32.
+- ``eps(dtype)`` is the machine epsilon of the layer's dtype: 2**-52 for float64, 2**-23 for float32.
 - ``K`` is the total size of the inputs and the output: no sum in any layer has more terms, and a
   sum of ``K`` terms may lose ``K`` roundings (Higham, *Accuracy and Stability*, §4.2).
 - ``OPS = 16`` bounds the roundings of the longest elementwise chain in any layer (the MLP).
@@ -21,7 +21,7 @@ float64), so the only differences are the layer's own rounding. A gradient ``g``
   a correct result, and ``max |dout| * M**degree`` (``M`` the largest input magnitude, at least 1,
   ``degree`` the degree of the layer's gradient in its inputs) is the size of the terms summed
   into any entry, so that an exactly cancelling sum (a zero gradient) is compared fairly.
-- The output is checked the same way, with ``M**(degree + 1)`` as its floor.
+- The output is checked the same way, with ``M**out_degree`` (no ``dout``) as its floor.
 - The smallest normal number of the dtype is added: results below it may be flushed to zero
   (XLA on CPU does), which is no error of the layer.
 
@@ -87,7 +87,8 @@ class Spec:
         args: the names of forward's inputs, in order (the gradients are ``d`` + each name).
         draw: ``draw(dtype)`` is a strategy of ``(inputs, kwargs)`` for that float dtype.
         labels: the positions of integer label inputs (gradient ``None``).
-        degree: the degree of the gradient in the inputs' magnitude (for the tolerance).
+        degree: the degree of the gradients in the inputs' magnitude (for the tolerance).
+        out_degree: the same for the output (default ``degree + 1``; 0 for a bounded output).
         elements: for elementwise (scalar) references, ``elements[i](dtype)`` draws the values of
             input ``i``; it lets :func:`examples` draw plain Python floats.
     """
@@ -99,11 +100,14 @@ class Spec:
     draw: Callable[[Any], st.SearchStrategy[tuple[tuple[Any, ...], dict[str, Any]]]]
     labels: tuple[int, ...] = ()
     degree: int = 0
+    out_degree: int = -1
     elements: tuple[Callable[[Any], st.SearchStrategy[float]], ...] = ()
     grads: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "grads", tuple("d" + a for a in self.args))
+        if self.out_degree < 0:
+            object.__setattr__(self, "out_degree", self.degree + 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,8 +160,11 @@ def broadcast_inputs(
     return draw()
 
 
-def _scalar_spec(name: str, layer: type, args: str, degree: int, *elements: Callable[[Any], Any]) -> Spec:
+def _scalar_spec(
+    name: str, layer: type, args: str, degree: int, *elements: Callable[[Any], Any], out_degree: int = -1
+) -> Spec:
     return Spec(
+        out_degree=out_degree,
         name=f"scalar.{name}",
         reference=getattr(reference.scalar, name),
         layer=layer,
@@ -260,8 +267,11 @@ def _mlp_inputs(dtype: Any) -> st.SearchStrategy[tuple[tuple[Any, ...], dict[str
     return draw()
 
 
-def _vector_spec(name: str, layer: type, args: str, degree: int, draw: Callable[[Any], Any], labels=()) -> Spec:
+def _vector_spec(
+    name: str, layer: type, args: str, degree: int, draw: Callable[[Any], Any], labels=(), out_degree: int = -1
+) -> Spec:
     return Spec(
+        out_degree=out_degree,
         name=f"vector.{name}",
         reference=getattr(reference.vector, name),
         layer=layer,
@@ -279,14 +289,16 @@ SPECS: dict[str, Spec] = {
         _scalar_spec("square", scalar.Square, "x", 1, _wide),
         _scalar_spec("affine", scalar.Affine, "x w b", 1, _wide, _wide, _wide),
         _scalar_spec("relu", scalar.ReLU, "a", 0, _wide),
-        _scalar_spec("sigmoid", scalar.Sigmoid, "a", 0, _sigmoid_input),
+        _scalar_spec("sigmoid", scalar.Sigmoid, "a", 0, _sigmoid_input, out_degree=0),
         _scalar_spec("squared_loss", scalar.SquaredLoss, "y_hat y", 1, _wide, _wide),
         _scalar_spec("hinge_loss", scalar.HingeLoss, "y_hat y", 1, _wide, _label_pm1),
         _scalar_spec("mlp", scalar.MLP, "x w1 b1 w2 b2 y", 5, *[_mlp_value] * 6),
         _vector_spec("affine", vector.Affine, "X W b", 1, _affine_inputs),
         _vector_spec("relu", vector.ReLU, "A", 0, lambda dtype: _matrix_inputs(dtype, _wide)),
-        _vector_spec("sigmoid", vector.Sigmoid, "A", 0, lambda dtype: _matrix_inputs(dtype, _sigmoid_input)),
-        _vector_spec("softmax", vector.Softmax, "Z", 0, _softmax_inputs),
+        _vector_spec(
+            "sigmoid", vector.Sigmoid, "A", 0, lambda dtype: _matrix_inputs(dtype, _sigmoid_input), out_degree=0
+        ),
+        _vector_spec("softmax", vector.Softmax, "Z", 0, _softmax_inputs, out_degree=0),
         _vector_spec("squared_loss", vector.SquaredLoss, "Y_hat Y", 1, _pair_inputs),
         _vector_spec("hinge_loss", vector.HingeLoss, "S labels", 0, _labelled_inputs(_scores), labels=(1,)),
         _vector_spec(
@@ -377,13 +389,17 @@ def _vjp_function(spec: Spec, kwargs: dict[str, Any]) -> Callable[..., Any]:
 # The comparison
 
 
-def tolerance(spec: Spec, example: Example, dtype: Any, expected: np.ndarray, *, degree: int) -> float:
-    """The largest error allowed in ``expected`` (see the module docstring for the derivation)."""
+def tolerance(
+    spec: Spec, example: Example, dtype: Any, expected: np.ndarray, *, degree: int, output: bool = False
+) -> float:
+    """The largest error allowed in ``expected``, a gradient or (``output``) the output; see the
+    module docstring for the derivation."""
     floats_ = [np.asarray(x) for i, x in enumerate(example.inputs) if i not in spec.labels]
     k = sum(x.size for x in floats_) + int(np.size(example.dout))
     m = max([1.0] + [float(np.max(np.abs(x), initial=0.0)) for x in floats_])
     scale = float(np.max(np.abs(expected), initial=0.0))
-    scale += float(np.max(np.abs(np.asarray(example.dout)), initial=0.0)) * m**degree
+    terms = 1.0 if output else float(np.max(np.abs(np.asarray(example.dout)), initial=0.0))
+    scale += terms * m**degree
     info = np.finfo(dtype)
     return (OPS + k) * float(info.eps) * scale + float(info.smallest_normal)
 
@@ -395,7 +411,7 @@ def to_backend(x: Any, backend: str, dtype: Any) -> Any:
         return float(x)
     if np.issubdtype(np.asarray(x).dtype, np.integer):
         return np.asarray(x) if backend == "numpy" else jnp.asarray(x)
-    return np.asarray(x, dtype) if backend == "numpy" else jnp.asarray(x, dtype)
+    return np.array(x, dtype) if backend == "numpy" else jnp.asarray(x, dtype)  # a copy: the layer may write
 
 
 def library(x: Any) -> str:
@@ -447,14 +463,16 @@ def check_example(
     """
     dtype = np.dtype(dtype)
     name = getattr(layer, "__name__", type(layer).__name__)
-    with jax.enable_x64(True):
+    # TF32 (a GPU's default for float32 matmuls) is not float32: the tolerance is for float32
+    with jax.enable_x64(True), jax.default_matmul_precision("highest"):
         inputs = tuple(to_backend(x, backend, dtype) for x in example.inputs)
-        before = copy.deepcopy([np.asarray(x) for x in inputs])
         dout = to_backend(example.dout, backend, dtype)
+        before = copy.deepcopy([np.asarray(x) for x in (*inputs, dout)])
         try:
             instance = layer(**example.kwargs)
             out = instance.forward(*inputs)
             grads = instance.backward(dout)
+            again = instance.backward(dout)
         except Exception as error:
             raise Mismatch(_raised_report(name, spec, example, backend, dtype, error)) from error
     expected_out, expected_grads = oracle(spec, example)
@@ -470,18 +488,26 @@ def check_example(
         problems.append(f"backward returned {n} gradients, expected {len(spec.args)} ({', '.join(spec.grads)})")
     else:
         rows += [_Row(g, e, got) for g, e, got in zip(spec.grads, expected_grads, grads, strict=True)]
+        again = (again,) if len(spec.args) == 1 else again
+        if not all(_same(g, h) for g, h in zip(grads, again, strict=False)):
+            problems.append("backward called a second time gave other gradients")
     for row, x in zip(rows, (None, *inputs), strict=False):
         want_dtype = dtype if x is None or not isinstance(x, np.ndarray | jax.Array) else np.asarray(x).dtype
-        degree = spec.degree + 1 if x is None else spec.degree
-        _compare(row, libraries, want_dtype, tolerance(spec, example, dtype, _as_float(row.expected), degree=degree))
-    for arg, x, old in zip(spec.args, inputs, before, strict=True):
+        expected = _as_float(row.expected)
+        tol = tolerance(spec, example, dtype, expected, degree=spec.out_degree, output=True) if x is None else None
+        _compare(row, libraries, want_dtype, tol or tolerance(spec, example, dtype, expected, degree=spec.degree))
+    for arg, x, old in zip((*spec.args, "dout"), (*inputs, dout), before, strict=True):
         if not np.array_equal(np.asarray(x), old, equal_nan=True):
-            problems.append(f"{arg}: forward or backward modified this input")
+            problems.append(f"{arg}: forward or backward modified {'it' if arg == 'dout' else 'this input'}")
     worst = max(row.ratio for row in rows)
     if problems or any(row.problem for row in rows):
         hints = _hints(spec, example, rows)
         raise Mismatch(_report(name, spec, example, backend, dtype, rows, problems, hints))
     return worst
+
+
+def _same(g: Any, h: Any) -> bool:
+    return (g is None and h is None) or (g is not None and h is not None and np.array_equal(g, h, equal_nan=True))
 
 
 def _as_float(x: Any) -> np.ndarray:
@@ -501,12 +527,14 @@ def _compare(row: _Row, libraries: set[str], want_dtype: Any, tol: float) -> Non
     if got.shape != row.expected.shape:
         row.problem = f"has shape {got.shape}, expected {row.expected.shape}"
         return
+    problems = []
     if got.dtype != want_dtype and not (row.got.__class__ in (float, int) and want_dtype == np.float64):
-        row.problem = f"has dtype {got.dtype}, expected {np.dtype(want_dtype)}"
+        problems.append(f"has dtype {got.dtype}, expected {np.dtype(want_dtype)}")
     error = float(np.max(np.abs(got.astype(np.float64) - row.expected), initial=0.0))
     row.ratio = error / tol if error == error else math.inf  # NaN is infinitely wrong
     if not error <= tol:
-        row.problem = f"worst error {error:.3g} exceeds tolerance {tol:.3g}"
+        problems.append(f"worst error {error:.3g} exceeds tolerance {tol:.3g}")
+    row.problem = "; ".join(problems) or None
 
 
 def _raised_report(name: str, spec: Spec, example: Example, backend: str, dtype: Any, error: Exception) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from handlayers import scalar
 from handlayers._layer import Layer, is_concrete, shape_error
 from handlayers.scalar import ReLU, Sigmoid  # elementwise, so the same layers serve a batch
 
@@ -84,8 +85,8 @@ class SquaredLoss(Layer):
     """
 
     def _check_shapes(self, Y_hat: tuple, Y: tuple) -> None:
-        if not (len(Y_hat) == 2 and Y_hat == Y):
-            raise shape_error("SquaredLoss", "Y_hat and Y of one shape (n, k)", Y_hat=Y_hat, Y=Y)
+        if not (len(Y_hat) == 2 and Y_hat == Y and Y[0] > 0):
+            raise shape_error("SquaredLoss", "Y_hat and Y of one shape (n, k), n >= 1", Y_hat=Y_hat, Y=Y)
 
     def _forward(self, Y_hat: Any, Y: Any) -> Any:
         self.diff = Y_hat - Y
@@ -97,8 +98,8 @@ class SquaredLoss(Layer):
 
 
 def _check_scores_and_labels(owner: str, scores: tuple, labels: tuple) -> None:
-    if not (len(scores) == 2 and len(labels) == 1 and labels[0] == scores[0]):
-        raise shape_error(owner, "scores (n, k) and labels (n,)", scores=scores, labels=labels)
+    if not (len(scores) == 2 and len(labels) == 1 and labels[0] == scores[0] and min(scores) > 0):
+        raise shape_error(owner, "scores (n, k) and labels (n,), n, k >= 1", scores=scores, labels=labels)
 
 
 def _one_hot(xp: Any, labels: Any, k: int) -> Any:
@@ -177,10 +178,9 @@ class SoftmaxCrossEntropy(Layer):
         return dZ, None
 
 
-class MLP(Layer):
-    """One hidden layer, built from the layers above.
-
-    ``l = SquaredLoss(Affine(ReLU(Affine(X, W1, b1)), W2, b2), Y)``.
+class MLP(scalar.MLP):
+    """One hidden layer, built from the layers above, as :class:`handlayers.scalar.MLP` is from
+    the scalar ones: ``l = SquaredLoss(Affine(ReLU(Affine(X, W1, b1)), W2, b2), Y)``.
 
     Args:
         X: (n, d_in), W1: (d_in, h), b1: (h,), W2: (h, k), b2: (k,), Y: (n, k).
@@ -189,8 +189,7 @@ class MLP(Layer):
         l: a scalar. ``backward(dl)`` returns ``(dX, dW1, db1, dW2, db2, dY)``.
     """
 
-    def __init__(self) -> None:
-        self.hidden, self.relu, self.output, self.loss = Affine(), ReLU(), Affine(), SquaredLoss()
+    Affine, ReLU, Loss = Affine, ReLU, SquaredLoss
 
     def _check_shapes(self, X: tuple, W1: tuple, b1: tuple, W2: tuple, b2: tuple, Y: tuple) -> None:
         fits = len(X) == len(W1) == len(W2) == len(Y) == 2 and len(b1) == len(b2) == 1
@@ -198,23 +197,5 @@ class MLP(Layer):
             raise shape_error(
                 "MLP",
                 "X (n, d_in), W1 (d_in, h), b1 (h,), W2 (h, k), b2 (k,), Y (n, k)",
-                X=X,
-                W1=W1,
-                b1=b1,
-                W2=W2,
-                b2=b2,
-                Y=Y,
-            )
-
-    def _forward(self, X: Any, W1: Any, b1: Any, W2: Any, b2: Any, Y: Any) -> Any:
-        H = self.hidden.forward(X, W1, b1)
-        R = self.relu.forward(H)
-        Y_hat = self.output.forward(R, W2, b2)
-        return self.loss.forward(Y_hat, Y)
-
-    def _backward(self, dl: Any) -> tuple[Any, ...]:
-        dY_hat, dY = self.loss.backward(dl)
-        dR, dW2, db2 = self.output.backward(dY_hat)
-        dH = self.relu.backward(dR)
-        dX, dW1, db1 = self.hidden.backward(dH)
-        return dX, dW1, db1, dW2, db2, dY
+                X=X, W1=W1, b1=b1, W2=W2, b2=b2, Y=Y,
+            )  # fmt: skip

@@ -178,3 +178,20 @@ def test_unknown_command_is_a_usage_error():
     with pytest.raises(SystemExit) as exit_info:
         main(["nonsense"])
     assert exit_info.value.code == 2
+
+
+def test_a_file_that_fails_to_import_exits_2_with_its_traceback(tmp_path, capsys):
+    """A user file that raises on import exits 2, showing the user's line."""
+    (tmp_path / "broken.py").write_text("import not_a_module_anywhere\n")
+    assert main(["check", f"{tmp_path / 'broken.py'}:X", "--against", "scalar.relu"]) == 2
+    err = capsys.readouterr().err
+    assert "importing" in err
+    assert "ModuleNotFoundError" in err
+
+
+def test_examples_must_be_positive(capsys):
+    """--examples 0 is a usage error, not a crash."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["check", "x.py:X", "--against", "scalar.relu", "--examples", "0"])
+    assert exit_info.value.code == 2
+    assert "must be at least 1" in capsys.readouterr().err

@@ -182,3 +182,59 @@ def test_an_input_modified_in_place_is_reported(name, data):
     example = data.draw(examples(spec).filter(lambda e: isinstance(e.inputs[0], np.ndarray)))
     with pytest.raises(AssertionError, match=f"{spec.args[0]}: forward or backward modified this input"):
         check_example(Writes, spec, example)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@given(data=st.data())
+def test_a_backward_that_writes_into_dout_is_reported(name, data):
+    """A backward that edits dout in place (the classic `dout[a <= 0] = 0`) fails the check."""
+    spec = SPECS[name]
+
+    class Writes(spec.layer):
+        def backward(self, dout):
+            grads = super().backward(dout)
+            dout[...] = np.asarray(dout) + 1
+            return grads
+
+    example = data.draw(examples(spec))
+    with pytest.raises(AssertionError, match="dout: forward or backward modified it"):
+        check_example(Writes, spec, example)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@given(data=st.data())
+def test_a_backward_that_changes_on_a_second_call_is_reported(name, data):
+    """backward must give the same answer when called again: a layer that drifts fails."""
+    spec = SPECS[name]
+    calls = []
+
+    def drifting(grads):
+        calls.append(1)
+        return tuple(None if g is None else g * len(calls) for g in grads)
+
+    example = data.draw(examples(spec))
+    assume(any(g is not None and np.max(np.abs(g), initial=0) > 1e-6 for g in oracle(spec, example)[1]))
+    with pytest.raises(AssertionError, match="backward called a second time gave other gradients"):
+        check_example(with_grads(spec, drifting), spec, example)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_wrong_number_of_inputs_raises_type_error(name):
+    """forward with too few inputs raises TypeError naming forward's arguments."""
+    spec = SPECS[name]
+    with pytest.raises(TypeError, match=rf"{spec.layer.__name__}\.forward takes \("):
+        spec.layer().forward(*([1.0] * (len(spec.args) + 1)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@given(data=st.data())
+def test_numpy_gradients_are_writable_and_do_not_alias_dout(name, data):
+    """Each numpy gradient is the caller's own: writable, sharing no memory with dout."""
+    spec = SPECS[name]
+    example = data.draw(examples(spec))
+    dout = np.array(example.dout)
+    _, _, grads = run(spec, Example(example.inputs, example.kwargs, dout), "numpy")
+    for g in grads:
+        if isinstance(g, np.ndarray):
+            assert g.flags.writeable
+            assert not np.shares_memory(g, dout)

@@ -181,6 +181,9 @@ BAD_SHAPES = [
     ("vector.mlp", [(2, 3), (3, 4), (4,), (4, 5), (5,), (2, 4)], "Y (2, 4)"),
     ("vector.mlp", [(2, 3), (2, 4), (4,), (4, 5), (5,), (2, 5)], "W1 (2, 4)"),
     ("vector.softmax", [(2, 3)], "Z (2, 3)"),
+    # an empty batch would divide 0 by 0
+    ("vector.squared_loss", [(0, 2), (0, 2)], "Y_hat (0, 2), Y (0, 2)"),
+    ("vector.softmax_cross_entropy", [(0, 2), (0,)], "scores (0, 2), labels (0,)"),
 ]
 
 
@@ -209,3 +212,12 @@ def test_float_labels_raise(name, backend):
     layer = SPECS[name].layer()
     with pytest.raises(TypeError, match="labels must be integers"):
         layer.forward(backend_array(backend, np.zeros((2, 3))), backend_array(backend, np.array([0.0, 1.0])))
+
+
+@pytest.mark.parametrize("name", ["vector.hinge_loss", "vector.softmax_cross_entropy"])
+def test_labels_may_be_a_list(name, backend):
+    """Labels given as a Python list of ints work like an integer array."""
+    Z = backend_array(backend, np.array([[0.0, 1.0], [2.0, 0.5]]))
+    from_list, from_array = SPECS[name].layer(), SPECS[name].layer()
+    assert as_numpy(from_list.forward(Z, [1, 0])) == as_numpy(from_array.forward(Z, np.array([1, 0])))
+    np.testing.assert_array_equal(as_numpy(from_list.backward(1.0)[0]), as_numpy(from_array.backward(1.0)[0]))
