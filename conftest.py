@@ -3,30 +3,28 @@
 import os
 import sys
 
+# The suite needs jax whatever the backend: jax.vjp of the reference is the oracle.
 # jax computes in float32 unless x64 is on, and it must be on before any jax array exists:
 # the oracle runs in float64 and the float64 layers are checked tightly.
-try:
-    import jax
-except ImportError:  # a numpy-only install: the jax backend is simply not available
-    jax = None
-else:
-    jax.config.update("jax_enable_x64", True)
-    # On a GPU, float32 matmuls default to TF32 (10 mantissa bits). The float32 tolerances are
-    # derived for true float32, so the tests ask for full precision (no effect on the CPU).
-    jax.config.update("jax_default_matmul_precision", "highest")
-    try:
-        JAX_DEVICES = jax.devices()
-        JAX_UNAVAILABLE = None
-    # JAX_PLATFORMS=cuda on a machine without a GPU: jax raises RuntimeError, or AssertionError
-    # when no plugin for that platform is installed at all
-    except (RuntimeError, AssertionError) as error:
-        JAX_DEVICES = []
-        platforms = os.environ.get("JAX_PLATFORMS")
-        JAX_UNAVAILABLE = f"jax has no device for JAX_PLATFORMS={platforms!r} ({type(error).__name__}: {error})"
-
+import jax
 import pytest
 from hypothesis import HealthCheck, settings
 
+jax.config.update("jax_enable_x64", True)
+# On a GPU, float32 matmuls default to TF32 (10 mantissa bits). The float32 tolerances are
+# derived for true float32, so the tests ask for full precision (no effect on the CPU).
+jax.config.update("jax_default_matmul_precision", "highest")
+try:
+    JAX_DEVICES = jax.devices()
+    JAX_UNAVAILABLE = None
+# JAX_PLATFORMS=cuda on a machine without a GPU: jax raises RuntimeError, or AssertionError
+# when no plugin for that platform is installed at all
+except (RuntimeError, AssertionError) as error:
+    JAX_DEVICES = []
+    platforms = os.environ.get("JAX_PLATFORMS")
+    JAX_UNAVAILABLE = f"jax has no device for JAX_PLATFORMS={platforms!r} ({type(error).__name__}: {error})"
+
+# the repository root on the path, so that `python -m pytest` runs from a checkout without an install
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 BACKENDS = ("numpy", "jax")
@@ -43,33 +41,24 @@ settings.register_profile("thorough", max_examples=1000, **_common)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
-def installed_backends():
-    return [b for b in BACKENDS if b == "numpy" or (b == "jax" and jax is not None)]
-
-
 def pytest_addoption(parser):
     parser.addoption(
         "--backend",
         action="append",
         choices=BACKENDS,
-        help="array library to run the layers in (repeatable; default: every installed one)",
+        help="array library to run the layers in (repeatable; default: both)",
     )
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "jax: uses jax arrays itself; runs in the run that includes the jax backend")
-    chosen = config.getoption("backend") or installed_backends()
-    missing = [b for b in chosen if b not in installed_backends()]
-    if missing:
-        raise pytest.UsageError(f"--backend {missing[0]}: {missing[0]} is not installed")
-    config.backends = list(dict.fromkeys(chosen))
+    # argparse's choices already turn an unknown backend into a usage error
+    config.backends = list(dict.fromkeys(config.getoption("backend") or BACKENDS))
 
 
 def pytest_report_header(config):
     lines = [f"handlayers backends: {', '.join(config.backends)}"]
-    if jax is not None:
-        devices = ", ".join(str(d) for d in JAX_DEVICES) or JAX_UNAVAILABLE
-        lines.append(f"jax {jax.__version__} devices: {devices}; matmul precision: highest")
+    devices = ", ".join(str(d) for d in JAX_DEVICES) or JAX_UNAVAILABLE
+    lines.append(f"jax {jax.__version__} devices: {devices}; matmul precision: highest")
     lines.append(f"hypothesis profile: {settings.get_current_profile_name()}")
     return lines
 
@@ -83,7 +72,7 @@ def pytest_generate_tests(metafunc):
 
 def pytest_collection_modifyitems(config, items):
     # Every check needs jax (the oracle); without a device for it, skip them all and say why.
-    if jax is not None and JAX_UNAVAILABLE:
+    if JAX_UNAVAILABLE:
         for item in items:
             item.add_marker(pytest.mark.skip(reason=JAX_UNAVAILABLE))
     # A test that takes no `backend` runs once, not once per backend run: in the run that includes

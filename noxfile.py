@@ -32,7 +32,7 @@ def lint(session):
     """Check style and formatting with ruff."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
     session.run("ruff", "check", ".", *session.posargs)
-    session.run("ruff", "format", "--check", ".")
+    session.run("ruff", "format", "--check", ".", *session.posargs)
 
 
 @nox.session(venv_backend="none")
