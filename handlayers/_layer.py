@@ -59,10 +59,7 @@ def sum_to_shape(xp: Any, g: Any, shape: tuple[int, ...]) -> Any:
     g = xp.broadcast_to(g, np.broadcast_shapes(xp.shape(g), shape))
     lead = g.ndim - len(shape)
     stretched = tuple(i + lead for i, size in enumerate(shape) if size == 1 and g.shape[i + lead] != 1)
-    if lead or stretched:
-        g = xp.sum(g, axis=tuple(range(lead)) + stretched)
-        g = xp.reshape(g, shape)
-    return g
+    return xp.reshape(xp.sum(g, axis=tuple(range(lead)) + stretched), shape)
 
 
 def shape_error(owner: str, expected: str, **shapes: tuple[int, ...]) -> ValueError:

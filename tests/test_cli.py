@@ -135,14 +135,15 @@ def test_verify_fails_with_a_table_and_the_report(monkeypatch, capsys):
             return -super().backward(dout)
 
     spec = dataclasses.replace(testing.SPECS["scalar.square"], layer=Wrong)
-    monkeypatch.setattr(testing, "SPECS", {"scalar.square": spec})
+    monkeypatch.setattr(testing, "SPECS", {"scalar.plus": testing.SPECS["scalar.plus"], "scalar.square": spec})
     assert main(["verify", "--backend", "numpy", "--backend", "jax", "--examples", "5"]) == 1
     out = capsys.readouterr().out
     assert out.splitlines()[0].split() == ["layer", "backend", "device", "dtype", "examples", "worst/tol", "verdict"]
     assert "scalar.square  numpy    cpu" in out
     assert "FAIL" in out
     assert "dx has the wrong sign" in out
-    assert "0 passed, 4 failed" in out
+    assert "scalar.plus    numpy    cpu     float64  5         0          pass" in out
+    assert "4 passed, 4 failed" in out
 
 
 def test_progress_draws_a_bar_on_a_terminal():

@@ -238,3 +238,14 @@ def test_numpy_gradients_are_writable_and_do_not_alias_dout(name, data):
         if isinstance(g, np.ndarray):
             assert g.flags.writeable
             assert not np.shares_memory(g, dout)
+
+
+@pytest.mark.parametrize("name", ["scalar.affine", "vector.affine"])
+@given(data=st.data())
+def test_a_gradient_that_is_no_array_is_reported(name, data):
+    """A gradient returned as a list (not an array or number) fails the check, naming its type."""
+    spec = SPECS[name]
+    layer = with_grads(spec, lambda grads: tuple(np.asarray(g).tolist() for g in grads))
+    example = data.draw(examples(spec).filter(lambda e: np.ndim(e.inputs[0]) > 0))
+    with pytest.raises(AssertionError, match="is a list value"):
+        check_example(layer, spec, example)
