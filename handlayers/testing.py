@@ -164,19 +164,19 @@ def broadcast_inputs(
     return draw()
 
 
-def _scalar_spec(
-    name: str, layer: type, args: str, degree: int, *elements: Callable[[Any], Any], out_degree: int = -1
-) -> Spec:
-    return Spec(
-        out_degree=out_degree,
-        name=f"scalar.{name}",
-        reference=getattr(reference.scalar, name),
-        layer=layer,
-        args=tuple(args.split()),
-        degree=degree,
-        draw=lambda dtype: broadcast_inputs(dtype, [e(dtype) for e in elements]),
-        elements=elements,
-    )
+def _spec(name: str, layer: type, args: str, degree: int, draw: Callable[[Any], Any], **extra: Any) -> Spec:
+    family, function = name.split(".")
+    module = getattr(reference, family)
+    return Spec(name, getattr(module, function), layer, tuple(args.split()), draw, degree=degree, **extra)
+
+
+def _scalar_spec(name: str, layer: type, args: str, degree: int, *elements: Callable[[Any], Any], **extra: Any) -> Spec:
+    """An elementwise spec: one element strategy per input, shapes that broadcast."""
+
+    def draw(dtype: Any) -> st.SearchStrategy[tuple[tuple[Any, ...], dict[str, Any]]]:
+        return broadcast_inputs(dtype, [e(dtype) for e in elements])
+
+    return _spec(f"scalar.{name}", layer, args, degree, draw, elements=elements, **extra)
 
 
 def _wide(dtype: Any) -> st.SearchStrategy[float]:
@@ -271,21 +271,6 @@ def _mlp_inputs(dtype: Any) -> st.SearchStrategy[tuple[tuple[Any, ...], dict[str
     return draw()
 
 
-def _vector_spec(
-    name: str, layer: type, args: str, degree: int, draw: Callable[[Any], Any], labels=(), out_degree: int = -1
-) -> Spec:
-    return Spec(
-        out_degree=out_degree,
-        name=f"vector.{name}",
-        reference=getattr(reference.vector, name),
-        layer=layer,
-        args=tuple(args.split()),
-        degree=degree,
-        draw=draw,
-        labels=labels,
-    )
-
-
 SPECS: dict[str, Spec] = {
     s.name: s
     for s in [
@@ -297,18 +282,23 @@ SPECS: dict[str, Spec] = {
         _scalar_spec("squared_loss", scalar.SquaredLoss, "y_hat y", 1, _wide, _wide),
         _scalar_spec("hinge_loss", scalar.HingeLoss, "y_hat y", 1, _wide, _label_pm1),
         _scalar_spec("mlp", scalar.MLP, "x w1 b1 w2 b2 y", 5, *[_mlp_value] * 6),
-        _vector_spec("affine", vector.Affine, "X W b", 1, _affine_inputs),
-        _vector_spec("relu", vector.ReLU, "A", 0, lambda dtype: _matrix_inputs(dtype, _wide)),
-        _vector_spec(
-            "sigmoid", vector.Sigmoid, "A", 0, lambda dtype: _matrix_inputs(dtype, _sigmoid_input), out_degree=0
+        _spec("vector.affine", vector.Affine, "X W b", 1, _affine_inputs),
+        _spec("vector.relu", vector.ReLU, "A", 0, lambda dtype: _matrix_inputs(dtype, _wide)),
+        _spec(
+            "vector.sigmoid", vector.Sigmoid, "A", 0, lambda dtype: _matrix_inputs(dtype, _sigmoid_input), out_degree=0
         ),
-        _vector_spec("softmax", vector.Softmax, "Z", 0, _softmax_inputs, out_degree=0),
-        _vector_spec("squared_loss", vector.SquaredLoss, "Y_hat Y", 1, _pair_inputs),
-        _vector_spec("hinge_loss", vector.HingeLoss, "S labels", 0, _labelled_inputs(_scores), labels=(1,)),
-        _vector_spec(
-            "softmax_cross_entropy", vector.SoftmaxCrossEntropy, "Z labels", 0, _labelled_inputs(_logits), labels=(1,)
+        _spec("vector.softmax", vector.Softmax, "Z", 0, _softmax_inputs, out_degree=0),
+        _spec("vector.squared_loss", vector.SquaredLoss, "Y_hat Y", 1, _pair_inputs),
+        _spec("vector.hinge_loss", vector.HingeLoss, "S labels", 0, _labelled_inputs(_scores), labels=(1,)),
+        _spec(
+            "vector.softmax_cross_entropy",
+            vector.SoftmaxCrossEntropy,
+            "Z labels",
+            0,
+            _labelled_inputs(_logits),
+            labels=(1,),
         ),
-        _vector_spec("mlp", vector.MLP, "X W1 b1 W2 b2 Y", 5, _mlp_inputs),
+        _spec("vector.mlp", vector.MLP, "X W1 b1 W2 b2 Y", 5, _mlp_inputs),
     ]
 }
 
