@@ -83,8 +83,8 @@ class Layer:
     Inputs are turned into arrays of one library (``jax.numpy`` when any input is a jax array,
     numpy otherwise) and one floating dtype, found by that library's type promotion (Python numbers
     and integer arrays become the library's default float: float64 for numpy). Each gradient has
-    its input's shape and, for a floating input, its dtype. Integer inputs listed in ``labels``
-    are class labels: they are passed through unchanged and get the gradient ``None``.
+    its input's shape and, for a floating input, its dtype. Inputs listed in ``labels`` are class
+    labels: they become arrays of their own (integer) dtype and get the gradient ``None``.
     """
 
     #: positions of the integer class-label inputs, which receive no gradient

@@ -92,7 +92,7 @@ def test_dout_of_the_wrong_shape_raises(name, backend, data):
 @given(data=st.data())
 def test_a_gradient_wrong_by_one_part_in_a_million_fails(name, data):
     """In float64, scaling any one gradient by 1 + 1e-6 fails the check (unless that gradient is
-    a thousandth of the size of its terms, where the tolerance's floor is the larger)."""
+    so small beside its terms that the tolerance's floor exceeds a tenth of that error)."""
     spec = SPECS[name]
     example = data.draw(examples(spec))
     expected = oracle(spec, example)[1]
@@ -102,6 +102,25 @@ def test_a_gradient_wrong_by_one_part_in_a_million_fails(name, data):
     wrong = with_grads(spec, lambda grads: tuple(g * (1 + 1e-6) if i == index else g for i, g in enumerate(grads)))
     with pytest.raises(AssertionError, match=spec.grads[index]):
         check_example(wrong, spec, example)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@given(data=st.data())
+def test_an_output_wrong_by_one_part_in_a_million_fails(name, data):
+    """In float64, scaling the output by 1 + 1e-6 fails the check, as for the gradients."""
+    spec = SPECS[name]
+    example = data.draw(examples(spec))
+    expected = oracle(spec, example)[0]
+    size = float(np.max(np.abs(expected), initial=0.0))
+    tol = tolerance(spec, example, np.float64, expected, degree=spec.out_degree, output=True)
+    assume(1e-6 * size > 10 * tol)
+
+    class Wrong(spec.layer):
+        def forward(self, *inputs):
+            return super().forward(*inputs) * (1 + 1e-6)
+
+    with pytest.raises(AssertionError, match="output: WRONG"):
+        check_example(Wrong, spec, example)
 
 
 def with_grads(spec, change):
