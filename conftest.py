@@ -38,6 +38,9 @@ _common = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
 settings.register_profile("dev", max_examples=30, **_common)
 settings.register_profile("ci", max_examples=60, derandomize=True, print_blob=True, **_common)
 settings.register_profile("thorough", max_examples=1000, **_common)
+# mutation testing (nox -s mutation) runs the suite once per mutant: few examples, the same ones
+# every run, and no example database (a mutant's failures must not steer the next mutant's run)
+settings.register_profile("mutation", max_examples=10, derandomize=True, database=None, **_common)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 

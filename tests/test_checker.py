@@ -1,0 +1,101 @@
+"""The checker's own parts: how it hands inputs to a layer, how it names libraries, its defaults,
+and a backward whose second answer differs in a way a value comparison alone would miss."""
+
+import numpy as np
+import pytest
+
+from handlayers import scalar
+from handlayers.testing import SPECS, Example, Mismatch, Spec, check, check_example, library, to_backend
+
+
+def test_to_backend_casts_floats_and_keeps_integer_labels(backend):
+    """Float arrays become fresh arrays of the backend's library in the asked dtype; integer
+    labels become arrays of the backend's library that keep their integer dtype."""
+    x = np.array([0.5, 2.0])
+    for dtype in (np.float64, np.float32):
+        got = to_backend(x, backend, dtype)
+        assert library(got) == backend
+        assert got.dtype == dtype
+        assert got is not x
+    labels = to_backend(np.array([0, 2]), backend, np.float32)
+    assert library(labels) == backend
+    assert labels.dtype == np.int64
+
+
+def test_python_floats_stay_python_floats(backend):
+    """A Python float reaches the layer as a Python float on every backend (the lab's layers take them)."""
+    assert type(to_backend(1.5, backend, np.float32)) is float
+
+
+@pytest.mark.parametrize("x", [np.float32(1.5), np.array(1.5), np.array([1.5])[0]])
+def test_the_python_backend_gives_python_floats(x):
+    """For backend "python", numpy numbers and 0-d arrays become Python floats."""
+    assert type(to_backend(x, "python", np.float64)) is float
+
+
+def test_library_names_where_a_value_comes_from():
+    """numpy arrays and scalars are numpy, ints and floats are Python, anything else its type (a
+    bool is no number for the checker)."""
+    assert [library(x) for x in (np.ones(2), np.float32(1), 1.5, 2)] == ["numpy", "numpy", "python", "python"]
+    assert [library(x) for x in (True, [1.0], None)] == ["bool", "list", "NoneType"]
+
+
+def test_check_draws_100_float64_numpy_examples_the_same_every_run():
+    """By default check draws 100 examples of float64 numpy arrays (or Python floats), and the
+    same examples each time it runs."""
+    runs = []
+
+    class Recording(scalar.Plus):
+        def forward(self, a, b):
+            runs[-1].append(tuple((library(x), np.asarray(x).dtype.name, np.asarray(x).tobytes()) for x in (a, b)))
+            return super().forward(a, b)
+
+    for _ in range(2):
+        runs.append([])
+        assert check(Recording, "scalar.plus").examples == 100
+    assert runs[0] == runs[1]
+    assert {(lib, dtype) for example in runs[0] for lib, dtype, _ in example} <= {
+        ("numpy", "float64"),
+        ("python", "float64"),
+    }
+
+
+def test_a_gradient_that_becomes_none_on_a_second_backward_is_reported():
+    """A second backward that returns None where the first returned an array has changed its answer."""
+    spec = SPECS["scalar.affine"]
+
+    class Forgets(spec.layer):
+        calls = 0
+
+        def backward(self, da):
+            grads = super().backward(da)
+            self.calls += 1
+            return grads if self.calls == 1 else (None, *grads[1:])
+
+    example = Example((np.ones(2), np.ones(2), np.ones(2)), {}, np.ones(2))
+    with pytest.raises(Mismatch, match="backward called a second time gave other gradients"):
+        check_example(Forgets, spec, example)
+
+
+def test_a_nan_gradient_is_wrong_but_not_a_changed_answer():
+    """A gradient that is NaN on every call fails as a wrong value; NaN equals NaN from one call to the next."""
+    spec = SPECS["scalar.square"]
+
+    class NaN(spec.layer):
+        def backward(self, dy):
+            return super().backward(dy) * np.nan
+
+    with pytest.raises(Mismatch, match="dx: WRONG: worst error nan") as failure:
+        check_example(NaN, spec, Example((np.ones(2),), {}, np.ones(2)))
+    assert "second time" not in str(failure.value)
+
+
+def test_a_spec_names_the_gradients_and_defaults_the_output_degree():
+    """Gradients are named d + the input's name; the output's degree is one more than the
+    gradients' unless given (0 for a bounded output)."""
+    reference = SPECS["scalar.affine"].reference
+    spec = Spec("x.y", reference, scalar.Affine, ("x", "W"), SPECS["scalar.affine"].draw, degree=3)
+    assert spec.grads == ("dx", "dW")
+    assert spec.out_degree == 4
+    bounded = Spec("x.y", reference, scalar.Affine, ("x",), SPECS["scalar.affine"].draw, degree=0, out_degree=0)
+    assert bounded.out_degree == 0
