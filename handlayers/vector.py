@@ -28,7 +28,14 @@ class Affine(Layer):
 
     Returns:
         A: (n, d_out). ``backward(dA)`` returns ``(dX, dW, db)`` of the shapes of ``X, W, b``.
+
+    ``Affine(input_grad=False)`` returns ``None`` for ``dX`` and skips its matmul, the largest
+    cost of the backward pass when ``d_in`` is large: for the first layer of a network, whose
+    input is data, training needs only ``dW`` and ``db``.
     """
+
+    def __init__(self, input_grad: bool = True) -> None:
+        self.input_grad = input_grad
 
     def _check_shapes(self, X: tuple, W: tuple, b: tuple) -> None:
         if not (len(X) == 2 and len(W) == 2 and len(b) == 1 and X[1] == W[0] and W[1] == b[0]):
@@ -36,10 +43,14 @@ class Affine(Layer):
 
     def _forward(self, X: Any, W: Any, b: Any) -> Any:
         self.X, self.W = X, W
-        return X @ W + b
+        A = X @ W
+        if self._xp is np:
+            A += b  # A is new, so no temporary for the sum
+            return A
+        return A + b
 
     def _backward(self, dA: Any) -> tuple[Any, Any, Any]:
-        dX = dA @ self.W.T
+        dX = dA @ self.W.T if self.input_grad else None
         dW = self.X.T @ dA
         db = self._xp.sum(dA, axis=0)  # b was broadcast over the batch
         return dX, dW, db
@@ -190,6 +201,11 @@ class MLP(scalar.MLP):
     """
 
     Affine, ReLU, Loss = Affine, ReLU, SquaredLoss
+
+    def __init__(self, input_grad: bool = True) -> None:
+        """``MLP(input_grad=False)`` returns ``None`` for ``dX`` (see :class:`Affine`)."""
+        super().__init__()
+        self.hidden = Affine(input_grad=input_grad)
 
     def _check_shapes(self, X: tuple, W1: tuple, b1: tuple, W2: tuple, b2: tuple, Y: tuple) -> None:
         fits = len(X) == len(W1) == len(W2) == len(Y) == 2 and len(b1) == len(b2) == 1

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
+from handlayers._layer import keep_where
 from handlayers.testing import SPECS, Example, arrays, check_example, examples, floats, oracle, tolerance
 from tests.helpers import as_numpy, backend_array
 
@@ -268,3 +270,22 @@ def test_a_gradient_that_is_no_array_is_reported(name, data):
     example = data.draw(examples(spec).filter(lambda e: np.ndim(e.inputs[0]) > 0))
     with pytest.raises(AssertionError, match="is a list value"):
         check_example(layer, spec, example)
+
+
+@given(
+    data=st.data(),
+    dtype=st.sampled_from(["float16", "float32", "float64"]),
+    shape=hnp.array_shapes(min_dims=0, max_dims=3, max_side=4),
+)
+def test_keep_where_is_where_bit_for_bit(data, dtype, shape):
+    """The branch-free ``keep_where`` gives ``np.where(keep, x, 0)`` bit for bit, signed zeros,
+    infinities and NaN included, on contiguous and strided arrays alike."""
+    special = st.sampled_from([0.0, -0.0, np.inf, -np.inf, np.nan])
+    x = data.draw(hnp.arrays(dtype, shape, elements=st.one_of(special, st.floats(width=np.finfo(dtype).bits))))
+    keep = data.draw(hnp.arrays(bool, shape))
+    if x.ndim and data.draw(st.booleans()):
+        x, keep = x[::-1], keep[::-1]  # a strided view
+    got = keep_where(np, keep, x)
+    assert got.dtype == x.dtype
+    assert got.shape == x.shape
+    np.testing.assert_array_equal(got.view(f"u{x.itemsize}"), np.where(keep, x, 0).view(f"u{x.itemsize}"))
