@@ -30,18 +30,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, few rounds")
     parser.add_argument("--limit", type=float, default=60.0, help="seconds before a checker is stopped")
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="folder for the JSON and the plot")
+    parser.add_argument(
+        "--threads", type=int, help="threads for numpy's BLAS, XLA and torch (default: theirs, every core)"
+    )
     args = parser.parse_args(argv)
     only = set(args.only or ["step", "checkers", "suite"])
+    if args.threads:  # before numpy, jax or torch load; the measuring subprocesses inherit it
+        for threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[threads] = str(args.threads)
+        flags = f"--xla_cpu_multi_thread_eigen={'true' if args.threads > 1 else 'false'}"
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
 
     import jax
 
     jax.config.update("jax_enable_x64", True)
     gpu = jax.default_backend() == "gpu"
     device = str(jax.devices()[0])
+    threads = f"{args.threads} thread{'s' if args.threads > 1 else ''} each" if args.threads else "default threads"
     results: dict[str, Any] = {
         "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores; jax {jax.__version__} on {device}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {threads}; jax {jax.__version__} on {device}",
         "python": sys.version.split()[0],
+        "threads": args.threads,
     }
     os.makedirs(args.out, exist_ok=True)
     name = "gpu" if gpu else "cpu"

@@ -17,6 +17,11 @@ def block(x: Any) -> Any:
     return jax.block_until_ready(x) if jax is not None else x
 
 
+#: seconds of rest before timing a case: BLAS and OpenMP threads spin for a while after a call,
+#: and without the rest they slow the next case (XLA after numpy ran 1.5x slower here)
+SETTLE = 0.05
+
+
 def _run(f: Callable[[], Any], loops: int) -> float:
     start = time.perf_counter()
     for _ in range(loops):
@@ -34,6 +39,7 @@ def compare(cases: dict[str, Callable[[], Any]], *, rounds: int = 9, min_time: f
     loops = {}
     for name, f in cases.items():
         block(f())
+        time.sleep(SETTLE)
         n = 1
         while _run(f, n) < min_time:
             n *= 2
@@ -41,6 +47,7 @@ def compare(cases: dict[str, Callable[[], Any]], *, rounds: int = 9, min_time: f
     samples: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(rounds):
         for name, f in cases.items():
+            time.sleep(SETTLE)
             samples[name].append(_run(f, loops[name]) / loops[name])
     return samples
 

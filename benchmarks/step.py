@@ -14,6 +14,7 @@ gradient. The ways to take it, timed side by side:
 
 from __future__ import annotations
 
+import os
 import tracemalloc
 from collections.abc import Callable
 from typing import Any
@@ -99,6 +100,8 @@ def _torch_case(d: dict[str, Any]) -> Callable[[], Any] | None:
         import torch.nn.functional as F
     except ImportError:
         return None
+    if os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     X, labels = torch.from_numpy(d["X"]), torch.from_numpy(d["labels"])
     params = [torch.from_numpy(d[k].copy()).requires_grad_() for k in ("W1", "b1", "W2", "b2")]
 
@@ -137,21 +140,26 @@ def run(dtype: Any, *, rounds: int = 9, shape: dict[str, int] | None = None, cpu
     during a step, XLA's temporary buffers. ``cpu=False`` (on a GPU) times only the jax ways."""
     shape = shape or SHAPE
     d = data(dtype, **shape)
-    cases: dict[str, Callable[[], Any]] = {}
+    # one group per library, timed apart: a library's threads spin for a while after a call and
+    # would slow the next library's case (the cases of one group interleave, round by round)
+    groups: list[dict[str, Callable[[], Any]]] = []
     memory: dict[str, int] = {}
     if cpu:
         args = (d["X"], d["W1"], d["b1"], d["W2"], d["b2"], d["labels"])
-        cases["gemm floor"] = gemm_floor(d)
-        cases["handlayers numpy"] = lambda: handlayers_step(*args)
-        cases["handlayers numpy + dX"] = lambda: handlayers_step(*args, input_grad=True)
-        memory = {name: peak_bytes(f) for name, f in cases.items()}
+        numpy_cases = {
+            "gemm floor": gemm_floor(d),
+            "handlayers numpy": lambda: handlayers_step(*args),
+            "handlayers numpy + dX": lambda: handlayers_step(*args, input_grad=True),
+        }
+        memory = {name: peak_bytes(f) for name, f in numpy_cases.items()}
+        groups.append(numpy_cases)
     jax_cases, temp = _jax_cases(d)
-    cases.update(jax_cases)
+    groups.append(jax_cases)
     memory.update(temp)
     torch_step = _torch_case(d) if cpu else None
     if torch_step is not None:
-        cases["torch autograd"] = torch_step
-    samples = compare(cases, rounds=rounds)
+        groups.append({"torch autograd": torch_step})
+    samples = {name: s for group in groups for name, s in compare(group, rounds=rounds).items()}
     ratios = {
         target: {**ratio(samples[a], samples[b]), "at_most": bound}
         for target, (a, b, bound) in TARGETS.items()

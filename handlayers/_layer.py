@@ -73,8 +73,11 @@ def keep_where(xp: Any, keep: Any, x: Any) -> Any:
     with the same result (``-0.0``, inf and NaN where ``keep`` is False become +0 either way).
     """
     if xp is np and x.shape == keep.shape and x.dtype.itemsize in (2, 4, 8):
-        bits = np.dtype(f"u{x.dtype.itemsize}")
-        return np.bitwise_and(x.view(bits), np.subtract(0, keep, dtype=bits)).view(x.dtype)
+        out = np.empty(x.shape, x.dtype)
+        bits = out.view(f"u{x.dtype.itemsize}")  # the result's own memory: no temporary array
+        np.subtract(0, keep, dtype=bits.dtype, out=bits)  # all ones (0 - 1 wraps around) or all zeros
+        np.bitwise_and(bits, x.view(bits.dtype), out=bits)
+        return out
     return xp.where(keep, x, 0)
 
 
