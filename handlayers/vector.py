@@ -160,8 +160,8 @@ class HingeLoss(Layer):
 class SoftmaxCrossEntropy(Layer):
     """``l = -(1/n) * sum_i log softmax(Z_i)[labels_i]``; finite for any finite ``Z``.
 
-    ``log softmax(Z_i) = Z_i - max(Z_i) - log(sum(exp(Z_i - max(Z_i))))``: every ``exp`` is at
-    most 1 and the largest is exactly 1, so the ``log`` never sees 0.
+    ``-log softmax(Z_i)[y] = log(sum(exp(Z_i - max(Z_i)))) - (Z_iy - max(Z_i))``: every ``exp`` is
+    at most 1 and the largest is exactly 1, so the ``log`` never sees 0.
 
     Args:
         Z: (n, k) logits.
@@ -179,10 +179,12 @@ class SoftmaxCrossEntropy(Layer):
     def _forward(self, Z: Any, labels: Any) -> Any:
         xp = self._xp
         self.is_label = _one_hot(xp, labels, Z.shape[1])
-        shifted = Z - xp.max(Z, axis=1, keepdims=True)
-        log_p = shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
-        self.p = xp.exp(log_p)
-        return -xp.sum(xp.take_along_axis(log_p, labels[:, None], axis=1)) / Z.shape[0]
+        shifted = Z - xp.max(Z, axis=1, keepdims=True)  # at most 0
+        e = xp.exp(shifted)
+        total = xp.sum(e, axis=1, keepdims=True)  # at least 1
+        self.p = e / total
+        # -log p_label = log(total) - shifted_label: two sums of terms >= 0, so nothing cancels
+        return (xp.sum(xp.log(total)) - xp.sum(xp.take_along_axis(shifted, labels[:, None], axis=1))) / Z.shape[0]
 
     def _backward(self, dl: Any) -> tuple[Any, None]:
         dZ = (dl / self.p.shape[0]) * (self.p - self.is_label)
