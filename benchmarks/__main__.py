@@ -55,30 +55,36 @@ def main(argv: list[str] | None = None) -> int:
     }
     os.makedirs(args.out, exist_ok=True)
     name = "gpu" if gpu else "cpu"
-    print(f"# handlayers benchmarks, {results['date']}: {results['machine']}\n")
+    tables = [f"# handlayers benchmarks, {results['date']}: {results['machine']}\n"]
+    print(tables[0])
     if "step" in only:
         from benchmarks import step
 
         shape = QUICK_SHAPE if args.quick else GPU_SHAPE if gpu else step.SHAPE
         rounds = 2 if args.quick else 9
         results["step"] = [step.run(dtype, rounds=rounds, shape=shape, cpu=not gpu) for dtype in ("float32", "float64")]
-        print(step_tables(results["step"]))
+        tables.append(step_tables(results["step"]))
+        print(tables[-1])
     if "checkers" in only and not gpu:
         from benchmarks import checkers
 
         sizes = (4, 8) if args.quick else checkers.SIZES
         results["checkers"] = checkers.run(limit=args.limit, sizes=sizes)
-        print(checker_table(results["checkers"]))
+        tables.append(checker_table(results["checkers"]))
+        print(tables[-1])
         checkers.plot(results["checkers"], os.path.join(args.out, "checker_cost.png"))
     if "suite" in only and not gpu:
         from benchmarks import suite
 
-        results["suite"] = suite.run(examples=3 if args.quick else 60)
-        print(suite_table(results["suite"]))
-    path = os.path.join(args.out, f"{name}{'-quick' if args.quick else ''}.json")
-    with open(path, "w") as f:
+        results["suite"] = suite.run(examples=3 if args.quick else 20)
+        tables.append(suite_table(results["suite"]))
+        print(tables[-1])
+    path = os.path.join(args.out, f"{name}{'-quick' if args.quick else ''}")
+    with open(f"{path}.json", "w") as f:
         json.dump(results, f, indent=1, default=str)
-    print(f"written: {path}")
+    with open(f"{path}.md", "w") as f:
+        f.write("\n".join(tables))
+    print(f"written: {path}.json, {path}.md")
     return 0
 
 
