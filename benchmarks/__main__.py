@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         results["checkers"] = checkers.run(limit=args.limit, sizes=sizes)
         tables.append(checker_table(results["checkers"]))
         print(tables[-1])
-        checkers.plot(results["checkers"], os.path.join(args.out, "checker_cost.png"))
+        checkers.plot(results["checkers"], os.path.join(args.out, f"checker_cost{'-quick' if args.quick else ''}.png"))
     if "suite" in only and not gpu:
         from benchmarks import suite
 
