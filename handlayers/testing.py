@@ -191,7 +191,7 @@ def _spec(name: str, layer: type, args: str, degree: int, draw: Callable[[Any], 
 def _scalar_spec(
     name: str, layer: type, args: str, degree: int, *elements: Callable[[Any], Any], broadcast: bool = True, **kw: Any
 ) -> Spec:
-    """An elementwise spec: one element strategy per input, shapes that broadcast."""
+    """An elementwise spec: one element strategy per input, shapes that broadcast (or one shared shape)."""
 
     def draw(dtype: Any) -> st.SearchStrategy[tuple[tuple[Any, ...], dict[str, Any]]]:
         # Two axes show both kinds of broadcasting (an added axis, a stretched one); a third would
