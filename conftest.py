@@ -3,12 +3,27 @@
 import os
 import sys
 
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+# Under pytest-xdist every worker gets a core of its own: one BLAS thread each, set before numpy
+# loads its BLAS (two threads per worker on a busy machine ran a matmul 1.5x slower than one).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(threads, "1")
+
+# Every new shape compiles under jax: the oracle's jitted vjp, and each jax.numpy operation a layer
+# runs eagerly. Compiled programs are kept on disk (.jax_cache/), shared by the xdist
+# workers, the command-line tests' subprocesses and later runs, so a shape compiles once per machine.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(ROOT, ".jax_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
 # The suite needs jax whatever the backend: jax.vjp of the reference is the oracle.
 # jax computes in float32 unless x64 is on, and it must be on before any jax array exists:
 # the oracle runs in float64 and the float64 layers are checked tightly.
-import jax
-import pytest
-from hypothesis import HealthCheck, settings
+import jax  # noqa: E402 (after the environment above, which jax and numpy read as they load)
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 # On a GPU, float32 matmuls default to TF32 (10 mantissa bits). The float32 tolerances are
@@ -25,7 +40,7 @@ except (RuntimeError, AssertionError) as error:
     JAX_UNAVAILABLE = f"jax has no device for JAX_PLATFORMS={platforms!r} ({type(error).__name__}: {error})"
 
 # the repository root on the path, so that `python -m pytest` runs from a checkout without an install
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 
 BACKENDS = ("numpy", "jax")
 DTYPES = ("float64", "float32")
@@ -66,6 +81,12 @@ def pytest_report_header(config):
     return lines
 
 
+@pytest.fixture(scope="session")
+def backends(request):
+    """Every backend of this run: for a test that checks one example on all of them at once."""
+    return request.config.backends
+
+
 def pytest_generate_tests(metafunc):
     if "backend" in metafunc.fixturenames:
         metafunc.parametrize("backend", metafunc.config.backends)
@@ -78,12 +99,12 @@ def pytest_collection_modifyitems(config, items):
     if JAX_UNAVAILABLE:
         for item in items:
             item.add_marker(pytest.mark.skip(reason=JAX_UNAVAILABLE))
-    # A test that takes no `backend` runs once, not once per backend run: in the run that includes
-    # numpy, or, if it is marked `jax` (it makes jax arrays itself), in the run that includes jax.
+    # A test that takes no `backend` (or `backends`) runs once, not once per backend run: in the run
+    # that includes numpy, or, if it is marked `jax` (it makes jax arrays itself), in the one with jax.
     keep, drop = [], []
     for item in items:
         runs_in = "jax" if item.get_closest_marker("jax") else "numpy"
-        takes_backend = "backend" in getattr(item, "fixturenames", ())
+        takes_backend = {"backend", "backends"} & set(getattr(item, "fixturenames", ()))
         (keep if takes_backend or runs_in in config.backends else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)

@@ -1,4 +1,4 @@
-"""Sessions: the suite on each backend, combined coverage, lint; and, not by default, the GPU."""
+"""Sessions: the suite on every backend with coverage, lint; not by default, the GPU and the benchmarks."""
 
 import nox
 
@@ -9,21 +9,21 @@ PYPROJECT = nox.project.load_toml("pyproject.toml")
 
 
 @nox.session
-@nox.parametrize("backend", ["numpy", "jax"])
-def tests(session, backend):
-    """Run the suite with the layers on one backend, recording coverage to its own data file."""
+def tests(session):
+    """Run the suite on the numpy and jax backends (CPU) in one run, in parallel, with coverage.
+
+    One run serves both backends: each drawn example's oracle is computed once and compared with
+    both. ``-n auto`` starts one pytest-xdist worker per core (each with one BLAS thread, see
+    conftest.py). Pass pytest options after ``--``: ``nox -s tests -- --backend jax -n 0``.
+    """
     session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, "test"))
-    session.run(
-        "coverage", "run", "-m", "pytest", "--backend", backend, *session.posargs,
-        env={"COVERAGE_FILE": f".coverage.{backend}"},
-    )  # fmt: skip
+    session.run("pytest", "-n", "auto", "--cov", "--cov-report=", *session.posargs)
 
 
 @nox.session
 def coverage(session):
-    """Combine the backends' coverage data and fail under 100% branch coverage."""
+    """Report the tests session's branch coverage (both backends) and fail under 100%."""
     session.install("coverage[toml]>=7.4")
-    session.run("coverage", "combine", "--keep", ".coverage.numpy", ".coverage.jax")
     session.run("coverage", "report", *session.posargs)
 
 
@@ -43,3 +43,17 @@ def tests_gpu(session):
         env={"JAX_PLATFORMS": "cuda", "JAX_DEFAULT_MATMUL_PRECISION": "highest"},
         external=True,
     )  # fmt: skip
+
+
+@nox.session
+def bench(session):
+    """Time the layers, the checkers and the suite against their baselines (see benchmarks/).
+
+    ``nox -s bench -- --torch`` also installs torch 2.13.0 (CPU) to time it alongside; other
+    arguments go to ``python -m benchmarks`` (``--quick``, ``--only step``).
+    """
+    args = [a for a in session.posargs if a != "--torch"]
+    session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, "bench"))
+    if "--torch" in session.posargs:
+        session.install("torch==2.13.0")
+    session.run("python", "-m", "benchmarks", *args)

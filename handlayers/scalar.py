@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlayers._layer import Layer
+from handlayers._layer import Layer, keep_where
 
 __all__ = ["MLP", "Affine", "HingeLoss", "Plus", "ReLU", "Sigmoid", "Square", "SquaredLoss"]
 
@@ -64,13 +64,11 @@ class ReLU(Layer):
     """
 
     def _forward(self, a: Any) -> Any:
-        xp = self._xp
         self.positive = a > 0
-        return xp.where(self.positive, a, 0)
+        return keep_where(self._xp, self.positive, a)
 
     def _backward(self, dr: Any) -> Any:
-        xp = self._xp
-        return xp.where(self.positive, dr, 0)
+        return keep_where(self._xp, self.positive, dr)
 
 
 class Sigmoid(Layer):
@@ -112,14 +110,12 @@ class HingeLoss(Layer):
     """
 
     def _forward(self, y_hat: Any, y: Any) -> Any:
-        xp = self._xp
         margin = 1 - y * y_hat
         self.y_hat, self.y, self.active = y_hat, y, margin > 0
-        return xp.where(self.active, margin, 0)
+        return keep_where(self._xp, self.active, margin)
 
     def _backward(self, dl: Any) -> tuple[Any, Any]:
-        xp = self._xp
-        dmargin = xp.where(self.active, dl, 0)
+        dmargin = keep_where(self._xp, self.active, dl)
         dy_hat = -self.y * dmargin  # margin = 1 - y*y_hat
         dy = -self.y_hat * dmargin
         return dy_hat, dy

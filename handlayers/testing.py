@@ -11,7 +11,7 @@ Tolerances
 The oracle always runs in float64, on the very values the layer saw (a float32 input is exact in
 float64), so the only differences are the layer's own rounding. A gradient ``g`` passes when::
 
-    max |got - expected|  <=  (OPS + K) * eps(dtype) * (max |expected| + max |dout| * M**degree) + tiny
+    max |got - expected|  <=  (OPS + K) * (eps(dtype) * (max |expected| + max |dout| * M**degree) + tiny)
 
 - ``eps(dtype)`` is the machine epsilon of the layer's dtype: 2**-52 for float64, 2**-23 for float32.
 - ``K`` is the total size of the inputs and the output: no sum in any layer has more terms, and a
@@ -22,8 +22,9 @@ float64), so the only differences are the layer's own rounding. A gradient ``g``
   ``degree`` the degree of the layer's gradient in its inputs) is the size of the terms summed
   into any entry, so that an exactly cancelling sum (a zero gradient) is compared fairly.
 - The output is checked the same way, with ``M**out_degree`` (no ``dout``) as its floor.
-- The smallest normal number of the dtype is added: results below it may be flushed to zero
-  (XLA on CPU does), which is no error of the layer.
+- Each rounding may also lose up to the smallest normal number of the dtype: results below it
+  may be flushed to zero (XLA on CPU does), which is no error of the layer. So the bound is
+  ``(OPS + K) * (eps * scale + smallest_normal)``.
 
 For float64 that is about 1e-13 of the scale: a gradient wrong by one part in a million fails.
 """
@@ -31,6 +32,7 @@ For float64 that is about 1e-13 of the scale: a gradient wrong by one part in a 
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +60,7 @@ __all__ = [
     "arrays",
     "broadcast_inputs",
     "check",
+    "check_backends",
     "check_example",
     "douts",
     "examples",
@@ -69,6 +72,11 @@ __all__ = [
 
 #: roundings in the longest elementwise chain of any layer (see the module docstring)
 OPS = 16
+
+#: the longest side of a drawn array: a side of 1 (broadcasting, a batch of one) and two unequal
+#: sides above 1 (a missing transpose) are all a bug needs to show, and under jax every further
+#: shape compiles anew
+MAX_SIDE = 3
 
 
 @dataclass(frozen=True)
@@ -143,18 +151,28 @@ def arrays(dtype: Any, shape: tuple[int, ...], elements: st.SearchStrategy[float
 
 
 def broadcast_inputs(
-    dtype: Any, elements: Sequence[st.SearchStrategy[float]], *, max_dims: int = 3, max_side: int = 3
+    dtype: Any,
+    elements: Sequence[st.SearchStrategy[float]],
+    *,
+    max_dims: int = 3,
+    max_side: int = 3,
+    broadcast: bool = True,
 ) -> st.SearchStrategy[tuple[tuple[Any, ...], dict[str, Any]]]:
-    """Inputs of mutually broadcastable shapes, one per strategy in ``elements``.
+    """Inputs of mutually broadcastable shapes, one per strategy in ``elements`` (with
+    ``broadcast=False``, all of one shape).
 
     A 0-d input is sometimes a Python float (only for float64, the dtype Python floats have).
     """
 
     @st.composite
     def draw(data: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        shapes = data(hnp.mutually_broadcastable_shapes(num_shapes=len(elements), max_dims=max_dims, max_side=max_side))
+        if broadcast:
+            shapes = hnp.mutually_broadcastable_shapes(num_shapes=len(elements), max_dims=max_dims, max_side=max_side)
+            input_shapes = data(shapes).input_shapes
+        else:
+            input_shapes = [data(hnp.array_shapes(min_dims=0, max_dims=max_dims, max_side=max_side))] * len(elements)
         inputs = []
-        for shape, element in zip(shapes.input_shapes, elements, strict=True):
+        for shape, element in zip(input_shapes, elements, strict=True):
             if shape == () and np.dtype(dtype) == np.float64 and data(st.booleans()):
                 inputs.append(float(data(element)))
             else:
@@ -170,13 +188,18 @@ def _spec(name: str, layer: type, args: str, degree: int, draw: Callable[[Any], 
     return Spec(name, getattr(module, function), layer, tuple(args.split()), draw, degree=degree, **extra)
 
 
-def _scalar_spec(name: str, layer: type, args: str, degree: int, *elements: Callable[[Any], Any], **extra: Any) -> Spec:
-    """An elementwise spec: one element strategy per input, shapes that broadcast."""
+def _scalar_spec(
+    name: str, layer: type, args: str, degree: int, *elements: Callable[[Any], Any], broadcast: bool = True, **kw: Any
+) -> Spec:
+    """An elementwise spec: one element strategy per input, shapes that broadcast (or one shared shape)."""
 
     def draw(dtype: Any) -> st.SearchStrategy[tuple[tuple[Any, ...], dict[str, Any]]]:
-        return broadcast_inputs(dtype, [e(dtype) for e in elements])
+        # Two axes show both kinds of broadcasting (an added axis, a stretched one); a third would
+        # only multiply the shapes, and every new combination of shapes compiles anew under jax.
+        elements_ = [e(dtype) for e in elements]
+        return broadcast_inputs(dtype, elements_, max_dims=2, max_side=MAX_SIDE, broadcast=broadcast)
 
-    return _spec(f"scalar.{name}", layer, args, degree, draw, elements=elements, **extra)
+    return _spec(f"scalar.{name}", layer, args, degree, draw, elements=elements, **kw)
 
 
 def _wide(dtype: Any) -> st.SearchStrategy[float]:
@@ -196,7 +219,7 @@ def _mlp_value(dtype: Any) -> st.SearchStrategy[float]:
     return floats(dtype, 4.0, specials=(0.0, 1.0, -1.0, 0.5)) if np.dtype(dtype) == np.float64 else grid(4.0)
 
 
-def _side(max_side: int = 4) -> st.SearchStrategy[int]:
+def _side(max_side: int = MAX_SIDE) -> st.SearchStrategy[int]:
     return st.integers(1, max_side)
 
 
@@ -233,7 +256,7 @@ def _affine_inputs(dtype: Any) -> st.SearchStrategy[tuple[tuple[Any, ...], dict[
 def _softmax_inputs(dtype: Any) -> st.SearchStrategy[tuple[tuple[Any, ...], dict[str, Any]]]:
     @st.composite
     def draw(data: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        shape = data(hnp.array_shapes(min_dims=1, max_dims=3, max_side=4))
+        shape = data(hnp.array_shapes(min_dims=1, max_dims=3, max_side=MAX_SIDE))
         axis = data(st.integers(-len(shape), len(shape) - 1))
         return (data(arrays(dtype, shape, _logits(dtype))),), {"axis": axis}
 
@@ -264,7 +287,8 @@ def _labelled_inputs(elements: Callable[[Any], st.SearchStrategy[float]]) -> Cal
 def _mlp_inputs(dtype: Any) -> st.SearchStrategy[tuple[tuple[Any, ...], dict[str, Any]]]:
     @st.composite
     def draw(data: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        n, d_in, h, k = (data(_side(3)) for _ in range(4))
+        # three unequal widths in every order: any transpose mixes two of them up
+        n, (d_in, h, k) = data(_side()), data(st.sampled_from(list(itertools.permutations((1, 2, 3)))))
         shapes = [(n, d_in), (d_in, h), (h,), (h, k), (k,), (n, k)]
         return tuple(data(arrays(dtype, shape, _mlp_value(dtype))) for shape in shapes), {}
 
@@ -281,7 +305,9 @@ SPECS: dict[str, Spec] = {
         _scalar_spec("sigmoid", scalar.Sigmoid, "a", 0, _sigmoid_input, out_degree=0),
         _scalar_spec("squared_loss", scalar.SquaredLoss, "y_hat y", 1, _wide, _wide),
         _scalar_spec("hinge_loss", scalar.HingeLoss, "y_hat y", 1, _wide, _label_pm1),
-        _scalar_spec("mlp", scalar.MLP, "x w1 b1 w2 b2 y", 5, *[_mlp_value] * 6),
+        # its six inputs share one shape: broadcasting is the layers' own, tested above, and six
+        # broadcast shapes make nearly every example a new combination to compile under jax
+        _scalar_spec("mlp", scalar.MLP, "x w1 b1 w2 b2 y", 5, *[_mlp_value] * 6, broadcast=False),
         _spec("vector.affine", vector.Affine, "X W b", 1, _affine_inputs),
         _spec("vector.relu", vector.ReLU, "A", 0, lambda dtype: _matrix_inputs(dtype, _wide)),
         _spec(
@@ -305,15 +331,21 @@ SPECS: dict[str, Spec] = {
 
 def _matrix_inputs(dtype: Any, elements: Callable[[Any], st.SearchStrategy[float]]) -> Any:
     """One (n, d) array: the batched elementwise layers."""
-    return hnp.array_shapes(min_dims=2, max_dims=2, max_side=4).flatmap(
+    return hnp.array_shapes(min_dims=2, max_dims=2, max_side=MAX_SIDE).flatmap(
         lambda shape: arrays(dtype, shape, elements(dtype)).map(lambda a: ((a,), {}))
     )
 
 
 def output_shape(spec: Spec, inputs: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[int, ...]:
     """The shape of the reference's output for these inputs, found without computing it."""
-    structs = [jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype) for x in inputs]
-    return tuple(jax.eval_shape(lambda *xs: spec.reference(*xs, **kwargs), *structs).shape)
+    key = (spec.name, tuple(sorted(kwargs.items())), *((np.shape(x), np.asarray(x).dtype.name) for x in inputs))
+    if key not in _OUTPUT_SHAPES:  # tracing the reference takes milliseconds: once per shape
+        structs = [jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype) for x in inputs]
+        _OUTPUT_SHAPES[key] = tuple(jax.eval_shape(lambda *xs: spec.reference(*xs, **kwargs), *structs).shape)
+    return _OUTPUT_SHAPES[key]
+
+
+_OUTPUT_SHAPES: dict[tuple[Any, ...], tuple[int, ...]] = {}
 
 
 def douts(shape: tuple[int, ...], dtype: Any = np.float64) -> st.SearchStrategy[Any]:
@@ -395,7 +427,7 @@ def tolerance(
     terms = 1.0 if output else float(np.max(np.abs(np.asarray(example.dout)), initial=0.0))
     scale += terms * m**degree
     info = np.finfo(dtype)
-    return (OPS + k) * float(info.eps) * scale + float(info.smallest_normal)
+    return (OPS + k) * (float(info.eps) * scale + float(info.smallest_normal))
 
 
 def to_backend(x: Any, backend: str, dtype: Any) -> Any:
@@ -437,7 +469,13 @@ class _Row:
 
 
 def check_example(
-    layer: Callable[..., Any], spec: Spec, example: Example, *, backend: str = "numpy", dtype: Any = np.float64
+    layer: Callable[..., Any],
+    spec: Spec,
+    example: Example,
+    *,
+    backend: str = "numpy",
+    dtype: Any = np.float64,
+    expected: tuple[np.ndarray, tuple[np.ndarray | None, ...]] | None = None,
 ) -> float:
     """Run ``layer`` forward and backward on ``example`` and compare it with the oracle.
 
@@ -445,7 +483,8 @@ def check_example(
     ``backend`` is ``"numpy"``, ``"jax"`` or ``"python"`` (Python floats, for layers written for
     plain numbers). Checks the output and every gradient: its library (that of the inputs), shape
     and dtype (those of its input), and its values within :func:`tolerance`; ``None`` for integer
-    labels; and that the inputs were not modified.
+    labels; and that the inputs were not modified. ``expected`` is ``oracle(spec, example)`` when
+    the caller has it already (:func:`check_backends` computes it once for every backend).
 
     Returns:
         The worst error of the output and gradients, as a fraction of its tolerance.
@@ -469,7 +508,7 @@ def check_example(
             again = instance.backward(dout)
         except Exception as error:
             raise Mismatch(_raised_report(name, spec, example, backend, dtype, error)) from error
-    expected_out, expected_grads = oracle(spec, example)
+    expected_out, expected_grads = expected or oracle(spec, example)
     given = {library(x) for x in inputs}
     # jax if any input is jax, else numpy if any is numpy; from Python numbers alone a layer may
     # return Python numbers or numpy scalars (the built-in layers do the latter)
@@ -498,6 +537,26 @@ def check_example(
         hints = _hints(spec, example, rows)
         raise Mismatch(_report(name, spec, example, backend, dtype, rows, problems, hints))
     return worst
+
+
+def check_backends(
+    layer: Callable[..., Any],
+    spec: Spec,
+    example: Example,
+    *,
+    backends: Sequence[str] = ("numpy", "jax"),
+    dtype: Any = np.float64,
+) -> float:
+    """:func:`check_example` on each of ``backends``, with the oracle computed once for them all.
+
+    Returns:
+        The worst error ratio over the backends.
+
+    Raises:
+        Mismatch: for the first backend on which the layer fails.
+    """
+    expected = oracle(spec, example)
+    return max(check_example(layer, spec, example, backend=b, dtype=dtype, expected=expected) for b in backends)
 
 
 def _same(g: Any, h: Any) -> bool:

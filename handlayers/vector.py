@@ -28,7 +28,14 @@ class Affine(Layer):
 
     Returns:
         A: (n, d_out). ``backward(dA)`` returns ``(dX, dW, db)`` of the shapes of ``X, W, b``.
+
+    ``Affine(input_grad=False)`` returns ``None`` for ``dX`` and skips its matmul, the largest
+    cost of the backward pass when ``d_in`` is large: for the first layer of a network, whose
+    input is data, training needs only ``dW`` and ``db``.
     """
+
+    def __init__(self, input_grad: bool = True) -> None:
+        self.input_grad = input_grad
 
     def _check_shapes(self, X: tuple, W: tuple, b: tuple) -> None:
         if not (len(X) == 2 and len(W) == 2 and len(b) == 1 and X[1] == W[0] and W[1] == b[0]):
@@ -36,10 +43,14 @@ class Affine(Layer):
 
     def _forward(self, X: Any, W: Any, b: Any) -> Any:
         self.X, self.W = X, W
-        return X @ W + b
+        A = X @ W
+        if self._xp is np:
+            A += b  # A is new, so no temporary for the sum
+            return A
+        return A + b
 
     def _backward(self, dA: Any) -> tuple[Any, Any, Any]:
-        dX = dA @ self.W.T
+        dX = dA @ self.W.T if self.input_grad else None
         dW = self.X.T @ dA
         db = self._xp.sum(dA, axis=0)  # b was broadcast over the batch
         return dX, dW, db
@@ -149,8 +160,8 @@ class HingeLoss(Layer):
 class SoftmaxCrossEntropy(Layer):
     """``l = -(1/n) * sum_i log softmax(Z_i)[labels_i]``; finite for any finite ``Z``.
 
-    ``log softmax(Z_i) = Z_i - max(Z_i) - log(sum(exp(Z_i - max(Z_i))))``: every ``exp`` is at
-    most 1 and the largest is exactly 1, so the ``log`` never sees 0.
+    ``-log softmax(Z_i)[y] = log(sum(exp(Z_i - max(Z_i)))) - (Z_iy - max(Z_i))``: every ``exp`` is
+    at most 1 and the largest is exactly 1, so the ``log`` never sees 0.
 
     Args:
         Z: (n, k) logits.
@@ -168,10 +179,12 @@ class SoftmaxCrossEntropy(Layer):
     def _forward(self, Z: Any, labels: Any) -> Any:
         xp = self._xp
         self.is_label = _one_hot(xp, labels, Z.shape[1])
-        shifted = Z - xp.max(Z, axis=1, keepdims=True)
-        log_p = shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
-        self.p = xp.exp(log_p)
-        return -xp.sum(xp.take_along_axis(log_p, labels[:, None], axis=1)) / Z.shape[0]
+        shifted = Z - xp.max(Z, axis=1, keepdims=True)  # at most 0
+        e = xp.exp(shifted)
+        total = xp.sum(e, axis=1, keepdims=True)  # at least 1
+        self.p = e / total
+        # -log p_label = log(total) - shifted_label: two sums of terms >= 0, so nothing cancels
+        return (xp.sum(xp.log(total)) - xp.sum(xp.take_along_axis(shifted, labels[:, None], axis=1))) / Z.shape[0]
 
     def _backward(self, dl: Any) -> tuple[Any, None]:
         dZ = (dl / self.p.shape[0]) * (self.p - self.is_label)
@@ -190,6 +203,11 @@ class MLP(scalar.MLP):
     """
 
     Affine, ReLU, Loss = Affine, ReLU, SquaredLoss
+
+    def __init__(self, input_grad: bool = True) -> None:
+        """``MLP(input_grad=False)`` returns ``None`` for ``dX`` (see :class:`Affine`)."""
+        super().__init__()
+        self.hidden = Affine(input_grad=input_grad)
 
     def _check_shapes(self, X: tuple, W1: tuple, b1: tuple, W2: tuple, b2: tuple, Y: tuple) -> None:
         fits = len(X) == len(W1) == len(W2) == len(Y) == 2 and len(b1) == len(b2) == 1

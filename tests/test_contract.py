@@ -2,12 +2,15 @@
 
 import re
 
+import jax
 import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
-from handlayers.testing import SPECS, Example, arrays, check_example, examples, floats, oracle, tolerance
+from handlayers._layer import keep_where, sum_to_shape
+from handlayers.testing import SPECS, Example, arrays, check_example, examples, floats, grid, oracle, tolerance
 from tests.helpers import as_numpy, backend_array
 
 NAMES = list(SPECS)
@@ -268,3 +271,32 @@ def test_a_gradient_that_is_no_array_is_reported(name, data):
     example = data.draw(examples(spec).filter(lambda e: np.ndim(e.inputs[0]) > 0))
     with pytest.raises(AssertionError, match="is a list value"):
         check_example(layer, spec, example)
+
+
+@given(
+    data=st.data(),
+    dtype=st.sampled_from(["float16", "float32", "float64"]),
+    shape=hnp.array_shapes(min_dims=0, max_dims=3, max_side=4),
+)
+def test_keep_where_is_where_bit_for_bit(data, dtype, shape):
+    """The branch-free ``keep_where`` gives ``np.where(keep, x, 0)`` bit for bit, signed zeros,
+    infinities and NaN included, on contiguous and strided arrays alike."""
+    special = st.sampled_from([0.0, -0.0, np.inf, -np.inf, np.nan])
+    x = data.draw(hnp.arrays(dtype, shape, elements=st.one_of(special, st.floats(width=np.finfo(dtype).bits))))
+    keep = data.draw(hnp.arrays(bool, shape))
+    if x.ndim and data.draw(st.booleans()):
+        x, keep = x[::-1], keep[::-1]  # a strided view
+    got = keep_where(np, keep, x)
+    assert got.dtype == x.dtype
+    assert got.shape == x.shape
+    np.testing.assert_array_equal(got.view(f"u{x.itemsize}"), np.where(keep, x, 0).view(f"u{x.itemsize}"))
+
+
+@given(shapes=hnp.mutually_broadcastable_shapes(num_shapes=2, max_dims=4, max_side=3), data=st.data())
+def test_sum_to_shape_is_the_backward_of_broadcasting(shapes, data):
+    """Summing a gradient back to an input's shape is what jax.vjp of broadcast_to gives, for
+    shapes of up to four axes (the layers' own tests draw two)."""
+    shape, out = shapes.input_shapes[0], shapes.result_shape
+    g = data.draw(arrays(np.float64, out, grid(8.0)))  # exact sums: no rounding to compare
+    _, vjp = jax.vjp(lambda x: jax.numpy.broadcast_to(x, out), np.zeros(shape))
+    np.testing.assert_array_equal(sum_to_shape(np, g, shape), vjp(g)[0])

@@ -2,7 +2,7 @@
 
 import jax
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from handlayers.testing import SPECS, examples
@@ -18,6 +18,7 @@ def devices(platform):
 @pytest.mark.jax
 @pytest.mark.parametrize("platform", ["cpu", "gpu"])
 @pytest.mark.parametrize("name", list(SPECS))
+@settings(max_examples=max(5, settings().max_examples // 4))  # placement does not depend on values
 @given(data=st.data())
 def test_layer_computes_on_its_inputs_device(platform, name, data):
     """Output and gradients of a jax layer live on the device its inputs were put on."""

@@ -212,3 +212,21 @@ def test_labels_may_be_a_list(name, backend):
     from_list, from_array = SPECS[name].layer(), SPECS[name].layer()
     assert as_numpy(from_list.forward(Z, [1, 0])) == as_numpy(from_array.forward(Z, np.array([1, 0])))
     np.testing.assert_array_equal(as_numpy(from_list.backward(1.0)[0]), as_numpy(from_array.backward(1.0)[0]))
+
+
+@pytest.mark.parametrize("name", ["vector.affine", "vector.mlp"])
+@given(data=st.data())
+def test_input_grad_false_skips_dX_and_changes_nothing_else(name, backend, dtype, data):
+    """``input_grad=False`` gives ``None`` for dX and, bit for bit, the default's output and other
+    gradients (the contract's default still returns dX)."""
+    spec = SPECS[name]
+    example = data.draw(examples(spec, dtype))
+    inputs = [backend_array(backend, x) for x in example.inputs]
+    full, lean = spec.layer(), spec.layer(input_grad=False)
+    out, grads = full.forward(*inputs), full.backward(backend_array(backend, example.dout))
+    lean_out, lean_grads = lean.forward(*inputs), lean.backward(backend_array(backend, example.dout))
+    assert grads[0] is not None
+    assert lean_grads[0] is None
+    np.testing.assert_array_equal(as_numpy(lean_out), as_numpy(out))
+    for g, h in zip(grads[1:], lean_grads[1:], strict=True):
+        np.testing.assert_array_equal(as_numpy(h), as_numpy(g))

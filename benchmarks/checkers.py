@@ -1,0 +1,174 @@
+"""The cost of checking one hand-written layer, ``vector.Affine`` on ``n x n`` inputs, four ways.
+
+- ``layer alone``: one forward and backward of the layer: what any check must at least pay.
+- ``handlayers``: :func:`handlayers.testing.check_example` on one example (the oracle jitted and
+  warm, as it is from the second example of a shape on).
+- ``jax check_grads``: the layer wrapped as a ``jax.custom_vjp`` function (its backward is the
+  hand-written one), checked by ``jax.test_util.check_grads`` in reverse mode.
+- ``torch gradcheck fast`` / ``torch gradcheck``: the layer wrapped as a ``torch.autograd.Function``,
+  checked by ``torch.autograd.gradcheck`` with ``fast_mode=True`` and in its default mode, which
+  builds the whole Jacobian by finite differences. Only when torch is installed.
+
+All in float64, on the CPU. Each measurement runs in a process of its own, which is stopped at a
+time limit; a method over the limit at one ``n`` is over it at every larger ``n`` too.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+SIZES = (8, 32, 128, 512)
+METHODS = ("layer alone", "handlayers", "jax check_grads", "torch gradcheck fast", "torch gradcheck")
+
+
+def _inputs(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(n)
+    return rng.standard_normal((n, n)), rng.standard_normal((n, n)), rng.standard_normal(n)
+
+
+def _check(method: str, n: int) -> Callable[[], Any]:
+    """A function that checks the layer once by ``method`` (imports happen here, in the child)."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from handlayers import vector
+
+    X, W, b = _inputs(n)
+    if method == "layer alone":
+
+        def alone() -> Any:
+            layer = vector.Affine()
+            layer.forward(X, W, b)
+            return layer.backward(np.ones((n, n)))
+
+        return alone
+    if method == "handlayers":
+        from handlayers.testing import SPECS, Example, check_example
+
+        example = Example((X, W, b), {}, np.random.default_rng(0).standard_normal((n, n)))
+        return lambda: check_example(vector.Affine, SPECS["vector.affine"], example)
+    if method == "jax check_grads":
+        from jax.test_util import check_grads
+
+        f = _as_jax_function(vector.Affine)
+        args = tuple(jax.numpy.asarray(x) for x in (X, W, b))
+        return lambda: check_grads(f, args, order=1, modes=("rev",))
+    import torch
+
+    f = _as_torch_function(vector.Affine)
+    args = tuple(torch.from_numpy(x).requires_grad_() for x in (X, W, b))
+    fast = method == "torch gradcheck fast"
+    return lambda: torch.autograd.gradcheck(f, args, fast_mode=fast)
+
+
+def _as_jax_function(layer_class: type) -> Callable[..., Any]:
+    import jax
+
+    @jax.custom_vjp
+    def f(*xs: Any) -> Any:
+        return layer_class().forward(*xs)
+
+    def forward(*xs: Any) -> Any:
+        return f(*xs), xs
+
+    def backward(xs: Any, g: Any) -> Any:
+        layer = layer_class()
+        layer.forward(*xs)
+        return tuple(layer.backward(g))
+
+    f.defvjp(forward, backward)
+    return f
+
+
+def _as_torch_function(layer_class: type) -> Callable[..., Any]:
+    import torch
+
+    class Function(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, *xs: Any) -> Any:
+            ctx.layer = layer_class()
+            return torch.from_numpy(np.asarray(ctx.layer.forward(*(x.detach().numpy() for x in xs))))
+
+        @staticmethod
+        def backward(ctx: Any, g: Any) -> Any:
+            return tuple(torch.from_numpy(np.asarray(d)) for d in ctx.layer.backward(g.numpy()))
+
+    return Function.apply
+
+
+def _measure(method: str, n: int, queue: Any) -> None:
+    from benchmarks._timing import compare, median, once
+
+    check = _check(method, n)
+    first = once(check)  # compiles the oracle, for handlayers and check_grads
+    seconds = first if first > 1.0 else median(compare({method: check}, rounds=3, min_time=0.02)[method])
+    queue.put(seconds)
+
+
+def available(method: str) -> bool:
+    if not method.startswith("torch"):
+        return True
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def measure(method: str, n: int, limit: float) -> float | None:
+    """Seconds to check once by ``method`` at ``n``, or ``None`` when it ran past ``limit`` seconds."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=_measure, args=(method, n, queue))
+    child.start()
+    child.join(limit)
+    if child.is_alive():
+        child.kill()
+        child.join()
+        return None
+    if child.exitcode != 0:
+        raise RuntimeError(f"measuring {method} at n={n} failed (exit code {child.exitcode})")
+    return queue.get()
+
+
+def run(limit: float = 60.0, sizes: tuple[int, ...] = SIZES) -> dict[str, Any]:
+    """Seconds per check for every method and size; ``None`` where it ran past ``limit``."""
+    seconds: dict[str, dict[int, float | None]] = {}
+    for method in METHODS:
+        if not available(method):
+            continue
+        seconds[method] = {}
+        over = False
+        for n in sizes:
+            seconds[method][n] = None if over else measure(method, n, limit)
+            over = seconds[method][n] is None
+    return {"limit_s": limit, "sizes": list(sizes), "seconds": seconds}
+
+
+def plot(result: dict[str, Any], path: str) -> None:
+    """Cost against ``n`` on log-log axes; a method past the limit stops with an arrow up."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method, by_n in result["seconds"].items():
+        points = [(n, s) for n, s in by_n.items() if s is not None]
+        line = ax.plot(*zip(*points, strict=True), marker="o", label=method)[0] if points else None
+        over = [n for n, s in by_n.items() if s is None]
+        if over:
+            color = line.get_color() if line else None
+            ax.scatter([over[0]], [result["limit_s"]], marker="^", color=color, s=80, label=f"{method}: over limit")
+    ax.axhline(result["limit_s"], color="grey", linestyle=":", linewidth=1)
+    ax.set(xscale="log", yscale="log", xlabel="n (X, W: n x n; b: n)", ylabel="seconds per check")
+    ax.set_title("Checking vector.Affine once, float64, CPU")
+    ax.set_xticks(result["sizes"], [str(n) for n in result["sizes"]])
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
