@@ -1,5 +1,9 @@
 """Sessions: the suite on every backend with coverage, lint; not by default, the GPU and the benchmarks."""
 
+import os
+import shutil
+import time
+
 import nox
 
 nox.options.sessions = ["tests", "coverage", "lint"]
@@ -57,3 +61,32 @@ def bench(session):
     if "--torch" in session.posargs:
         session.install("torch==2.13.0")
     session.run("python", "-m", "benchmarks", *args)
+
+
+@nox.session
+def mutation(session):
+    """Mutation testing (mutmut): the suite must kill every mutant or it must be a listed equivalent.
+
+    mutmut mutates the layers and the checker's verdict; every mutant must be killed by the suite
+    or listed, with the reason, in tests/equivalent_mutants.md. Writes mutation-results.json.
+
+    What is mutated and which tests run: ``[tool.mutmut]`` and ``[tool.handlayers.mutation]`` in
+    pyproject.toml. JAX and fork: mutmut's fork server (``process_isolation = "forkserver"``)
+    imports numpy, jax and pytest once without starting jax, then forks one process per mutant,
+    which starts jax itself (conftest.py); forking after jax has started its threads can deadlock,
+    and tests/mutation/plugin.py stops the run if a test process ever inherits a started jax.
+    ``nox -s mutation -- 'handlayers.scalar.*'`` runs only the mutants named.
+    """
+    session.install(*nox.project.dependency_groups(PYPROJECT, "test", "mutation"))
+    shutil.rmtree("mutants", ignore_errors=True)  # mutmut keeps verdicts between runs: start afresh
+    run = session.posargs or PYPROJECT["tool"]["handlayers"]["mutation"]["run"]
+    env = {
+        "HYPOTHESIS_PROFILE": "mutation",
+        # the tests run in mutants/: share the suite's compilation cache rather than start one there
+        "JAX_COMPILATION_CACHE_DIR": os.path.abspath(".jax_cache"),
+        # every forked process imports pytest's plugins and the mutated modules: keep their bytecode
+        "PYTHONDONTWRITEBYTECODE": "",
+    }
+    started = time.monotonic()
+    session.run("mutmut", "run", *run, env=env)
+    session.run("python", "-m", "tests.mutation.results", f"{time.monotonic() - started:.0f}", *run)

@@ -1,11 +1,24 @@
 """The checker's own parts: how it hands inputs to a layer, how it names libraries, its defaults,
 and a backward whose second answer differs in a way a value comparison alone would miss."""
 
+import re
+
 import numpy as np
 import pytest
 
 from handlayers import scalar
-from handlayers.testing import SPECS, Example, Mismatch, Spec, check, check_example, library, to_backend
+from handlayers.testing import (
+    SPECS,
+    Example,
+    Mismatch,
+    Spec,
+    check,
+    check_backends,
+    check_example,
+    library,
+    to_backend,
+    tolerance,
+)
 
 
 def test_to_backend_casts_floats_and_keeps_integer_labels(backend):
@@ -99,3 +112,123 @@ def test_a_spec_names_the_gradients_and_defaults_the_output_degree():
     assert spec.out_degree == 4
     bounded = Spec("x.y", reference, scalar.Affine, ("x",), SPECS["scalar.affine"].draw, degree=0, out_degree=0)
     assert bounded.out_degree == 0
+
+
+@pytest.mark.jax
+@pytest.mark.parametrize("wrong_on", ["numpy", "jax"])
+def test_check_backends_checks_every_backend(wrong_on):
+    """A layer that is wrong on one backend only fails check_backends, which names that backend."""
+    spec = SPECS["scalar.plus"]
+
+    class WrongOn(spec.layer):
+        def forward(self, a, b):
+            c = super().forward(a, b)
+            return c + 1 if library(a) == wrong_on else c
+
+    example = Example((np.ones(2), np.ones(2)), {}, np.ones(2))
+    with pytest.raises(Mismatch, match=rf"\({wrong_on}, float64\)"):
+        check_backends(WrongOn, spec, example)
+
+
+def test_check_backends_checks_the_dtype_asked_for():
+    """A layer that computes in float64 whatever it is given fails check_backends in float32."""
+    spec = SPECS["scalar.plus"]
+
+    class AlwaysFloat64(spec.layer):
+        def forward(self, a, b):
+            return super().forward(np.asarray(a, np.float64), np.asarray(b, np.float64))
+
+    example = Example((np.ones(2), np.ones(2)), {}, np.ones(2))
+    with pytest.raises(Mismatch, match="output: WRONG: has dtype float64, expected float32"):
+        check_backends(AlwaysFloat64, spec, example, backends=("numpy",), dtype=np.float32)
+
+
+def test_the_tolerance_grows_with_the_expected_value():
+    """An output off by less than its tolerance passes where the floor alone (M**degree, here
+    with |expected| = 200 twice M = 100) would not allow that error: the scale counts max |expected|."""
+    spec = SPECS["scalar.plus"]
+    example = Example((np.array(100.0), np.array(100.0)), {}, np.array(1.0))
+    full = tolerance(spec, example, np.float64, np.array(200.0), degree=spec.out_degree, output=True)
+    floor = tolerance(spec, example, np.float64, np.array(0.0), degree=spec.out_degree, output=True)
+    off = (full + floor) / 2
+
+    class Off(spec.layer):
+        def forward(self, a, b):
+            return super().forward(a, b) + off
+
+    assert check_example(Off, spec, example) <= 1
+
+
+def test_a_gradient_for_labels_names_what_came_instead():
+    """Where integer labels are due None, the report names the type the layer returned instead."""
+    spec = SPECS["vector.hinge_loss"]
+
+    class GradientForLabels(spec.layer):
+        def backward(self, dl):
+            return super().backward(dl)[0], np.zeros(1)
+
+    example = Example((np.zeros((1, 2)), np.array([0])), {}, np.array(1.0))
+    problem = "dlabels: WRONG: expected None for integer labels, got ndarray"
+    with pytest.raises(Mismatch, match=re.escape(problem)):
+        check_example(GradientForLabels, spec, example)
+
+
+def test_from_python_floats_either_library_is_named():
+    """From Python floats a layer may return Python or numpy numbers: a wrong type names both."""
+    spec = SPECS["scalar.relu"]
+
+    class ReturnsAList(spec.layer):
+        def backward(self, dr):
+            return [super().backward(dr)]
+
+    with pytest.raises(Mismatch, match=re.escape("da: WRONG: is a list value, expected numpy or python")):
+        check_example(ReturnsAList, spec, Example((1.0,), {}, 1.0), backend="python")
+
+
+def test_empty_arrays_are_checked_like_any_other():
+    """An elementwise layer on empty arrays (numpy broadcasts them) matches its reference: nothing to compare."""
+    spec = SPECS["scalar.relu"]
+    assert check_example(spec.layer, spec, Example((np.zeros(0),), {}, np.zeros(0))) == 0
+
+
+def test_a_python_int_passes_for_a_python_float():
+    """A layer for Python numbers may return an int where the value is whole (``max(a, 0)`` gives
+    the int 0 for a negative ``a``): on Python floats the checker takes it as the float."""
+
+    class LabReLU:
+        def forward(self, a):
+            self.a = a
+            return max(a, 0)
+
+        def backward(self, dr):
+            return dr if self.a > 0 else 0
+
+    assert check_example(LabReLU, SPECS["scalar.relu"], Example((-1.0,), {}, 1.0), backend="python") == 0
+
+
+EPS, TINY = float(np.finfo(np.float64).eps), float(np.finfo(np.float64).smallest_normal)
+
+
+def test_the_tolerance_is_the_documented_formula():
+    """(OPS + K) * (eps * (max |expected| + max |dout| * M**degree) + tiny) for a gradient, with K
+    the size of the inputs and dout and M the largest input magnitude (at least 1); for the
+    output, M**out_degree without dout."""
+    spec = SPECS["scalar.square"]
+    example = Example((np.array([3.0, -100.0]),), {}, np.array([2.0, 0.5]))
+    expected = np.array([12.0, -100.0])
+    k = 2 + 2
+    assert tolerance(spec, example, np.float64, expected, degree=1) == (16 + k) * (EPS * (100 + 2 * 100) + TINY)
+    output = tolerance(spec, example, np.float64, np.array([9.0, 1e4]), degree=2, output=True)
+    assert output == (16 + k) * (EPS * (1e4 + 100**2) + TINY)
+    small = Example((np.array([0.5]),), {}, np.array([2.0]))  # M is at least 1
+    assert tolerance(spec, small, np.float64, np.array([2.0]), degree=1) == (16 + 2) * (EPS * (2 + 2 * 1) + TINY)
+
+
+def test_integer_labels_count_for_neither_k_nor_m():
+    """Labels are no float input: they add nothing to the size K or the magnitude M."""
+    spec = SPECS["vector.hinge_loss"]
+    example = Example((np.array([[0.5, -0.25, 0.125]]), np.array([2])), {}, np.array(3.0))
+    k = 3 + 1  # the scores and dout, not the label
+    got = tolerance(spec, example, np.float32, np.array([[1.0, -1.0, 0.0]]), degree=1)
+    eps, tiny = float(np.finfo(np.float32).eps), float(np.finfo(np.float32).smallest_normal)
+    assert got == (16 + k) * (eps * (1 + 3 * 1) + tiny)  # M = 1, not the label 2

@@ -63,3 +63,17 @@ def test_softmax_names_the_axis_it_lacks(axis, backend):
     message = f"Softmax: expected an array with an axis {axis}; got Z (2, 3)"
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         vector.Softmax(axis=axis).forward(backend_array(backend, np.zeros((2, 3))))
+
+
+@pytest.mark.parametrize(
+    ("layer", "count", "message"),
+    [
+        (scalar.Affine, 4, "Affine.forward takes (x, w, b); got 4 inputs"),
+        (scalar.ReLU, 2, "ReLU.forward takes (a); got 2 inputs"),
+        (vector.HingeLoss, 1, "HingeLoss.forward takes (S, labels); got 1 inputs"),
+    ],
+)
+def test_the_wrong_number_of_inputs_names_forwards_arguments(layer, count, message):
+    """forward with too many or too few inputs raises TypeError naming every argument it takes."""
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        layer().forward(*([1.0] * count))

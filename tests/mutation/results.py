@@ -7,7 +7,8 @@ equivalent no longer survives (the list must stay true).
 
 A survivor is matched to the list by its function and the line the mutation wrote, not by
 mutmut's number, which changes whenever the code around it does. Run from the repository root,
-with mutmut installed: ``python -m tests.mutation.results SECONDS``.
+with mutmut installed: ``python -m tests.mutation.results SECONDS MUTANT_GLOB...`` (the run's
+duration and the names it ran, as given to ``mutmut run``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from __future__ import annotations
 import datetime
 import fnmatch
 import json
+import os
 import re
+import subprocess
 import sys
-import tomllib
 from collections import Counter
 from pathlib import Path
 
@@ -31,12 +33,6 @@ EQUIVALENTS = Path("tests/equivalent_mutants.md")
 RESULTS = Path("mutation-results.json")
 # an entry: "- `handlayers.scalar.ReLU._forward`: `the line as mutated` — why it is the same function"
 ENTRY = re.compile(r"^- `(?P<function>[^`]+)`: `(?P<line>[^`]+)`")
-
-
-def scope() -> list[str]:
-    """The mutant names (globs) that the mutation session runs: ``[tool.handlayers.mutation]``."""
-    config = tomllib.loads(Path("pyproject.toml").read_text())
-    return config["tool"]["handlayers"]["mutation"]["run"]
 
 
 def function_of(mutant: str) -> str:
@@ -54,22 +50,36 @@ def mutated_line(mutant: str, path: Path) -> str:
     return " / ".join(added)
 
 
+def breaks_import(mutant: str) -> bool:
+    """Whether the mutant's module fails to import with the mutant active (a mutant of code run at
+    import, like ``Spec.__post_init__`` for SPECS). No test can then be collected: pytest exits 4
+    (a usage error) and mutmut counts that as 255, a "timeout"; it is a kill."""
+    module = mutant.rpartition(".")[0]
+    env = {**os.environ, "MUTANT_UNDER_TEST": mutant}
+    run = subprocess.run([sys.executable, "-c", f"import {module}"], cwd="mutants", env=env, capture_output=True)
+    return run.returncode != 0
+
+
 def equivalents() -> set[tuple[str, str]]:
     """``(function, mutated line)`` for every mutant listed as equivalent."""
     return {(m["function"], m["line"]) for m in map(ENTRY.match, EQUIVALENTS.read_text().splitlines()) if m}
 
 
-def main(seconds: float) -> int:
-    globs = scope()
+def main(seconds: float, globs: list[str]) -> int:
     verdicts: dict[str, tuple[str, Path]] = {}  # mutant -> (status, source file)
     made_in_package = 0
+    killed_at_import: list[str] = []
     for path in walk_mutatable_files():
         data = SourceFileMutationData(path=path)
         data.load()
         made_in_package += len(data.exit_code_by_key)
         for mutant, exit_code in data.exit_code_by_key.items():
             if any(fnmatch.fnmatch(mutant, g) for g in globs):
-                verdicts[mutant] = (status_by_exit_code[exit_code], path)
+                status = status_by_exit_code[exit_code]
+                if exit_code == 255 and breaks_import(mutant):
+                    status = "killed"
+                    killed_at_import.append(mutant)
+                verdicts[mutant] = (status, path)
 
     listed = equivalents()
     seen: set[tuple[str, str]] = set()
@@ -98,6 +108,7 @@ def main(seconds: float) -> int:
         "made_in_package": made_in_package,
         "made": len(verdicts),
         "killed": counts["killed"],
+        "killed_at_import": len(killed_at_import),
         "survived": counts["survived"],
         "survived_equivalent": len(equivalent),
         "survived_unexplained": len(unexplained),
@@ -112,7 +123,7 @@ def main(seconds: float) -> int:
 
     print(
         f"mutation: {summary['made']} mutants in scope ({made_in_package} made in handlayers), "
-        f"{summary['killed']} killed, {summary['survived']} survived "
+        f"{summary['killed']} killed ({len(killed_at_import)} of them at import), {summary['survived']} survived "
         f"({len(equivalent)} listed as equivalent), {summary['timeout']} timed out, "
         f"{summary['other']} other; {summary['seconds']} s; written to {RESULTS}"
     )
@@ -126,4 +137,4 @@ def main(seconds: float) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(float(sys.argv[1]) if len(sys.argv) > 1 else 0.0))
+    sys.exit(main(float(sys.argv[1]), sys.argv[2:]))
