@@ -33,8 +33,8 @@ def compare(cases: dict[str, Callable[[], Any]], *, rounds: int = 9, min_time: f
     """Seconds per call of each case, one figure per round.
 
     Each case is called once first (a jitted function compiles then), then as many times per round
-    as fill ``min_time``; the rounds interleave the cases, so round ``i`` of two cases ran close in
-    time and their ratio is the fairest one (see :func:`ratio`).
+    as fill ``min_time``; the rounds interleave the cases, in an order reversed every round, so
+    round ``i`` of two cases ran close in time and their ratio is the fairest one (see :func:`ratio`).
     """
     loops = {}
     for name, f in cases.items():
@@ -45,10 +45,12 @@ def compare(cases: dict[str, Callable[[], Any]], *, rounds: int = 9, min_time: f
             n *= 2
         loops[name] = n
     samples: dict[str, list[float]] = {name: [] for name in cases}
+    order = list(cases.items())
     for _ in range(rounds):
-        for name, f in cases.items():
+        for name, f in order:
             time.sleep(SETTLE)
             samples[name].append(_run(f, loops[name]) / loops[name])
+        order.reverse()  # no case always first (after the rest) or always last
     return samples
 
 
