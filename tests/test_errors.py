@@ -77,3 +77,12 @@ def test_the_wrong_number_of_inputs_names_forwards_arguments(layer, count, messa
     """forward with too many or too few inputs raises TypeError naming every argument it takes."""
     with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
         layer().forward(*([1.0] * count))
+
+
+def test_a_dout_of_the_wrong_shape_names_the_layer_and_both_shapes(backend):
+    """backward with a dout that is not the output's shape raises ValueError saying both shapes."""
+    square = scalar.Square()
+    square.forward(backend_array(backend, np.ones(2)))
+    message = "Square.backward: dout has shape (2, 2), but the output has shape (2,)"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        square.backward(backend_array(backend, np.ones((2, 2))))

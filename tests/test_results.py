@@ -1,0 +1,57 @@
+"""What a layer hands back beyond its values: numpy's scalars for 0-d results, and gradients summed
+or broadcast to their inputs' shapes."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from handlayers import scalar, vector
+from handlayers._layer import sum_to_shape
+from tests.helpers import backend_array
+
+
+def test_zero_d_results_are_numpy_scalars():
+    """From numbers, output and gradients are numpy scalars, as numpy's own arithmetic gives, not 0-d arrays."""
+    affine = scalar.Affine()
+    assert isinstance(affine.forward(1.0, 2.0, 3.0), np.float64)
+    assert all(isinstance(g, np.float64) for g in affine.backward(1.0))
+
+
+def test_a_gradient_smaller_than_its_input_is_broadcast_to_it():
+    """A gradient of any shape that broadcasts to the input's (a layer may return a constant)
+    is broadcast up to it, and summed over the axes where the input was stretched."""
+    np.testing.assert_array_equal(sum_to_shape(np, np.float64(2.0), (3,)), [2.0, 2.0, 2.0])
+    np.testing.assert_array_equal(sum_to_shape(np, np.array([[1.0, 2.0]]), (3, 1)), [[3.0], [3.0], [3.0]])
+
+
+def test_each_gradient_has_its_own_inputs_dtype(backend):
+    """Inputs of different float dtypes compute in the wider one; each gradient comes back in its
+    own input's dtype."""
+    plus = scalar.Plus()
+    c = plus.forward(backend_array(backend, np.ones(2, np.float32)), backend_array(backend, np.ones(2)))
+    assert c.dtype == np.float64
+    da, db = plus.backward(backend_array(backend, np.ones(2)))
+    assert (da.dtype, db.dtype) == (np.float32, np.float64)
+
+
+def test_dout_is_taken_in_the_layers_dtype(backend):
+    """A dout given in another float dtype is taken at its value in the layer's dtype: float32 and
+    float64 douts of one value give a float64 layer the same gradients, bit for bit."""
+    Z = np.array([[0.3, -1.2, 2.0], [0.1, 0.2, 0.3], [1.0, 0.0, -1.0]])
+    labels = np.array([0, 2, 1])
+    dl = np.float32(1 / 3)
+    grads = []
+    for dtype in (np.float32, np.float64):
+        layer = vector.SoftmaxCrossEntropy()
+        layer.forward(backend_array(backend, Z), backend_array(backend, labels))
+        grads.append(np.asarray(layer.backward(backend_array(backend, np.asarray(dl, dtype)))[0]))
+    np.testing.assert_array_equal(grads[0], grads[1])
+
+
+@pytest.mark.jax
+def test_bfloat16_inputs_compute_and_return_bfloat16():
+    """jax's bfloat16 is a float dtype (though no numpy floating type): output and gradients keep it."""
+    x = jnp.ones(2, jnp.bfloat16)
+    plus = scalar.Plus()
+    assert plus.forward(x, x).dtype == jnp.bfloat16
+    assert [g.dtype for g in plus.backward(jnp.ones(2, jnp.bfloat16))] == [jnp.bfloat16, jnp.bfloat16]
