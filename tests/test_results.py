@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from handlayers import scalar, vector
-from handlayers._layer import sum_to_shape
+from handlayers._layer import Layer, sum_to_shape
 from tests.helpers import backend_array
 
 
@@ -55,3 +55,27 @@ def test_bfloat16_inputs_compute_and_return_bfloat16():
     plus = scalar.Plus()
     assert plus.forward(x, x).dtype == jnp.bfloat16
     assert [g.dtype for g in plus.backward(jnp.ones(2, jnp.bfloat16))] == [jnp.bfloat16, jnp.bfloat16]
+
+
+def test_summing_back_covers_added_and_stretched_axes_together():
+    """An input of shape (1, 1) broadcast to (1, 2, 3) (an added axis, then both of its own
+    stretched) gets the total; with two added axes, the same."""
+    np.testing.assert_array_equal(sum_to_shape(np, np.ones((1, 2, 3)), (1, 1)), [[6.0]])
+    np.testing.assert_array_equal(sum_to_shape(np, np.ones((2, 1, 2, 3)), (1, 1)), [[12.0]])
+
+
+def test_a_subclass_returning_too_few_gradients_fails_loudly():
+    """A Layer whose _backward returns fewer gradients than forward took inputs raises, rather
+    than silently dropping a gradient."""
+
+    class TooFew(Layer):
+        def _forward(self, a, b):
+            return a + b
+
+        def _backward(self, dc):
+            return (dc,)
+
+    layer = TooFew()
+    layer.forward(np.ones(2), np.ones(2))
+    with pytest.raises(ValueError, match=r"zip\(\) argument 2 is longer than argument 1"):
+        layer.backward(np.ones(2))
