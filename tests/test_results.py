@@ -79,3 +79,13 @@ def test_a_subclass_returning_too_few_gradients_fails_loudly():
     layer.forward(np.ones(2), np.ones(2))
     with pytest.raises(ValueError, match=r"zip\(\) argument 2 is longer than argument 1"):
         layer.backward(np.ones(2))
+
+
+def test_integers_compute_as_float64(backend):
+    """Integer inputs alone (Python ints, integer arrays) compute as float64, gradients too."""
+    square = scalar.Square()
+    y = square.forward(backend_array(backend, np.array([1, 2])))
+    assert y.dtype == np.float64
+    np.testing.assert_array_equal(np.asarray(y), [1.0, 4.0])
+    assert square.backward(backend_array(backend, np.ones(2))).dtype == np.float64
+    assert isinstance(scalar.Square().forward(3), np.float64)
