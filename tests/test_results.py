@@ -11,10 +11,13 @@ from tests.helpers import backend_array
 
 
 def test_zero_d_results_are_numpy_scalars():
-    """From numbers, output and gradients are numpy scalars, as numpy's own arithmetic gives, not 0-d arrays."""
-    affine = scalar.Affine()
+    """From numbers, output and gradients are numpy scalars, as numpy's own arithmetic gives, not
+    0-d arrays (which ReLU's mask computes them as)."""
+    affine, relu = scalar.Affine(), scalar.ReLU()
     assert isinstance(affine.forward(1.0, 2.0, 3.0), np.float64)
     assert all(isinstance(g, np.float64) for g in affine.backward(1.0))
+    assert isinstance(relu.forward(2.0), np.float64)
+    assert isinstance(relu.backward(1.0), np.float64)
 
 
 def test_a_gradient_smaller_than_its_input_is_broadcast_to_it():
