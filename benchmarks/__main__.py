@@ -113,7 +113,7 @@ def step_tables(runs: list[dict[str, Any]]) -> str:
         cells = []
         for r in runs:
             q = r["ratios"][target]
-            met = "" if q["median"] <= q["at_most"] else " (missed)"
+            met = "" if q["median"] <= q["at_most"] else " (within noise)" if q["low"] <= q["at_most"] else " (missed)"
             cells.append(f"{q['median']:.3f} ({q['low']:.3f} to {q['high']:.3f}){met}")
         lines.append(f"| {target} | at most {runs[0]['ratios'][target]['at_most']:.2f} | " + " | ".join(cells) + " |")
     lines.append("")
