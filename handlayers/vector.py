@@ -113,12 +113,17 @@ def _check_scores_and_labels(owner: str, scores: tuple, labels: tuple) -> None:
         raise shape_error(owner, "scores (n, k) and labels (n,), n, k >= 1", scores=scores, labels=labels)
 
 
-def _one_hot(xp: Any, labels: Any, k: int) -> Any:
-    """(n, k) booleans, True at each example's label; labels outside [0, k) raise on eager inputs."""
+def _check_labels(labels: Any, k: int) -> None:
+    """Raise unless ``labels`` are integers; labels outside [0, k) raise on eager inputs."""
     if not np.issubdtype(labels.dtype, np.integer):
         raise TypeError(f"labels must be integers, got dtype {labels.dtype}")
     if is_concrete(labels) and labels.size and not (int(labels.min()) >= 0 and int(labels.max()) < k):
         raise ValueError(f"labels must lie in [0, {k}), got values from {int(labels.min())} to {int(labels.max())}")
+
+
+def _one_hot(xp: Any, labels: Any, k: int) -> Any:
+    """(n, k) booleans, True at each example's label (see :func:`_check_labels`)."""
+    _check_labels(labels, k)
     return xp.arange(k) == labels[:, None]
 
 
@@ -178,7 +183,8 @@ class SoftmaxCrossEntropy(Layer):
 
     def _forward(self, Z: Any, labels: Any) -> Any:
         xp = self._xp
-        self.is_label = _one_hot(xp, labels, Z.shape[1])
+        _check_labels(labels, Z.shape[1])
+        self.y = labels
         shifted = Z - xp.max(Z, axis=1, keepdims=True)  # at most 0
         e = xp.exp(shifted)
         total = xp.sum(e, axis=1, keepdims=True)  # at least 1
@@ -187,8 +193,19 @@ class SoftmaxCrossEntropy(Layer):
         return (xp.sum(xp.log(total)) - xp.sum(xp.take_along_axis(shifted, labels[:, None], axis=1))) / Z.shape[0]
 
     def _backward(self, dl: Any) -> tuple[Any, None]:
-        dZ = (dl / self.p.shape[0]) * (self.p - self.is_label)
-        return dZ, None
+        # dZ = scale * (p - onehot), bit for bit: scale * p everywhere, then (p - 1) * scale at
+        # each example's label; no (n, k) one-hot array is built
+        xp, p = self._xp, self.p
+        scale = dl / p.shape[0]
+        rows = xp.arange(p.shape[0])
+        at_label = (p[rows, self.y] - 1) * scale
+        if xp is np:
+            dZ = p * scale
+            dZ[rows, self.y] = at_label
+            return dZ, None
+        # the one-hot form does the same work but ran 1.1x to 1.2x slower in jax.jit on the CPU
+        # (README, Performance: the jit step)
+        return (p * scale).at[rows, self.y].set(at_label), None
 
 
 class MLP(scalar.MLP):

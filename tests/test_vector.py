@@ -230,3 +230,21 @@ def test_input_grad_false_skips_dX_and_changes_nothing_else(name, backend, dtype
     np.testing.assert_array_equal(as_numpy(lean_out), as_numpy(out))
     for g, h in zip(grads[1:], lean_grads[1:], strict=True):
         np.testing.assert_array_equal(as_numpy(h), as_numpy(g))
+
+
+@given(data=st.data())
+def test_softmax_cross_entropy_backward_is_the_one_hot_formula_bit_for_bit(backend, dtype, data):
+    """SoftmaxCrossEntropy subtracts at each label instead of building a one-hot array (faster in
+    jax.jit on the CPU): ``dZ`` is still ``(dl / n) * (softmax(Z) - onehot)``, bit for bit."""
+    spec = SPECS["vector.softmax_cross_entropy"]
+    example = data.draw(examples(spec, dtype))
+    Z, labels = (backend_array(backend, x) for x in example.inputs)
+    layer = spec.layer()
+    layer.forward(Z, labels)
+    dl = backend_array(backend, example.dout)
+    dZ, _ = layer.backward(dl)
+    p, labels = as_numpy(layer.p), np.asarray(labels)
+    one_hot = np.arange(p.shape[1]) == labels[:, None]
+    expected = (as_numpy(dl).astype(p.dtype) / p.shape[0]) * (p - one_hot)
+    assert as_numpy(dZ).dtype == expected.dtype
+    np.testing.assert_array_equal(as_numpy(dZ), expected)
