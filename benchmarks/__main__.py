@@ -121,7 +121,26 @@ def step_tables(runs: list[dict[str, Any]]) -> str:
         "Memory: numpy's peak during a step beyond its inputs (tracemalloc); for the jitted ways, "
         "XLA's temporary buffers."
     )
+    if runs[0]["stages"]:  # None on a GPU: no numpy step
+        lines += ["", stage_table(runs)]
     return "\n".join(lines) + "\n"
+
+
+def stage_table(runs: list[dict[str, Any]]) -> str:
+    """Each layer call of ``handlayers numpy``, timed alone, beside the GEMM floor."""
+    lines = [
+        "Where `handlayers numpy` spends its time, each layer call timed alone (median of "
+        f"{runs[0]['stages']['steps']} steps; the Affine calls hold the floor's matrix products):",
+        "",
+        "| layer call | " + " | ".join(f"{r['dtype']} ms" for r in runs) + " |",
+        "|---|" + "---:|" * len(runs),
+    ]
+    for stage in runs[0]["stages"]["seconds"]:
+        lines.append(f"| {stage} | " + " | ".join(_ms(r["stages"]["seconds"][stage]) for r in runs) + " |")
+    totals = (sum(r["stages"]["seconds"].values()) for r in runs)
+    lines.append("| sum of the calls | " + " | ".join(_ms(t) for t in totals) + " |")
+    lines.append("| gemm floor | " + " | ".join(_ms(r["seconds"]["gemm floor"]) for r in runs) + " |")
+    return "\n".join(lines)
 
 
 def checker_table(result: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ gradient. The ways to take it, timed side by side:
 from __future__ import annotations
 
 import os
+import time
 import tracemalloc
 from collections.abc import Callable
 from typing import Any
@@ -40,15 +41,43 @@ def data(dtype: Any, *, batch: int, d_in: int, hidden: int, classes: int, seed: 
     }
 
 
-def handlayers_step(X: Any, W1: Any, b1: Any, W2: Any, b2: Any, labels: Any, *, input_grad: bool = False) -> Any:
-    """Loss and ``(dW1, db1, dW2, db2)`` from the vector layers (numpy or jax arrays)."""
+def _call(stage: str, f: Callable[..., Any], *args: Any) -> Any:
+    return f(*args)
+
+
+def handlayers_step(
+    X: Any, W1: Any, b1: Any, W2: Any, b2: Any, labels: Any, *, input_grad: bool = False, call: Any = _call
+) -> Any:
+    """Loss and ``(dW1, db1, dW2, db2)`` from the vector layers (numpy or jax arrays).
+
+    Each layer call goes through ``call(stage, method, *args)``: :func:`stages` times them."""
     hidden, relu = vector.Affine(input_grad=input_grad), vector.ReLU()
     output, loss = vector.Affine(), vector.SoftmaxCrossEntropy()
-    value = loss.forward(output.forward(relu.forward(hidden.forward(X, W1, b1)), W2, b2), labels)
-    dZ, _ = loss.backward(1.0)
-    dH, dW2, db2 = output.backward(dZ)
-    _, dW1, db1 = hidden.backward(relu.backward(dH))
+    A1 = call("hidden Affine forward", hidden.forward, X, W1, b1)
+    H = call("ReLU forward", relu.forward, A1)
+    Z = call("output Affine forward", output.forward, H, W2, b2)
+    value = call("SoftmaxCrossEntropy forward", loss.forward, Z, labels)
+    dZ, _ = call("SoftmaxCrossEntropy backward", loss.backward, 1.0)
+    dH, dW2, db2 = call("output Affine backward", output.backward, dZ)
+    dA1 = call("ReLU backward", relu.backward, dH)
+    _, dW1, db1 = call("hidden Affine backward", hidden.backward, dA1)
     return value, (dW1, db1, dW2, db2)
+
+
+def stages(d: dict[str, Any], *, steps: int = 200) -> dict[str, float]:
+    """Median seconds of each layer call in the numpy step (``handlayers numpy``): where the time
+    over the GEMM floor goes. The Affine stages hold the floor's products; the rest is extra."""
+    seconds: dict[str, list[float]] = {}
+
+    def timed(stage: str, f: Callable[..., Any], *args: Any) -> Any:
+        start = time.perf_counter()
+        out = f(*args)
+        seconds.setdefault(stage, []).append(time.perf_counter() - start)
+        return out
+
+    for _ in range(steps):
+        handlayers_step(d["X"], d["W1"], d["b1"], d["W2"], d["b2"], d["labels"], call=timed)
+    return {stage: median(s) for stage, s in seconds.items()}
 
 
 def gemm_floor(d: dict[str, Any]) -> Callable[[], Any]:
@@ -171,4 +200,5 @@ def run(dtype: Any, *, rounds: int = 9, shape: dict[str, int] | None = None, cpu
         "seconds": {name: median(s) for name, s in samples.items()},
         "ratios": ratios,
         "bytes": memory,
+        "stages": {"steps": 20 * rounds, "seconds": stages(d, steps=20 * rounds)} if cpu else None,
     }

@@ -52,3 +52,20 @@ def test_the_jax_wrapper_uses_the_hand_written_backward():
     X, W, b = checkers._inputs(3)
     with pytest.raises(AssertionError):
         check_grads(checkers._as_jax_function(Wrong), (X, W, b), order=1, modes=("rev",))
+
+
+def test_stages_time_every_layer_call_of_the_step():
+    """The per-call breakdown covers the step's eight layer calls, in order, each once per step."""
+    d = step.data(np.float64, **SHAPE)
+    seconds = step.stages(d, steps=3)
+    assert list(seconds) == [
+        "hidden Affine forward",
+        "ReLU forward",
+        "output Affine forward",
+        "SoftmaxCrossEntropy forward",
+        "SoftmaxCrossEntropy backward",
+        "output Affine backward",
+        "ReLU backward",
+        "hidden Affine backward",
+    ]
+    assert all(s > 0 for s in seconds.values())
