@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _ms(seconds: float | None) -> str:
-    return "over limit" if seconds is None else f"{seconds * 1e3:.3g}"
+def _ms(seconds: float | str) -> str:
+    return seconds if isinstance(seconds, str) else f"{seconds * 1e3:.3g}"
 
 
 def step_tables(runs: list[dict[str, Any]]) -> str:
@@ -146,7 +146,8 @@ def stage_table(runs: list[dict[str, Any]]) -> str:
 def checker_table(result: dict[str, Any]) -> str:
     sizes = result["sizes"]
     lines = [
-        f"## Checking vector.Affine once (float64, ms; stopped after {result['limit_s']:g} s)",
+        f"## Checking vector.Affine once (float64, ms; stopped after {result['limit_s']:g} s "
+        f"or {result['memory_limit_bytes'] / 2**30:.0f} GiB)",
         "",
         "| method | " + " | ".join(f"n = {n}" for n in sizes) + " |",
         "|---|" + "---:|" * len(sizes),

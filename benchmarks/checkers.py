@@ -10,12 +10,16 @@
   builds the whole Jacobian by finite differences. Only when torch is installed.
 
 All in float64, on the CPU. Each measurement runs in a process of its own, which is stopped at a
-time limit; a method over the limit at one ``n`` is over it at every larger ``n`` too.
+time limit and may take at most half the machine's memory (gradcheck's default mode builds whole
+Jacobians: at n = 128 it filled this project's 24 GiB machine); a method over a limit at one ``n``
+is over it at every larger ``n`` too.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -100,6 +104,11 @@ def _as_torch_function(layer_class: type) -> Callable[..., Any]:
     return Function.apply
 
 
+def memory_limit() -> int:
+    """Bytes a measurement may hold: half the machine's memory."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+
+
 def _measure(method: str, n: int, queue: Any) -> None:
     from benchmarks._timing import compare, median, once
 
@@ -107,6 +116,15 @@ def _measure(method: str, n: int, queue: Any) -> None:
     first = once(check)  # compiles the oracle, for handlayers and check_grads
     seconds = first if first > 1.0 else median(compare({method: check}, rounds=3, min_time=0.02)[method])
     queue.put(seconds)
+
+
+def _resident_bytes(pid: int) -> int:
+    """Memory a process holds (Linux); 0 where that cannot be read, or once it has ended."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0
 
 
 def available(method: str) -> bool:
@@ -119,34 +137,41 @@ def available(method: str) -> bool:
     return True
 
 
-def measure(method: str, n: int, limit: float) -> float | None:
-    """Seconds to check once by ``method`` at ``n``, or ``None`` when it ran past ``limit`` seconds."""
+def measure(method: str, n: int, limit: float) -> float | str:
+    """Seconds to check once by ``method`` at ``n``; ``"over time"`` when it ran past ``limit``
+    seconds, ``"over memory"`` when it held more than :func:`memory_limit` (it is stopped then:
+    a process that runs out of memory is killed, or OpenBLAS ends it, with nothing to tell why)."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     child = context.Process(target=_measure, args=(method, n, queue))
     child.start()
-    child.join(limit)
-    if child.is_alive():
-        child.kill()
-        child.join()
-        return None
+    deadline, memory = time.monotonic() + limit, memory_limit()
+    while child.is_alive():
+        over = "over time" if time.monotonic() > deadline else None
+        if over is None and _resident_bytes(child.pid) > memory:
+            over = "over memory"
+        if over:
+            child.kill()
+            child.join()
+            return over
+        child.join(0.05)
     if child.exitcode != 0:
         raise RuntimeError(f"measuring {method} at n={n} failed (exit code {child.exitcode})")
     return queue.get()
 
 
 def run(limit: float = 60.0, sizes: tuple[int, ...] = SIZES) -> dict[str, Any]:
-    """Seconds per check for every method and size; ``None`` where it ran past ``limit``."""
-    seconds: dict[str, dict[int, float | None]] = {}
+    """Seconds per check for every method and size, or which limit it ran past (see :func:`measure`)."""
+    seconds: dict[str, dict[int, float | str]] = {}
     for method in METHODS:
         if not available(method):
             continue
         seconds[method] = {}
-        over = False
+        over: str | None = None
         for n in sizes:
-            seconds[method][n] = None if over else measure(method, n, limit)
-            over = seconds[method][n] is None
-    return {"limit_s": limit, "sizes": list(sizes), "seconds": seconds}
+            seconds[method][n] = over or measure(method, n, limit)
+            over = seconds[method][n] if isinstance(seconds[method][n], str) else None
+    return {"limit_s": limit, "memory_limit_bytes": memory_limit(), "sizes": list(sizes), "seconds": seconds}
 
 
 def plot(result: dict[str, Any], path: str) -> None:
@@ -158,12 +183,12 @@ def plot(result: dict[str, Any], path: str) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for method, by_n in result["seconds"].items():
-        points = [(n, s) for n, s in by_n.items() if s is not None]
+        points = [(n, s) for n, s in by_n.items() if not isinstance(s, str)]
         line = ax.plot(*zip(*points, strict=True), marker="o", label=method)[0] if points else None
-        over = [n for n, s in by_n.items() if s is None]
+        over = [(n, s) for n, s in by_n.items() if isinstance(s, str)]
         if over:
-            color = line.get_color() if line else None
-            ax.scatter([over[0]], [result["limit_s"]], marker="^", color=color, s=80, label=f"{method}: over limit")
+            (n, why), color = over[0], line.get_color() if line else None
+            ax.scatter([n], [result["limit_s"]], marker="^", color=color, s=80, label=f"{method}: {why}")
     ax.axhline(result["limit_s"], color="grey", linestyle=":", linewidth=1)
     ax.set(xscale="log", yscale="log", xlabel="n (X, W: n x n; b: n)", ylabel="seconds per check")
     ax.set_title("Checking vector.Affine once, float64, CPU")

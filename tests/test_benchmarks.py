@@ -69,3 +69,12 @@ def test_stages_time_every_layer_call_of_the_step():
         "hidden Affine backward",
     ]
     assert all(s > 0 for s in seconds.values())
+
+
+@pytest.mark.parametrize(("limit", "memory", "verdict"), [(0.0, None, "over time"), (60.0, 1, "over memory")])
+def test_a_checker_past_a_limit_is_stopped_and_says_which(limit, memory, verdict, monkeypatch):
+    """A measurement that runs past the time limit, or holds more memory than allowed, is stopped
+    and reported as over that limit (gradcheck's default mode fills the machine's memory at n = 128)."""
+    if memory is not None:
+        monkeypatch.setattr(checkers, "memory_limit", lambda: memory)
+    assert checkers.measure("layer alone", 8, limit) == verdict
