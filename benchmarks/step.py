@@ -53,14 +53,18 @@ def handlayers_step(
     Each layer call goes through ``call(stage, method, *args)``: :func:`stages` times them."""
     hidden, relu = vector.Affine(input_grad=input_grad), vector.ReLU()
     output, loss = vector.Affine(), vector.SoftmaxCrossEntropy()
-    A1 = call("hidden Affine forward", hidden.forward, X, W1, b1)
-    H = call("ReLU forward", relu.forward, A1)
-    Z = call("output Affine forward", output.forward, H, W2, b2)
+    # nested calls: an activation no layer keeps is freed as soon as the next layer has used it
+    Z = call(
+        "output Affine forward",
+        output.forward,
+        call("ReLU forward", relu.forward, call("hidden Affine forward", hidden.forward, X, W1, b1)),
+        W2,
+        b2,
+    )
     value = call("SoftmaxCrossEntropy forward", loss.forward, Z, labels)
     dZ, _ = call("SoftmaxCrossEntropy backward", loss.backward, 1.0)
     dH, dW2, db2 = call("output Affine backward", output.backward, dZ)
-    dA1 = call("ReLU backward", relu.backward, dH)
-    _, dW1, db1 = call("hidden Affine backward", hidden.backward, dA1)
+    _, dW1, db1 = call("hidden Affine backward", hidden.backward, call("ReLU backward", relu.backward, dH))
     return value, (dW1, db1, dW2, db2)
 
 
