@@ -181,19 +181,22 @@ def plot(result: dict[str, Any], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(9.5, 4.5))
     for method, by_n in result["seconds"].items():
         points = [(n, s) for n, s in by_n.items() if not isinstance(s, str)]
         line = ax.plot(*zip(*points, strict=True), marker="o", label=method)[0] if points else None
         over = [(n, s) for n, s in by_n.items() if isinstance(s, str)]
         if over:
             (n, why), color = over[0], line.get_color() if line else None
-            ax.scatter([n], [result["limit_s"]], marker="^", color=color, s=80, label=f"{method}: {why}")
-    ax.axhline(result["limit_s"], color="grey", linestyle=":", linewidth=1)
+            marker = "^" if why == "over time" else "X"  # both drawn at the top of the plot
+            ax.scatter([n], [result["limit_s"]], marker=marker, color=color, s=80, label=f"{method}: {why}")
+    ax.axhline(
+        result["limit_s"], color="grey", linestyle=":", linewidth=1, label=f"time limit, {result['limit_s']:g} s"
+    )
     ax.set(xscale="log", yscale="log", xlabel="n (X, W: n x n; b: n)", ylabel="seconds per check")
     ax.set_title("Checking vector.Affine once, float64, CPU")
     ax.set_xticks(result["sizes"], [str(n) for n in result["sizes"]])
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the plot: it hides no point
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
