@@ -214,6 +214,17 @@ def test_labels_may_be_a_list(name, backend):
     np.testing.assert_array_equal(as_numpy(from_list.backward(1.0)[0]), as_numpy(from_array.backward(1.0)[0]))
 
 
+@pytest.mark.parametrize("name", ["vector.hinge_loss", "vector.softmax_cross_entropy"])
+def test_labels_changed_after_forward_do_not_change_backward(name):
+    """backward answers for the labels forward saw, though the caller reuses its label array."""
+    Z, labels = np.array([[0.0, 1.0, 3.0], [2.0, 0.5, 1.0]]), np.array([1, 0])
+    fresh, reused = SPECS[name].layer(), SPECS[name].layer()
+    fresh.forward(Z, labels.copy())
+    reused.forward(Z, labels)
+    labels[:] = [2, 2]
+    np.testing.assert_array_equal(reused.backward(1.0)[0], fresh.backward(1.0)[0])
+
+
 @pytest.mark.parametrize("name", ["vector.affine", "vector.mlp"])
 @given(data=st.data())
 def test_input_grad_false_skips_dX_and_changes_nothing_else(name, backend, dtype, data):
