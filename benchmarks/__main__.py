@@ -1,11 +1,11 @@
 """``python -m benchmarks``: every measurement, printed as tables and written as JSON (and a plot).
 
     python -m benchmarks                 # all three, the CPU sizes
-    python -m benchmarks --only step     # one of: step, checkers, suite
+    python -m benchmarks --only step     # one of: step, jit-start, checkers, suite
     python -m benchmarks --quick         # small sizes and few rounds: checks that it all runs
 
 On a GPU (jax's default backend), the training step uses sizes that fill the chip and times the
-jax ways only; the checker and suite measurements are CPU measurements and are skipped there.
+jax ways only; the other measurements are CPU measurements and are skipped there.
 """
 
 from __future__ import annotations
@@ -26,27 +26,34 @@ QUICK_SHAPE = {"batch": 64, "d_in": 32, "hidden": 16, "classes": 4}
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["step", "checkers", "suite"], action="append")
+    parser.add_argument("--only", choices=["step", "jit-start", "checkers", "suite"], action="append")
     parser.add_argument("--quick", action="store_true", help="small sizes, few rounds")
     parser.add_argument("--limit", type=float, default=60.0, help="seconds before a checker is stopped")
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="folder for the JSON and the plot")
     parser.add_argument(
-        "--threads", type=int, help="threads for numpy's BLAS, XLA and torch (default: theirs, every core)"
+        "--threads",
+        type=int,
+        help="threads for numpy's BLAS, XLA and torch, and cores for all (default: theirs, every core)",
     )
     args = parser.parse_args(argv)
-    only = set(args.only or ["step", "checkers", "suite"])
+    only = set(args.only or ["step", "jit-start", "checkers", "suite"])
     if args.threads:  # before numpy, jax or torch load; the measuring subprocesses inherit it
         for threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[threads] = str(args.threads)
         flags = f"--xla_cpu_multi_thread_eigen={'true' if args.threads > 1 else 'false'}"
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
+        # and as many cores: XLA:CPU runs some work on threads of its own that no flag here limits
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.threads])
 
     import jax
 
     jax.config.update("jax_enable_x64", True)
     gpu = jax.default_backend() == "gpu"
     device = str(jax.devices()[0])
-    threads = f"{args.threads} thread{'s' if args.threads > 1 else ''} each" if args.threads else "default threads"
+    plural = "s" if args.threads and args.threads > 1 else ""
+    threads = (
+        f"{args.threads} thread{plural} each, on {args.threads} core{plural}" if args.threads else "default threads"
+    )
     results: dict[str, Any] = {
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {threads}; jax {jax.__version__} on {device}",
@@ -64,6 +71,16 @@ def main(argv: list[str] | None = None) -> int:
         rounds = 2 if args.quick else 9
         results["step"] = [step.run(dtype, rounds=rounds, shape=shape, cpu=not gpu) for dtype in ("float32", "float64")]
         tables.append(step_tables(results["step"]))
+        print(tables[-1])
+    if "jit-start" in only and not gpu:
+        from benchmarks import jit_start
+
+        shapes = (tuple(QUICK_SHAPE.values()),) if args.quick else jit_start.SHAPES
+        rounds = 2 if args.quick else 9
+        results["jit_start"] = [
+            r for dt in ("float32", "float64") for r in jit_start.run(dt, rounds=rounds, shapes=shapes)
+        ]
+        tables.append(jit_start.table(results["jit_start"]))
         print(tables[-1])
     if "checkers" in only and not gpu:
         from benchmarks import checkers

@@ -105,8 +105,15 @@ def _as_torch_function(layer_class: type) -> Callable[..., Any]:
 
 
 def memory_limit() -> int:
-    """Bytes a measurement may hold: half the machine's memory."""
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    """Bytes a measurement may hold: half the memory this process may use (the machine's, or its
+    cgroup's where that is less)."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            allowed = f.read().strip()
+    except OSError:
+        allowed = "max"
+    return (memory if allowed == "max" else min(memory, int(allowed))) // 2
 
 
 def _measure(method: str, n: int, queue: Any) -> None:
@@ -119,7 +126,8 @@ def _measure(method: str, n: int, queue: Any) -> None:
 
 
 def _resident_bytes(pid: int) -> int:
-    """Memory a process holds (Linux); 0 where that cannot be read, or once it has ended."""
+    """Memory a process holds (Linux); 0 where that cannot be read (elsewhere, the memory limit
+    is not enforced), or once it has ended."""
     try:
         with open(f"/proc/{pid}/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -188,8 +196,9 @@ def plot(result: dict[str, Any], path: str) -> None:
         over = [(n, s) for n, s in by_n.items() if isinstance(s, str)]
         if over:
             (n, why), color = over[0], line.get_color() if line else None
-            marker = "^" if why == "over time" else "X"  # both drawn at the top of the plot
+            marker = "^" if why == "over time" else "X"  # both drawn on the time limit's line
             ax.scatter([n], [result["limit_s"]], marker=marker, color=color, s=80, label=f"{method}: {why}")
+            ax.annotate(why, (n, result["limit_s"]), textcoords="offset points", xytext=(8, -12), fontsize=8)
     ax.axhline(
         result["limit_s"], color="grey", linestyle=":", linewidth=1, label=f"time limit, {result['limit_s']:g} s"
     )

@@ -46,23 +46,32 @@ def _call(stage: str, f: Callable[..., Any], *args: Any) -> Any:
 
 
 def handlayers_step(
-    X: Any, W1: Any, b1: Any, W2: Any, b2: Any, labels: Any, *, input_grad: bool = False, call: Any = _call
+    X: Any,
+    W1: Any,
+    b1: Any,
+    W2: Any,
+    b2: Any,
+    labels: Any,
+    *,
+    input_grad: bool = False,
+    call: Any = _call,
+    loss: type = vector.SoftmaxCrossEntropy,
 ) -> Any:
     """Loss and ``(dW1, db1, dW2, db2)`` from the vector layers (numpy or jax arrays).
 
-    Each layer call goes through ``call(stage, method, *args)``: :func:`stages` times them."""
-    hidden, relu = vector.Affine(input_grad=input_grad), vector.ReLU()
-    output, loss = vector.Affine(), vector.SoftmaxCrossEntropy()
-    # nested calls: an activation no layer keeps is freed as soon as the next layer has used it
-    Z = call(
-        "output Affine forward",
-        output.forward,
-        call("ReLU forward", relu.forward, call("hidden Affine forward", hidden.forward, X, W1, b1)),
-        W2,
-        b2,
+    Each layer call goes through ``call(stage, method, *args)``: :func:`stages` times them.
+    ``loss`` is the loss layer's class (:mod:`benchmarks.jit_start` swaps in another backward)."""
+    hidden, relu, output, cross_entropy = vector.Affine(input_grad=input_grad), vector.ReLU(), vector.Affine(), loss()
+    # nested calls: an activation no layer keeps (A1, Z) is freed once the next layer has used it;
+    # the output Affine keeps H for its backward
+    H = call("ReLU forward", relu.forward, call("hidden Affine forward", hidden.forward, X, W1, b1))
+    value = call(
+        "SoftmaxCrossEntropy forward",
+        cross_entropy.forward,
+        call("output Affine forward", output.forward, H, W2, b2),
+        labels,
     )
-    value = call("SoftmaxCrossEntropy forward", loss.forward, Z, labels)
-    dZ, _ = call("SoftmaxCrossEntropy backward", loss.backward, 1.0)
+    dZ, _ = call("SoftmaxCrossEntropy backward", cross_entropy.backward, 1.0)
     dH, dW2, db2 = call("output Affine backward", output.backward, dZ)
     _, dW1, db1 = call("hidden Affine backward", hidden.backward, call("ReLU backward", relu.backward, dH))
     return value, (dW1, db1, dW2, db2)

@@ -1,20 +1,34 @@
 """The benchmarks compare like with like: every way of taking a step or checking a layer computes
 the same thing (timing itself is never tested)."""
 
+import functools
+import os
+
 import jax
 import numpy as np
 import pytest
 
-from benchmarks import checkers, step
+from benchmarks import __main__ as bench
+from benchmarks import checkers, jit_start, step
+from benchmarks.jit_start import OneHotSoftmaxCrossEntropy
+from handlayers import vector
 
 SHAPE = {"batch": 5, "d_in": 4, "hidden": 3, "classes": 2}
 
 
-@pytest.mark.parametrize("input_grad", [False, True])
-def test_handlayers_step_gives_the_reference_gradients(input_grad):
-    """The hand-written step's loss and parameter gradients are jax.grad of the reference's."""
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize(
+    ("input_grad", "loss"),
+    [(False, vector.SoftmaxCrossEntropy), (True, vector.SoftmaxCrossEntropy), (False, OneHotSoftmaxCrossEntropy)],
+)
+def test_handlayers_step_gives_the_reference_gradients(input_grad, loss, jit):
+    """The hand-written step's loss and parameter gradients are jax.grad of the reference's, on
+    numpy and in jax.jit, with the loss's backward as it is and as it was (benchmarks.jit_start)."""
     d = step.data(np.float64, **SHAPE)
-    value, grads = step.handlayers_step(d["X"], d["W1"], d["b1"], d["W2"], d["b2"], d["labels"], input_grad=input_grad)
+    take_step = functools.partial(step.handlayers_step, input_grad=input_grad, loss=loss)
+    if jit:
+        take_step = jax.jit(take_step)
+    value, grads = take_step(d["X"], d["W1"], d["b1"], d["W2"], d["b2"], d["labels"])
     params = (d["W1"], d["b1"], d["W2"], d["b2"])
     autodiff = jax.value_and_grad(step.reference_loss, argnums=(0, 1, 2, 3))
     expected_value, expected = autodiff(*params, d["X"], d["labels"])
@@ -57,17 +71,25 @@ def test_the_jax_wrapper_uses_the_hand_written_backward():
 def test_stages_time_every_layer_call_of_the_step():
     """The per-call breakdown covers the step's eight layer calls, in order, each once per step."""
     d = step.data(np.float64, **SHAPE)
+    called = []
+    step.handlayers_step(
+        *(d[k] for k in ("X", "W1", "b1", "W2", "b2", "labels")), call=lambda s, f, *a: called.append(s) or f(*a)
+    )
     seconds = step.stages(d, steps=3)
-    assert list(seconds) == [
-        "hidden Affine forward",
-        "ReLU forward",
-        "output Affine forward",
-        "SoftmaxCrossEntropy forward",
-        "SoftmaxCrossEntropy backward",
-        "output Affine backward",
-        "ReLU backward",
-        "hidden Affine backward",
-    ]
+    assert (
+        called
+        == list(seconds)
+        == [
+            "hidden Affine forward",
+            "ReLU forward",
+            "output Affine forward",
+            "SoftmaxCrossEntropy forward",
+            "SoftmaxCrossEntropy backward",
+            "output Affine backward",
+            "ReLU backward",
+            "hidden Affine backward",
+        ]
+    )
     assert all(s > 0 for s in seconds.values())
 
 
@@ -78,3 +100,43 @@ def test_a_checker_past_a_limit_is_stopped_and_says_which(limit, memory, verdict
     if memory is not None:
         monkeypatch.setattr(checkers, "memory_limit", lambda: memory)
     assert checkers.measure("layer alone", 8, limit) == verdict
+
+
+def test_resident_bytes_counts_what_a_process_holds():
+    """The memory the limit is checked against grows by what the process allocates, in bytes."""
+    before = checkers._resident_bytes(os.getpid())
+    held = np.ones(2**27 // 8)  # 128 MiB, every page written
+    grown = checkers._resident_bytes(os.getpid()) - before
+    assert 0.9 * held.nbytes < grown < 1.1 * held.nbytes
+
+
+def test_a_method_over_a_limit_is_not_measured_at_larger_n(monkeypatch):
+    """Over a limit at one n is over it at every larger n, without running it there; the table
+    says which limit."""
+    measured = []
+
+    def measure(method, n, limit):
+        measured.append((method, n))
+        return "over memory" if method == "torch gradcheck" and n >= 32 else 0.001
+
+    monkeypatch.setattr(checkers, "measure", measure)
+    monkeypatch.setattr(checkers, "available", lambda method: True)
+    result = checkers.run(limit=1.0, sizes=(8, 32, 128))
+    assert result["seconds"]["torch gradcheck"] == {8: 0.001, 32: "over memory", 128: "over memory"}
+    assert ("torch gradcheck", 128) not in measured
+    assert "| torch gradcheck | 1 | over memory | over memory |" in bench.checker_table(result)
+
+
+def test_the_old_backward_has_one_starting_operation_fewer_than_with_a_labels_output():
+    """The starting operations counted in the optimized HLO: an output computed from the labels
+    alone adds one to the step with the one-hot backward; autodiff's program has more than one."""
+    d = step.data(np.float32, **SHAPE)
+    args = (d["X"], d["W1"], d["b1"], d["W2"], d["b2"], d["labels"])
+
+    def starts(f, *x):
+        return jit_start.starting_operations(jax.jit(f).lower(*x).compile().as_text())
+
+    one_hot = starts(jit_start._one_hot_step, *args)
+    assert starts(jit_start._one_hot_step_and_labels, *args) == one_hot + 1
+    autodiff = jax.value_and_grad(step.reference_loss, argnums=(0, 1, 2, 3))
+    assert starts(autodiff, d["W1"], d["b1"], d["W2"], d["b2"], d["X"], d["labels"]) > 1
