@@ -64,11 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     name = "gpu" if gpu else "cpu"
     tables = [f"# handlayers benchmarks, {results['date']}: {results['machine']}\n"]
     print(tables[0])
+    rounds = 2 if args.quick else 9
     if "step" in only:
         from benchmarks import step
 
         shape = QUICK_SHAPE if args.quick else GPU_SHAPE if gpu else step.SHAPE
-        rounds = 2 if args.quick else 9
         results["step"] = [step.run(dtype, rounds=rounds, shape=shape, cpu=not gpu) for dtype in ("float32", "float64")]
         tables.append(step_tables(results["step"]))
         print(tables[-1])
@@ -76,7 +76,6 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import jit_start
 
         shapes = (tuple(QUICK_SHAPE.values()),) if args.quick else jit_start.SHAPES
-        rounds = 2 if args.quick else 9
         results["jit_start"] = [
             r for dt in ("float32", "float64") for r in jit_start.run(dt, rounds=rounds, shapes=shapes)
         ]

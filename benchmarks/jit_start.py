@@ -72,11 +72,9 @@ def run(dtype: Any, *, rounds: int = 9, shapes: tuple[tuple[int, int, int, int],
     for batch, d_in, hidden, classes in shapes:
         d = step.data(dtype, batch=batch, d_in=d_in, hidden=hidden, classes=classes)
         a = {k: jax.device_put(v) for k, v in d.items()}
-        args = (a["X"], a["W1"], a["b1"], a["W2"], a["b2"], a["labels"])
-        autodiff = jax.jit(jax.value_and_grad(step.reference_loss, argnums=(0, 1, 2, 3)))
-        autodiff_args = (a["W1"], a["b1"], a["W2"], a["b2"], a["X"], a["labels"])
+        args = step.step_args(a)
         ways = {
-            "autodiff": (autodiff, autodiff_args),
+            "autodiff": step.jitted_autodiff(a),
             "handlayers": (jax.jit(step.handlayers_step), args),
             "one-hot backward": (jax.jit(_one_hot_step), args),
             "one-hot + labels output": (jax.jit(_one_hot_step_and_labels), args),

@@ -41,6 +41,11 @@ def data(dtype: Any, *, batch: int, d_in: int, hidden: int, classes: int, seed: 
     }
 
 
+def step_args(d: dict[str, Any]) -> tuple[Any, ...]:
+    """The arrays of :func:`data` (or their device copies) in the order :func:`handlayers_step` takes them."""
+    return d["X"], d["W1"], d["b1"], d["W2"], d["b2"], d["labels"]
+
+
 def _call(stage: str, f: Callable[..., Any], *args: Any) -> Any:
     return f(*args)
 
@@ -89,7 +94,7 @@ def stages(d: dict[str, Any], *, steps: int = 200) -> dict[str, float]:
         return out
 
     for _ in range(steps):
-        handlayers_step(d["X"], d["W1"], d["b1"], d["W2"], d["b2"], d["labels"], call=timed)
+        handlayers_step(*step_args(d), call=timed)
     return {stage: median(s) for stage, s in seconds.items()}
 
 
@@ -112,21 +117,28 @@ def reference_loss(W1: Any, b1: Any, W2: Any, b2: Any, X: Any, labels: Any) -> A
     return ref.softmax_cross_entropy(ref.affine(ref.relu(ref.affine(X, W1, b1)), W2, b2), labels)
 
 
+def jitted_autodiff(a: dict[str, Any]) -> tuple[Any, tuple[Any, ...]]:
+    """``jax.jit(value_and_grad)`` of :func:`reference_loss`, which gives the loss and
+    ``(dW1, db1, dW2, db2)``, and its arguments from the arrays ``a`` of :func:`data`."""
+    import jax
+
+    autodiff = jax.jit(jax.value_and_grad(reference_loss, argnums=(0, 1, 2, 3)))
+    return autodiff, (a["W1"], a["b1"], a["W2"], a["b2"], a["X"], a["labels"])
+
+
 def _jax_cases(d: dict[str, Any]) -> tuple[dict[str, Callable[[], Any]], dict[str, int]]:
     import jax
 
     a = {k: jax.device_put(v) for k, v in d.items()}
-    params = (a["W1"], a["b1"], a["W2"], a["b2"])
-    ours = jax.jit(handlayers_step)
-    autodiff = jax.jit(jax.value_and_grad(reference_loss, argnums=(0, 1, 2, 3)))
-    args = (a["X"], *params, a["labels"])
+    ours, args = jax.jit(handlayers_step), step_args(a)
+    autodiff, autodiff_args = jitted_autodiff(a)
     temp = {
         "handlayers jax.jit": _temp_bytes(ours, *args),
-        "jax.jit(value_and_grad)": _temp_bytes(autodiff, *params, a["X"], a["labels"]),
+        "jax.jit(value_and_grad)": _temp_bytes(autodiff, *autodiff_args),
     }
     cases = {
         "handlayers jax.jit": lambda: ours(*args),
-        "jax.jit(value_and_grad)": lambda: autodiff(*params, a["X"], a["labels"]),
+        "jax.jit(value_and_grad)": lambda: autodiff(*autodiff_args),
     }
     return cases, temp
 
@@ -187,7 +199,7 @@ def run(dtype: Any, *, rounds: int = 9, shape: dict[str, int] | None = None, cpu
     groups: list[dict[str, Callable[[], Any]]] = []
     memory: dict[str, int] = {}
     if cpu:
-        args = (d["X"], d["W1"], d["b1"], d["W2"], d["b2"], d["labels"])
+        args = step_args(d)
         numpy_cases = {
             "gemm floor": gemm_floor(d),
             "handlayers numpy": lambda: handlayers_step(*args),

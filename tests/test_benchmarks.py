@@ -28,10 +28,9 @@ def test_handlayers_step_gives_the_reference_gradients(input_grad, loss, jit):
     take_step = functools.partial(step.handlayers_step, input_grad=input_grad, loss=loss)
     if jit:
         take_step = jax.jit(take_step)
-    value, grads = take_step(d["X"], d["W1"], d["b1"], d["W2"], d["b2"], d["labels"])
-    params = (d["W1"], d["b1"], d["W2"], d["b2"])
-    autodiff = jax.value_and_grad(step.reference_loss, argnums=(0, 1, 2, 3))
-    expected_value, expected = autodiff(*params, d["X"], d["labels"])
+    value, grads = take_step(*step.step_args(d))
+    autodiff, args = step.jitted_autodiff(d)
+    expected_value, expected = autodiff(*args)
     np.testing.assert_allclose(value, expected_value, rtol=1e-12)
     for g, e in zip(grads, expected, strict=True):
         np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-15)
@@ -56,8 +55,6 @@ def test_the_jax_wrapper_uses_the_hand_written_backward():
     layer, not jax's own autodiff."""
     from jax.test_util import check_grads
 
-    from handlayers import vector
-
     class Wrong(vector.Affine):
         def _backward(self, dA):
             dX, dW, db = super()._backward(dA)
@@ -72,9 +69,7 @@ def test_stages_time_every_layer_call_of_the_step():
     """The per-call breakdown covers the step's eight layer calls, in order, each once per step."""
     d = step.data(np.float64, **SHAPE)
     called = []
-    step.handlayers_step(
-        *(d[k] for k in ("X", "W1", "b1", "W2", "b2", "labels")), call=lambda s, f, *a: called.append(s) or f(*a)
-    )
+    step.handlayers_step(*step.step_args(d), call=lambda s, f, *a: called.append(s) or f(*a))
     seconds = step.stages(d, steps=3)
     assert (
         called
@@ -131,12 +126,11 @@ def test_the_old_backward_has_one_starting_operation_fewer_than_with_a_labels_ou
     """The starting operations counted in the optimized HLO: an output computed from the labels
     alone adds one to the step with the one-hot backward; autodiff's program has more than one."""
     d = step.data(np.float32, **SHAPE)
-    args = (d["X"], d["W1"], d["b1"], d["W2"], d["b2"], d["labels"])
 
-    def starts(f, *x):
-        return jit_start.starting_operations(jax.jit(f).lower(*x).compile().as_text())
+    def starts(jitted, *args):
+        return jit_start.starting_operations(jitted.lower(*args).compile().as_text())
 
-    one_hot = starts(jit_start._one_hot_step, *args)
-    assert starts(jit_start._one_hot_step_and_labels, *args) == one_hot + 1
-    autodiff = jax.value_and_grad(step.reference_loss, argnums=(0, 1, 2, 3))
-    assert starts(autodiff, d["W1"], d["b1"], d["W2"], d["b2"], d["X"], d["labels"]) > 1
+    one_hot = starts(jax.jit(jit_start._one_hot_step), *step.step_args(d))
+    assert starts(jax.jit(jit_start._one_hot_step_and_labels), *step.step_args(d)) == one_hot + 1
+    autodiff, args = step.jitted_autodiff(d)
+    assert starts(autodiff, *args) > 1
