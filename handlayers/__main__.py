@@ -17,8 +17,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from handlayers._report import user_traceback
-
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE = 0, 1, 2
 
 
@@ -99,6 +97,8 @@ def _load(target: str) -> Any:
     try:
         spec.loader.exec_module(module)
     except Exception as error:
+        from handlayers.testing.report import user_traceback
+
         lines = "\n  ".join(user_traceback(error))
         return f"importing {path} failed:\n  {lines}"
     layer = getattr(module, name, None)

@@ -84,7 +84,7 @@ def test_check_draws_arrays_when_asked(capsys):
 
 def test_check_on_jax_float32(capsys):
     """--backend jax --dtype float32 checks a built-in layer on jax arrays."""
-    args = ["check", "handlayers/vector.py:Softmax", "--against", "vector.softmax", "--backend", "jax"]
+    args = ["check", "handlayers/vector/activations.py:Softmax", "--against", "vector.softmax", "--backend", "jax"]
     assert main([*args, "--dtype", "float32", "--examples", "20"]) == 0
     assert "jax float32 arrays" in capsys.readouterr().out
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from handlayers import testing
-from handlayers._report import diagnose, show
+from handlayers.testing.report import diagnose, show
 
 TOL = 1e-12
 

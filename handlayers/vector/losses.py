@@ -1,9 +1,4 @@
-"""Batched layers: the leading axis is the batch of ``n`` examples.
-
-Dimensions: ``n`` examples, ``d_in`` input features, ``d_out`` output features, ``k`` classes.
-The losses are means over the batch. Labels are integer arrays of shape ``(n,)`` with values in
-``[0, k)``; they get the gradient ``None``.
-"""
+"""Losses: means over the batch; integer labels (n,) in ``[0, k)`` get the gradient ``None``."""
 
 from __future__ import annotations
 
@@ -11,77 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from handlayers import scalar
 from handlayers._layer import Layer, is_concrete, shape_error
-from handlayers.scalar import ReLU, Sigmoid  # elementwise, so the same layers serve a batch
 
-__all__ = ["MLP", "Affine", "HingeLoss", "ReLU", "Sigmoid", "Softmax", "SoftmaxCrossEntropy", "SquaredLoss"]
-
-
-class Affine(Layer):
-    """``A = X @ W + b``.
-
-    Args:
-        X: (n, d_in) inputs.
-        W: (d_in, d_out) weights.
-        b: (d_out,) biases.
-
-    Returns:
-        A: (n, d_out). ``backward(dA)`` returns ``(dX, dW, db)`` of the shapes of ``X, W, b``.
-
-    ``Affine(input_grad=False)`` returns ``None`` for ``dX`` and skips its matmul, the largest
-    cost of the backward pass when ``d_in`` is large: for the first layer of a network, whose
-    input is data, training needs only ``dW`` and ``db``.
-    """
-
-    def __init__(self, input_grad: bool = True) -> None:
-        self.input_grad = input_grad
-
-    def _check_shapes(self, X: tuple, W: tuple, b: tuple) -> None:
-        if not (len(X) == 2 and len(W) == 2 and len(b) == 1 and X[1] == W[0] and W[1] == b[0]):
-            raise shape_error("Affine", "X (n, d_in), W (d_in, d_out), b (d_out,)", X=X, W=W, b=b)
-
-    def _forward(self, X: Any, W: Any, b: Any) -> Any:
-        self.X, self.W = X, W
-        A = X @ W
-        if self._xp is np:
-            A += b  # A is new, so no temporary for the sum
-            return A
-        return A + b
-
-    def _backward(self, dA: Any) -> tuple[Any, Any, Any]:
-        dX = dA @ self.W.T if self.input_grad else None
-        dW = self.X.T @ dA
-        db = self._xp.sum(dA, axis=0)  # b was broadcast over the batch
-        return dX, dW, db
-
-
-class Softmax(Layer):
-    """``S = exp(Z - max(Z)) / sum(exp(Z - max(Z)))`` along ``axis``; finite for any finite ``Z``.
-
-    Subtracting the max leaves the result unchanged and keeps every ``exp`` at most 1.
-    ``backward(dS)`` returns ``dZ = S * (dS - sum(dS * S))``, the sum along ``axis``.
-
-    Args:
-        axis: the axis the probabilities sum to 1 along (default: the last).
-    """
-
-    def __init__(self, axis: int = -1) -> None:
-        self.axis = axis
-
-    def _check_shapes(self, Z: tuple) -> None:
-        if not -len(Z) <= self.axis < len(Z):
-            raise shape_error("Softmax", f"an array with an axis {self.axis}", Z=Z)
-
-    def _forward(self, Z: Any) -> Any:
-        xp, axis = self._xp, self.axis
-        e = xp.exp(Z - xp.max(Z, axis=axis, keepdims=True))
-        self.S = e / xp.sum(e, axis=axis, keepdims=True)
-        return self.S
-
-    def _backward(self, dS: Any) -> Any:
-        S = self.S
-        return S * (dS - self._xp.sum(dS * S, axis=self.axis, keepdims=True))
+__all__ = ["HingeLoss", "SoftmaxCrossEntropy", "SquaredLoss"]
 
 
 class SquaredLoss(Layer):
@@ -206,31 +133,3 @@ class SoftmaxCrossEntropy(Layer):
         # the one-hot form does the same work, but its whole training step ran about 1.2x slower
         # in jax.jit on the CPU (README, Performance: "inside jax.jit")
         return (p * scale).at[rows, self.y].set(at_label), None
-
-
-class MLP(scalar.MLP):
-    """One hidden layer, built from the layers above, as :class:`handlayers.scalar.MLP` is from
-    the scalar ones: ``l = SquaredLoss(Affine(ReLU(Affine(X, W1, b1)), W2, b2), Y)``.
-
-    Args:
-        X: (n, d_in), W1: (d_in, h), b1: (h,), W2: (h, k), b2: (k,), Y: (n, k).
-
-    Returns:
-        l: a scalar. ``backward(dl)`` returns ``(dX, dW1, db1, dW2, db2, dY)``.
-    """
-
-    Affine, ReLU, Loss = Affine, ReLU, SquaredLoss
-
-    def __init__(self, input_grad: bool = True) -> None:
-        """``MLP(input_grad=False)`` returns ``None`` for ``dX`` (see :class:`Affine`)."""
-        super().__init__()
-        self.hidden = Affine(input_grad=input_grad)
-
-    def _check_shapes(self, X: tuple, W1: tuple, b1: tuple, W2: tuple, b2: tuple, Y: tuple) -> None:
-        fits = len(X) == len(W1) == len(W2) == len(Y) == 2 and len(b1) == len(b2) == 1
-        if not (fits and X[1] == W1[0] and W1[1] == b1[0] == W2[0] and W2[1] == b2[0] and (X[0], W2[1]) == Y):
-            raise shape_error(
-                "MLP",
-                "X (n, d_in), W1 (d_in, h), b1 (h,), W2 (h, k), b2 (k,), Y (n, k)",
-                X=X, W1=W1, b1=b1, W2=W2, b2=b2, Y=Y,
-            )  # fmt: skip

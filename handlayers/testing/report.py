@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 import handlayers
 from handlayers._layer import sum_to_shape
+
+if TYPE_CHECKING:
+    from handlayers.testing.specs import Spec
 
 _PACKAGE = os.path.dirname(os.path.abspath(handlayers.__file__))
 
@@ -136,3 +139,34 @@ def _swaps(wrong: Sequence[Any]) -> tuple[list[str], set[str]]:
                 hints.append(f"{a.name} and {b.name} are swapped")
                 names |= {a.name, b.name}
     return hints, names
+
+
+def raised_report(name: str, spec: Spec, example: Any, backend: str, dtype: Any, error: Exception) -> str:
+    lines = [f"{name} raised {type(error).__name__} against {spec.name} ({_where(backend, dtype)}) on:"]
+    lines += example_lines(spec.args, example.inputs, example.kwargs, example.dout)
+    lines.append("Traceback (the layer's own lines):")
+    lines += ["  " + line for line in user_traceback(error)]
+    return "\n".join(lines)
+
+
+def _where(backend: str, dtype: Any) -> str:
+    return f"Python floats, {np.dtype(dtype).name}" if backend == "python" else f"{backend}, {np.dtype(dtype).name}"
+
+
+def report(
+    name: str,
+    spec: Spec,
+    example: Any,
+    backend: str,
+    dtype: Any,
+    rows: Sequence[Any],
+    problems: list[str],
+    hints: list[str],
+) -> str:
+    lines = [f"{name} does not match {spec.name} ({_where(backend, dtype)}) on:"]
+    lines += example_lines(spec.args, example.inputs, example.kwargs, example.dout)
+    for row in rows:
+        lines += value_lines(row.name, row.expected, row.got, row.problem)
+    lines += [f"  {p}" for p in problems]
+    lines += [f"Likely mistake: {hint}." for hint in hints]
+    return "\n".join(lines)

@@ -1,0 +1,60 @@
+"""The oracle: ``jax.vjp`` of a reference function, in float64, on the values a layer saw."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import jax
+import numpy as np
+
+if TYPE_CHECKING:
+    from handlayers.testing.specs import Spec
+    from handlayers.testing.strategies import Example
+
+__all__ = ["oracle", "output_shape"]
+
+
+def output_shape(spec: Spec, inputs: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[int, ...]:
+    """The shape of the reference's output for these inputs, found without computing it."""
+    key = (spec.name, tuple(sorted(kwargs.items())), *((np.shape(x), np.asarray(x).dtype.name) for x in inputs))
+    if key not in _OUTPUT_SHAPES:  # tracing the reference takes milliseconds: once per shape
+        structs = [jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype) for x in inputs]
+        _OUTPUT_SHAPES[key] = tuple(jax.eval_shape(lambda *xs: spec.reference(*xs, **kwargs), *structs).shape)
+    return _OUTPUT_SHAPES[key]
+
+
+_OUTPUT_SHAPES: dict[tuple[Any, ...], tuple[int, ...]] = {}
+
+
+_ORACLES: dict[tuple[Any, ...], Callable[..., Any]] = {}
+
+
+def oracle(spec: Spec, example: Example) -> tuple[np.ndarray, tuple[np.ndarray | None, ...]]:
+    """``(output, gradients)`` of ``spec.reference`` by ``jax.vjp``, in float64 on jax's default device.
+
+    The jitted vjp is cached per reference and keywords, so each new shape compiles once.
+    """
+    key = (spec.name, tuple(sorted(example.kwargs.items())))
+    if key not in _ORACLES:
+        _ORACLES[key] = jax.jit(_vjp_function(spec, example.kwargs))
+    floats_ = [np.asarray(x, np.float64) for i, x in enumerate(example.inputs) if i not in spec.labels]
+    labels = [np.asarray(example.inputs[i]) for i in spec.labels]
+    with jax.enable_x64(True):
+        out, grads = _ORACLES[key](floats_, labels, np.asarray(example.dout, np.float64))
+    grads_iter = iter(grads)
+    full = tuple(None if i in spec.labels else np.asarray(next(grads_iter)) for i in range(len(spec.args)))
+    return np.asarray(out), full
+
+
+def _vjp_function(spec: Spec, kwargs: dict[str, Any]) -> Callable[..., Any]:
+    def run(floats_: list[Any], labels: list[Any], dout: Any) -> Any:
+        def f(*xs: Any) -> Any:
+            it, lab = iter(xs), iter(labels)
+            args = [next(lab) if i in spec.labels else next(it) for i in range(len(spec.args))]
+            return spec.reference(*args, **kwargs)
+
+        out, vjp = jax.vjp(f, *floats_)
+        return out, vjp(dout)
+
+    return run

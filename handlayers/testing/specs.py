@@ -1,0 +1,210 @@
+"""The specs: for each reference function, its layer, its inputs' names and how to draw them.
+
+:data:`SPECS` maps a reference's name (``"vector.affine"``) to its :class:`Spec`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import hypothesis.strategies as st
+import numpy as np
+from hypothesis.extra import numpy as hnp
+
+import reference.scalar
+import reference.vector
+from handlayers import scalar, vector
+from handlayers.testing.strategies import MAX_SIDE, arrays, broadcast_inputs, floats, grid
+
+__all__ = ["SPECS", "Spec"]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What checking a layer against one reference function needs.
+
+    Attributes:
+        name: the reference's name, ``"scalar.relu"``.
+        reference: the ``jax.numpy`` function whose ``jax.vjp`` is the oracle.
+        layer: the built-in layer class that implements it.
+        args: the names of forward's inputs, in order (the gradients are ``d`` + each name).
+        draw: ``draw(dtype)`` is a strategy of ``(inputs, kwargs)`` for that float dtype.
+        labels: the positions of integer label inputs (gradient ``None``).
+        degree: the degree of the gradients in the inputs' magnitude (for the tolerance).
+        out_degree: the same for the output (default ``degree + 1``; 0 for a bounded output).
+        elements: for elementwise (scalar) references, ``elements[i](dtype)`` draws the values of
+            input ``i``; it lets :func:`examples` draw plain Python floats.
+    """
+
+    name: str
+    reference: Callable[..., Any]
+    layer: type
+    args: tuple[str, ...]
+    draw: Callable[[Any], st.SearchStrategy[tuple[tuple[Any, ...], dict[str, Any]]]]
+    labels: tuple[int, ...] = ()
+    degree: int = 0
+    out_degree: int = -1
+    elements: tuple[Callable[[Any], st.SearchStrategy[float]], ...] = ()
+    grads: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "grads", tuple("d" + a for a in self.args))
+        if self.out_degree < 0:
+            object.__setattr__(self, "out_degree", self.degree + 1)
+
+
+def _spec(name: str, layer: type, args: str, degree: int, draw: Callable[[Any], Any], **extra: Any) -> Spec:
+    family, function = name.split(".")
+    module = getattr(reference, family)
+    return Spec(name, getattr(module, function), layer, tuple(args.split()), draw, degree=degree, **extra)
+
+
+def _scalar_spec(
+    name: str, layer: type, args: str, degree: int, *elements: Callable[[Any], Any], broadcast: bool = True, **kw: Any
+) -> Spec:
+    """An elementwise spec: one element strategy per input, shapes that broadcast (or one shared shape)."""
+
+    def draw(dtype: Any) -> st.SearchStrategy[tuple[tuple[Any, ...], dict[str, Any]]]:
+        # Two axes show both kinds of broadcasting (an added axis, a stretched one); a third would
+        # only multiply the shapes, and every new combination of shapes compiles anew under jax.
+        elements_ = [e(dtype) for e in elements]
+        return broadcast_inputs(dtype, elements_, max_dims=2, max_side=MAX_SIDE, broadcast=broadcast)
+
+    return _spec(f"scalar.{name}", layer, args, degree, draw, elements=elements, **kw)
+
+
+def _wide(dtype: Any) -> st.SearchStrategy[float]:
+    return floats(dtype, 100.0)
+
+
+def _sigmoid_input(dtype: Any) -> st.SearchStrategy[float]:
+    return floats(dtype, 1000.0, specials=(0.0, 1000.0, -1000.0, 2.0))
+
+
+def _label_pm1(dtype: Any) -> st.SearchStrategy[float]:
+    return st.sampled_from([-1.0, 1.0])
+
+
+def _mlp_value(dtype: Any) -> st.SearchStrategy[float]:
+    # float64 rounds too finely to move a kink; float32 gets exact grid values (see grid)
+    return floats(dtype, 4.0, specials=(0.0, 1.0, -1.0, 0.5)) if np.dtype(dtype) == np.float64 else grid(4.0)
+
+
+def _side(max_side: int = MAX_SIDE) -> st.SearchStrategy[int]:
+    return st.integers(1, max_side)
+
+
+def _labels(n: int, k: int) -> st.SearchStrategy[Any]:
+    return arrays(np.int64, (n,), st.integers(0, k - 1))
+
+
+def _logits(dtype: Any) -> st.SearchStrategy[float]:
+    # ties come from the specials; 1e4 would overflow exp without the max shift
+    return floats(dtype, 1e4, specials=(0.0, 1.0, -1.0, 1e4, -1e4))
+
+
+def _scores(dtype: Any) -> st.SearchStrategy[float]:
+    # S_ij = S_i,label - 1 puts a hinge term exactly at 0; float32 gets grid values, whose
+    # differences are exact, so rounding cannot move a term across 0
+    return floats(dtype, 100.0, specials=(0.0, 1.0, -1.0, 2.0)) if np.dtype(dtype) == np.float64 else grid(100.0)
+
+
+def _affine_inputs(dtype: Any) -> st.SearchStrategy[tuple[tuple[Any, ...], dict[str, Any]]]:
+    @st.composite
+    def draw(data: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        n, d_in = data(_side()), data(_side())
+        d_out = data(st.one_of(st.just(d_in), _side()))  # d_out == d_in, where a missing transpose hides
+        e = _wide(dtype)
+        return (
+            data(arrays(dtype, (n, d_in), e)),
+            data(arrays(dtype, (d_in, d_out), e)),
+            data(arrays(dtype, (d_out,), e)),
+        ), {}
+
+    return draw()
+
+
+def _softmax_inputs(dtype: Any) -> st.SearchStrategy[tuple[tuple[Any, ...], dict[str, Any]]]:
+    @st.composite
+    def draw(data: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        shape = data(hnp.array_shapes(min_dims=1, max_dims=3, max_side=MAX_SIDE))
+        axis = data(st.integers(-len(shape), len(shape) - 1))
+        return (data(arrays(dtype, shape, _logits(dtype))),), {"axis": axis}
+
+    return draw()
+
+
+def _pair_inputs(dtype: Any) -> st.SearchStrategy[tuple[tuple[Any, ...], dict[str, Any]]]:
+    @st.composite
+    def draw(data: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        shape = (data(_side()), data(_side()))
+        return (data(arrays(dtype, shape, _wide(dtype))), data(arrays(dtype, shape, _wide(dtype)))), {}
+
+    return draw()
+
+
+def _labelled_inputs(elements: Callable[[Any], st.SearchStrategy[float]]) -> Callable[[Any], Any]:
+    def inputs(dtype: Any) -> st.SearchStrategy[tuple[tuple[Any, ...], dict[str, Any]]]:
+        @st.composite
+        def draw(data: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any]]:
+            n, k = data(_side()), data(_side())
+            return (data(arrays(dtype, (n, k), elements(dtype))), data(_labels(n, k))), {}
+
+        return draw()
+
+    return inputs
+
+
+def _mlp_inputs(dtype: Any) -> st.SearchStrategy[tuple[tuple[Any, ...], dict[str, Any]]]:
+    @st.composite
+    def draw(data: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        # three unequal widths in every order: any transpose mixes two of them up
+        n, (d_in, h, k) = data(_side()), data(st.sampled_from(list(itertools.permutations((1, 2, 3)))))
+        shapes = [(n, d_in), (d_in, h), (h,), (h, k), (k,), (n, k)]
+        return tuple(data(arrays(dtype, shape, _mlp_value(dtype))) for shape in shapes), {}
+
+    return draw()
+
+
+SPECS: dict[str, Spec] = {
+    s.name: s
+    for s in [
+        _scalar_spec("plus", scalar.Plus, "a b", 0, _wide, _wide),
+        _scalar_spec("square", scalar.Square, "x", 1, _wide),
+        _scalar_spec("affine", scalar.Affine, "x w b", 1, _wide, _wide, _wide),
+        _scalar_spec("relu", scalar.ReLU, "a", 0, _wide),
+        _scalar_spec("sigmoid", scalar.Sigmoid, "a", 0, _sigmoid_input, out_degree=0),
+        _scalar_spec("squared_loss", scalar.SquaredLoss, "y_hat y", 1, _wide, _wide),
+        _scalar_spec("hinge_loss", scalar.HingeLoss, "y_hat y", 1, _wide, _label_pm1),
+        # its six inputs share one shape: broadcasting is the layers' own, tested above, and six
+        # broadcast shapes make nearly every example a new combination to compile under jax
+        _scalar_spec("mlp", scalar.MLP, "x w1 b1 w2 b2 y", 5, *[_mlp_value] * 6, broadcast=False),
+        _spec("vector.affine", vector.Affine, "X W b", 1, _affine_inputs),
+        _spec("vector.relu", vector.ReLU, "A", 0, lambda dtype: _matrix_inputs(dtype, _wide)),
+        _spec(
+            "vector.sigmoid", vector.Sigmoid, "A", 0, lambda dtype: _matrix_inputs(dtype, _sigmoid_input), out_degree=0
+        ),
+        _spec("vector.softmax", vector.Softmax, "Z", 0, _softmax_inputs, out_degree=0),
+        _spec("vector.squared_loss", vector.SquaredLoss, "Y_hat Y", 1, _pair_inputs),
+        _spec("vector.hinge_loss", vector.HingeLoss, "S labels", 0, _labelled_inputs(_scores), labels=(1,)),
+        _spec(
+            "vector.softmax_cross_entropy",
+            vector.SoftmaxCrossEntropy,
+            "Z labels",
+            0,
+            _labelled_inputs(_logits),
+            labels=(1,),
+        ),
+        _spec("vector.mlp", vector.MLP, "X W1 b1 W2 b2 Y", 5, _mlp_inputs),
+    ]
+}
+
+
+def _matrix_inputs(dtype: Any, elements: Callable[[Any], st.SearchStrategy[float]]) -> Any:
+    """One (n, d) array: the batched elementwise layers."""
+    return hnp.array_shapes(min_dims=2, max_dims=2, max_side=MAX_SIDE).flatmap(
+        lambda shape: arrays(dtype, shape, elements(dtype)).map(lambda a: ((a,), {}))
+    )

@@ -1,0 +1,123 @@
+"""Hypothesis strategies: the values, arrays, shapes and output gradients the checks draw.
+
+Use them in your own Hypothesis tests: ``examples(SPECS["vector.affine"])`` draws inputs, keywords
+and a ``dout`` for that reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import hypothesis.strategies as st
+import numpy as np
+from hypothesis.extra import numpy as hnp
+
+from handlayers.testing.oracle import output_shape
+
+if TYPE_CHECKING:
+    from handlayers.testing.specs import Spec
+
+__all__ = ["MAX_SIDE", "Example", "arrays", "broadcast_inputs", "douts", "examples", "floats", "grid"]
+
+#: the longest side of a drawn array: a side of 1 (broadcasting, a batch of one) and two unequal
+#: sides above 1 (a missing transpose) are all a bug needs to show, and under jax every further
+#: shape compiles anew
+MAX_SIDE = 3
+
+
+@dataclass(frozen=True)
+class Example:
+    """One drawn case: the forward inputs, the layer's constructor keywords, and ``dout``."""
+
+    inputs: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    dout: Any
+
+
+# ---------------------------------------------------------------------------------------------
+# Strategies
+
+
+def floats(dtype: Any, bound: float, specials: Sequence[float] = (0.0, 1.0, -1.0)) -> st.SearchStrategy[float]:
+    """Finite floats of ``dtype`` in ``[-bound, bound]``, with ``specials`` (the kinks) drawn often.
+
+    No subnormals: XLA on CPU flushes them to zero, so they would test the platform, not the layer.
+    """
+    width = np.finfo(dtype).bits
+    return st.one_of(
+        st.sampled_from(list(specials)),
+        st.floats(-bound, bound, width=width, allow_nan=False, allow_infinity=False, allow_subnormal=False),
+    )
+
+
+def grid(bound: float, step: float = 0.125) -> st.SearchStrategy[float]:
+    """Multiples of ``step`` in ``[-bound, bound]``: their products and short sums are exact in
+    float32, so a kink inside a composite layer (a hidden unit at exactly 0) stays where it is."""
+    n = int(bound / step)
+    return st.integers(-n, n).map(lambda i: i * step)
+
+
+def arrays(dtype: Any, shape: tuple[int, ...], elements: st.SearchStrategy[float]) -> st.SearchStrategy[Any]:
+    """Arrays of ``dtype`` and ``shape``; each element drawn from ``elements``."""
+    return hnp.arrays(dtype, shape, elements=elements)
+
+
+def broadcast_inputs(
+    dtype: Any,
+    elements: Sequence[st.SearchStrategy[float]],
+    *,
+    max_dims: int = 3,
+    max_side: int = 3,
+    broadcast: bool = True,
+) -> st.SearchStrategy[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """Inputs of mutually broadcastable shapes, one per strategy in ``elements`` (with
+    ``broadcast=False``, all of one shape).
+
+    A 0-d input is sometimes a Python float (only for float64, the dtype Python floats have).
+    """
+
+    @st.composite
+    def draw(data: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        if broadcast:
+            shapes = hnp.mutually_broadcastable_shapes(num_shapes=len(elements), max_dims=max_dims, max_side=max_side)
+            input_shapes = data(shapes).input_shapes
+        else:
+            input_shapes = [data(hnp.array_shapes(min_dims=0, max_dims=max_dims, max_side=max_side))] * len(elements)
+        inputs = []
+        for shape, element in zip(input_shapes, elements, strict=True):
+            if shape == () and np.dtype(dtype) == np.float64 and data(st.booleans()):
+                inputs.append(float(data(element)))
+            else:
+                inputs.append(data(arrays(dtype, shape, element)))
+        return tuple(inputs), {}
+
+    return draw()
+
+
+def douts(shape: tuple[int, ...], dtype: Any = np.float64) -> st.SearchStrategy[Any]:
+    """Output gradients of ``shape``: random values in [-10, 10], zeros and ones among them."""
+    return arrays(dtype, shape, floats(dtype, 10.0, specials=(0.0, 1.0, -1.0, 0.5)))
+
+
+def examples(spec: Spec, dtype: Any = np.float64, *, python_floats: bool = False) -> st.SearchStrategy[Example]:
+    """Examples for ``spec``: inputs, constructor keywords and a random ``dout`` of the output's shape.
+
+    With ``python_floats`` (elementwise references only), every input and ``dout`` is a plain
+    Python float, as the lab's layers expect.
+    """
+    if python_floats:
+        if not spec.elements:
+            raise ValueError(f"{spec.name} takes arrays, not Python floats")
+        inputs = st.tuples(*(e(np.float64) for e in spec.elements))
+        dout = floats(np.float64, 10.0, specials=(0.0, 1.0, -1.0, 0.5))
+        return st.builds(lambda xs, d: Example(tuple(map(float, xs)), {}, float(d)), inputs, dout)
+
+    @st.composite
+    def draw(data: st.DrawFn) -> Example:
+        inputs, kwargs = data(spec.draw(dtype))
+        shape = output_shape(spec, inputs, kwargs)
+        return Example(inputs, kwargs, data(douts(shape, dtype)))
+
+    return draw()
