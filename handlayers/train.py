@@ -1,0 +1,275 @@
+"""Training on scikit-learn's bundled digits with the hand-written layers, audited as it goes.
+
+:func:`train` runs mini-batch training of :data:`MODELS`' networks with a hand-written optimizer
+(:mod:`handlayers.optim`) on numpy or jax. With jax the whole step (forward, backward, update) is
+one ``jax.jit``, its batch sharded over every local device and its parameters replicated: XLA's
+all-reduce sums the layers' hand-written gradients over the devices.
+
+The :class:`Audit` checks the network's hand-written gradients while it trains: at the first step,
+every ``audit_every`` steps and the last, against ``jax.grad`` of the same network built from the
+reference functions, in float64, on the batch of that step, with the checker's tolerance. A ratio
+above 1 stops training with :class:`AuditFailure`, whose report runs the checker on each layer
+(on its own input and output gradient in that batch) and shows the one that is wrong.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from handlayers import nn
+from handlayers.optim import Adam
+
+__all__ = ["MODELS", "Audit", "AuditFailure", "load_digits", "train", "train_step"]
+
+#: the models by name: each makes its network and the shape of one example it takes
+MODELS: dict[str, Callable[[], tuple[nn.Sequential, tuple[int, ...]]]] = {
+    "mlp": lambda: (nn.Sequential(nn.dense(64, 128), nn.relu(), nn.dense(128, 10)), (64,)),
+    "cnn": lambda: (
+        nn.Sequential(
+            nn.conv2d(1, 32, 3),  # (n, 1, 8, 8) -> (n, 32, 6, 6)
+            nn.relu(),
+            nn.max_pool2d(),  # -> (n, 32, 3, 3)
+            nn.flatten(),  # -> (n, 288)
+            nn.dense(288, 128),
+            nn.relu(),
+            nn.dense(128, 10),
+        ),
+        (1, 8, 8),
+    ),
+}
+
+
+def load_digits(seed: int, shape: tuple[int, ...] = (64,)) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-learn's 1797 8x8 digits, pixels scaled to [0, 1], each example of ``shape``, in an
+    order shuffled by ``seed``: ``(X_train, y_train, X_test, y_test)``, the last 20% the test set."""
+    from sklearn.datasets import load_digits as bundled  # ships with scikit-learn: no download
+
+    digits = bundled()
+    order = np.random.default_rng(seed).permutation(len(digits.target))
+    X = (digits.data[order] / 16.0).reshape(-1, *shape)
+    y = digits.target[order].astype(np.int64)
+    n_test = round(0.2 * len(y))
+    return X[:-n_test], y[:-n_test], X[-n_test:], y[-n_test:]
+
+
+def train_step(network: nn.Sequential, optimizer: Any) -> Callable[..., Any]:
+    """``step(params, state, X, labels) -> (params, state, loss, grads)``: one update, pure."""
+
+    def step(params: Any, state: Any, X: Any, labels: Any) -> tuple[Any, Any, Any, Any]:
+        loss, grads = network.loss_and_gradients(params, X, labels)
+        params, state = optimizer.step(params, grads, state)
+        return params, state, loss, grads
+
+    return step
+
+
+class AuditFailure(Exception):
+    """The hand-written gradients disagree with the reference network's; ``str()`` is the report."""
+
+
+class Audit:
+    """The network's hand-written gradients against ``jax.grad`` of its reference network.
+
+    Args:
+        network: the network trained.
+        backend: ``"numpy"`` or ``"jax"``, where its layers run.
+        dtype: the dtype they run in (the tolerance is that dtype's).
+    """
+
+    def __init__(self, network: nn.Sequential, backend: str, dtype: Any) -> None:
+        import jax
+
+        from handlayers import testing
+
+        self.network, self.backend, self.dtype = network, backend, np.dtype(dtype)
+        self.oracle = jax.jit(jax.grad(network.reference_loss))
+        names = [f"{name}{i}" for i, p in enumerate(network.pieces) for name in ("W", "b")[: len(p.shapes)]]
+        # the network as one function of (X, W0, b0, ..., labels), for the checker's tolerance
+        # its gradients' degree in the inputs: one factor per layer with a weight (the loss's
+        # gradient is bounded: softmax minus a one-hot)
+        degree = sum(bool(p.shapes) for p in network.pieces)
+        args = ("X", *names, "labels")
+        self.spec = testing.Spec("network", network.reference_loss, nn.Sequential, args, None, (len(args) - 1,), degree)
+        self.worst, self.count, self.seconds = 0.0, 0, 0.0
+
+    def __call__(self, step: int, params: Sequence[tuple], grads: Sequence[tuple], X: Any, labels: Any) -> float:
+        """The worst error of ``grads`` (the hand-written gradients at ``params`` on the batch
+        ``X, labels``) as a fraction of its tolerance; raises :class:`AuditFailure` above 1."""
+        from handlayers.testing import Example
+
+        started = time.perf_counter()
+        params64 = [tuple(np.asarray(a, np.float64) for a in p) for p in params]
+        X64, labels = np.asarray(X, np.float64), np.asarray(labels)
+        expected = self.oracle(params64, X64, labels)
+        example = Example((X64, *(a for p in params64 for a in p), labels), {}, 1.0)
+        worst, where = 0.0, ""
+        for i, (piece, want, got) in enumerate(zip(self.network.pieces, expected, grads, strict=True)):
+            for name, e, g in zip(("dW", "db"), want, got, strict=False):
+                e = np.asarray(e)
+                error = float(np.max(np.abs(np.asarray(g, np.float64) - e)))
+                ratio = error / _tolerance(self.spec, example, self.dtype, e)
+                if not ratio <= worst:  # NaN counts as the worst
+                    worst, where = ratio, f"layer {i} ({piece.reference}) {name}"
+        self.worst, self.count = max(self.worst, worst), self.count + 1
+        self.seconds += time.perf_counter() - started
+        if not worst <= 1:
+            raise AuditFailure(
+                f"gradient audit at step {step}: {where} is off by {worst:.3g} of its tolerance\n\n"
+                + self.locate(params64, X64, labels)
+            )
+        return worst
+
+    def locate(self, params: Sequence[tuple], X: np.ndarray, labels: np.ndarray) -> str:
+        """The checker's report on each layer whose backward is wrong, each checked alone on the
+        input it had and the output gradient it got (both from the reference network) in this batch."""
+        import jax
+
+        from handlayers import testing
+        from reference.vector import softmax_cross_entropy
+
+        inputs, vjps = [X], []
+        for piece, p in zip(self.network.pieces, params, strict=True):
+            f = piece.reference_function()
+            out, vjp = jax.vjp(lambda x, *p, f=f, kw=piece.kwargs: f(x, *p, **kw), inputs[-1], *p)
+            inputs.append(np.asarray(out))
+            vjps.append(vjp)
+        dout = np.asarray(jax.grad(softmax_cross_entropy)(inputs[-1], labels))
+        douts: list[Any] = [None] * len(vjps)
+        for i in reversed(range(len(vjps))):
+            douts[i] = dout
+            dout = np.asarray(vjps[i](dout)[0])
+        reports = []
+        for i, (piece, p) in enumerate(zip(self.network.pieces, params, strict=True)):
+            spec = testing.SPECS.get(piece.reference) or testing.Spec(
+                piece.reference, piece.reference_function(), piece.layer, ("X",), None
+            )
+            example = testing.Example((inputs[i], *p), dict(piece.kwargs), douts[i])
+            try:
+                testing.check_example(piece.layer, spec, example, backend=self.backend, dtype=self.dtype)
+            except testing.Mismatch as mismatch:
+                reports.append(f"layer {i} ({piece.reference}) is wrong:\n{mismatch}")
+        return "\n\n".join(reports) or "every layer passes the checker on its own in this batch"
+
+
+def _tolerance(spec: Any, example: Any, dtype: Any, expected: np.ndarray) -> float:
+    """The checker's tolerance for one gradient of the network (the one place the audit asks for it)."""
+    from handlayers.testing import tolerance
+
+    return tolerance(spec, example, dtype, expected, degree=spec.degree)
+
+
+def _jax_runner(step: Callable[..., Any], network: nn.Sequential) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """The step jitted whole, batch sharded over every local device, parameters replicated; and a
+    function putting a batch (numpy arrays) on the devices in that sharding."""
+    import jax
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    mesh = Mesh(np.array(jax.devices()), ("batch",))
+    replicated, split = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("batch"))
+    jitted = jax.jit(step, in_shardings=(replicated, replicated, split, split), out_shardings=replicated)
+    return jitted, lambda *arrays: tuple(jax.device_put(a, split) for a in arrays)
+
+
+def train(
+    model: str = "mlp",
+    *,
+    backend: str = "numpy",
+    epochs: int = 20,
+    seed: int = 0,
+    batch_size: int = 32,
+    dtype: Any = np.float64,
+    optimizer: Any = None,
+    audit_every: int = 100,
+    network: nn.Sequential | None = None,
+    on_step: Callable[[], None] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train ``model`` (a name of :data:`MODELS`) from ``seed`` and return what happened.
+
+    Each epoch reshuffles the training set (from ``seed``) and takes every full batch of
+    ``batch_size`` (the few examples left over wait for another epoch's order). ``network``
+    replaces the model's network (same input shape). ``on_step()`` is called after every step,
+    ``on_epoch(record)`` after every epoch with ``{"epoch", "loss", "train_accuracy",
+    "test_accuracy"}``.
+
+    Returns:
+        ``{"model", "backend", "devices", "dtype", "seed", "epochs", "steps", "test_accuracy",
+        "seconds", "gradient_audit", "audits", "audit_seconds", "history"}``: ``gradient_audit`` is
+        the worst audited error as a fraction of its tolerance, ``seconds`` the wall time of the
+        training and testing (after loading the data), ``history`` the epochs' records.
+
+    Raises:
+        AuditFailure: when the hand-written gradients fail the audit; training stops there.
+    """
+    default, shape = MODELS[model]()
+    network = network or default
+    optimizer = optimizer or Adam()
+    dtype = np.dtype(dtype)
+    X_train, y_train, X_test, y_test = load_digits(seed, shape)
+    started = time.perf_counter()
+    step = train_step(network, optimizer)
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        step, put = _jax_runner(step, network)
+        batch_size += -batch_size % jax.device_count()  # every device gets as many examples
+        params = network.init(seed, dtype, jnp)
+        logits = jax.jit(network.logits)
+        devices = [str(d) for d in jax.devices()]
+    else:
+        put, params, logits, devices = (lambda *a: a), network.init(seed, dtype), network.logits, ["cpu"]
+    X_train, X_test = X_train.astype(dtype), X_test.astype(dtype)
+    state = optimizer.init(params)
+    audit = Audit(network, backend, dtype)
+    rng = np.random.default_rng(seed)
+    per_epoch = len(y_train) // batch_size
+    last = epochs * per_epoch - 1
+    history = []
+    for epoch in range(1, epochs + 1):
+        order = rng.permutation(len(y_train))
+        losses = []
+        for b in range(per_epoch):
+            t = (epoch - 1) * per_epoch + b
+            batch = order[b * batch_size : (b + 1) * batch_size]
+            X, labels = put(X_train[batch], y_train[batch])
+            new_params, state, loss, grads = step(params, state, X, labels)
+            if t % audit_every == 0 or t == last:
+                audit(t, params, grads, X, labels)
+            params = new_params
+            losses.append(loss)
+            if on_step:
+                on_step()
+        record = {
+            "epoch": epoch,
+            "loss": float(np.mean([float(x) for x in losses])),
+            "train_accuracy": _accuracy(logits, params, X_train, y_train),
+            "test_accuracy": _accuracy(logits, params, X_test, y_test),
+        }
+        history.append(record)
+        if on_epoch:
+            on_epoch(record)
+    return {
+        "model": model,
+        "backend": backend,
+        "devices": devices,
+        "dtype": dtype.name,
+        "seed": seed,
+        "epochs": epochs,
+        "steps": last + 1,
+        "test_accuracy": history[-1]["test_accuracy"],
+        "seconds": round(time.perf_counter() - started, 3),
+        "gradient_audit": audit.worst,
+        "audits": audit.count,
+        "audit_seconds": round(audit.seconds, 3),
+        "history": history,
+    }
+
+
+def _accuracy(logits: Callable[..., Any], params: Any, X: np.ndarray, y: np.ndarray) -> float:
+    """The fraction of ``X`` whose largest logit is at its label."""
+    return float(np.mean(np.argmax(np.asarray(logits(params, X)), axis=1) == y))
