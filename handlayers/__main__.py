@@ -2,6 +2,7 @@
 
 - ``handlayers verify``: check every built-in layer against autodiff; the project's main job.
 - ``handlayers check FILE.py:CLASS --against scalar.relu``: check your own layer class.
+- ``handlayers train``: train a network of the layers on scikit-learn's digits, its gradients audited.
 - ``handlayers lab``: print the lab's worked examples.
 """
 
@@ -49,9 +50,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     check.add_argument("--examples", type=_positive, default=200, help="how many examples to draw (default 200)")
 
+    train = commands.add_parser("train", help="train a network of the layers on scikit-learn's digits")
+    train.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
+    train.add_argument("--backend", choices=["numpy", "jax"], default="numpy")
+    train.add_argument("--epochs", type=_positive, default=20, help="passes over the training set (default 20)")
+    train.add_argument("--seed", type=int, default=0, help="the split, the initialization and the batches (default 0)")
+    train.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    train.add_argument(
+        "--audit-every", type=_positive, default=100, metavar="K", help="audit the gradients every K steps (default 100)"
+    )
+    train.add_argument("--json", action="store_true", help="write the results as JSON")
+    train.add_argument("--plot", metavar="FILE.png", help="draw the loss and accuracy curves into FILE.png")
+
     commands.add_parser("lab", help="print the lab's worked examples")
     args = parser.parse_args(argv)
-    return {"verify": _verify, "check": _check, "lab": _lab}[args.command](args)
+    return {"verify": _verify, "check": _check, "train": _train, "lab": _lab}[args.command](args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,24 +147,23 @@ def _verify(args: argparse.Namespace) -> int:
         for device in (_devices(jax) if backend == "jax" else [jax.devices("cpu")[0]])
         for dtype in ("float64", "float32")
     ]
-    progress = _Progress(len(runs), sys.stderr)
     rows = []
-    for name, backend, device, dtype in runs:
-        progress.step(f"{name} {backend} {dtype}")
-        started = time.perf_counter()
-        with jax.default_device(device):
-            try:
-                result = testing.check(
-                    testing.SPECS[name].layer, name, backend=backend, dtype=dtype, max_examples=args.examples
-                )
-                row = {"examples": result.examples, "worst": result.worst, "verdict": "pass", "report": None}
-            except testing.Mismatch as mismatch:
-                row = {"examples": None, "worst": None, "verdict": "FAIL", "report": str(mismatch)}
-        row.update(layer=name, backend=backend, device=str(device) if backend == "jax" else "cpu", dtype=dtype)
-        row["seconds"] = round(time.perf_counter() - started, 3)
-        rows.append(row)
-        progress.done(f"{name} {backend} {dtype}: {row['verdict']}")
-    progress.close()
+    with _Progress(len(runs)) as progress:
+        for name, backend, device, dtype in runs:
+            progress.start(f"{name} {backend} {dtype}")
+            started = time.perf_counter()
+            with jax.default_device(device):
+                try:
+                    result = testing.check(
+                        testing.SPECS[name].layer, name, backend=backend, dtype=dtype, max_examples=args.examples
+                    )
+                    row = {"examples": result.examples, "worst": result.worst, "verdict": "pass", "report": None}
+                except testing.Mismatch as mismatch:
+                    row = {"examples": None, "worst": None, "verdict": "FAIL", "report": str(mismatch)}
+            row.update(layer=name, backend=backend, device=str(device) if backend == "jax" else "cpu", dtype=dtype)
+            row["seconds"] = round(time.perf_counter() - started, 3)
+            rows.append(row)
+            progress.done(f"{name} {backend} {dtype}: {row['verdict']}")
     ok = all(row["verdict"] == "pass" for row in rows)
     if args.json:
         json.dump({"ok": ok, "results": rows}, sys.stdout, indent=2)
@@ -175,48 +187,141 @@ def _devices(jax: Any) -> list[Any]:
 
 
 def _table(rows: list[dict[str, Any]]) -> None:
-    cells = [
-        [
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), header_style="bold")
+    for column in COLUMNS:
+        table.add_column("worst/tol" if column == "worst" else column, no_wrap=True)
+    for row in rows:
+        table.add_row(
             row["layer"],
             row["backend"],
             row["device"],
             row["dtype"],
             "-" if row["examples"] is None else str(row["examples"]),
             "-" if row["worst"] is None else f"{row['worst']:.2g}",
-            row["verdict"],
-        ]
-        for row in rows
-    ]
-    widths = [max(len(c) for c in column) for column in zip(COLUMNS, *cells, strict=True)]
-    header = ["worst/tol" if c == "worst" else c for c in COLUMNS]
-    widths[5] = max(widths[5], len("worst/tol"))
-    for line in [header, ["-" * w for w in widths], *cells]:
-        print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+            row["verdict"] if row["verdict"] == "pass" else f"[bold red]{row['verdict']}[/]",
+        )
+    _console(sys.stdout).print(table)
+
+
+def _console(stream: TextIO) -> Any:
+    """A rich console on ``stream``: colours on a terminal; elsewhere plain text, never cut short."""
+    from rich.console import Console
+
+    return Console(file=stream, width=None if stream.isatty() else 1000, highlight=False)
 
 
 class _Progress:
-    """A progress bar on a terminal; elsewhere one plain line per finished step."""
+    """A progress bar (rich) on a terminal; elsewhere one plain line per finished task.
 
-    def __init__(self, total: int, stream: TextIO) -> None:
-        self.total, self.stream, self.count = total, stream, 0
-        self.tty = stream.isatty()
+    ``start(label)`` names the task now running and ``done(label)`` reports it finished, ``total``
+    tasks in all. ``advance(completed, total)`` moves the bar by finer steps than tasks (training
+    steps in epochs); then each finished task is also printed above the bar, to stay on screen.
+    """
 
-    def step(self, label: str) -> None:
-        if self.tty:
-            filled = 30 * self.count // self.total
-            bar = "#" * filled + "." * (30 - filled)
-            self.stream.write(f"\r[{bar}] {self.count}/{self.total} {label:<45}")
-            self.stream.flush()
+    def __init__(self, total: int, stream: TextIO | None = None) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.stream = stream or sys.stderr
+        self.total, self.count, self.steps = total, 0, False
+        self.console = _console(self.stream)
+        self.bar = Progress(
+            BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.description}"),
+            console=self.console, transient=True, disable=not self.console.is_terminal,
+        )  # fmt: skip
+        self.task = self.bar.add_task("", total=total)
+
+    def __enter__(self) -> _Progress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def start(self, label: str) -> None:
+        self.bar.update(self.task, description=label)
+
+    def advance(self, completed: int, total: int) -> None:
+        self.steps = True
+        self.bar.update(self.task, completed=completed, total=total)
 
     def done(self, label: str) -> None:
         self.count += 1
-        if not self.tty:
-            print(f"[{self.count}/{self.total}] {label}", file=self.stream, flush=True)
+        line = f"[{self.count}/{self.total}] {label}"
+        if not self.console.is_terminal:
+            print(line, file=self.stream, flush=True)
+        elif self.steps:
+            self.bar.console.print(line)
+            self.bar.update(self.task, description=label)
+        else:
+            self.bar.update(self.task, advance=1, description=label)
 
-    def close(self) -> None:
-        if self.tty:
-            self.stream.write("\r" + " " * 90 + "\r")
-            self.stream.flush()
+
+# ---------------------------------------------------------------------------------------------
+# train
+
+
+def _train(args: argparse.Namespace) -> int:
+    import jax
+
+    from handlayers import train, vector
+
+    if args.model == "cnn" and not hasattr(vector, "Conv2d"):
+        return _usage("--model cnn needs handlayers.vector.Conv2d and MaxPool2d, which this version lacks")
+    jax.config.update("jax_enable_x64", True)  # float64 for --dtype float64 and for the audit's oracle
+    with _Progress(args.epochs) as progress:
+
+        def epoch(record: dict[str, Any]) -> None:
+            progress.done(
+                f"epoch {record['epoch']}/{args.epochs}: loss {record['loss']:.4f}, train accuracy "
+                f"{record['train_accuracy']:.4f}, test accuracy {record['test_accuracy']:.4f}"
+            )
+
+        try:
+            result = train.train(
+                args.model,
+                backend=args.backend,
+                epochs=args.epochs,
+                seed=args.seed,
+                dtype=args.dtype,
+                audit_every=args.audit_every,
+                on_step=progress.advance,
+                on_epoch=epoch,
+            )
+        except train.AuditFailure as failure:
+            print(str(failure))
+            return EXIT_MISMATCH
+    if args.plot:
+        _plot(result["history"], args.plot, f"{args.model}, {args.backend}, seed {args.seed}")
+    if args.json:
+        json.dump(result, sys.stdout, indent=2)
+        print()
+    else:
+        print(
+            f"{args.model} on {args.backend} ({', '.join(result['devices'])}): test accuracy "
+            f"{result['test_accuracy']:.4f} after {result['epochs']} epochs in {result['seconds']:.1f} s; "
+            f"gradient audit: worst error {result['gradient_audit']:.2g} of its tolerance "
+            f"over {result['audits']} audits ({result['audit_seconds']:.2f} s)"
+        )
+    return EXIT_OK
+
+
+def _plot(history: list[dict[str, Any]], path: str, title: str) -> None:
+    """The training loss and the accuracies, epoch by epoch, side by side, into ``path``."""
+    from matplotlib.figure import Figure  # no pyplot: no window, no global state
+
+    epochs = [r["epoch"] for r in history]
+    figure = Figure(figsize=(9, 3.5), layout="constrained")
+    loss, accuracy = figure.subplots(1, 2)
+    loss.plot(epochs, [r["loss"] for r in history], marker=".")
+    loss.set(xlabel="epoch", ylabel="training loss (cross-entropy)", yscale="log")
+    accuracy.plot(epochs, [r["train_accuracy"] for r in history], marker=".", label="train")
+    accuracy.plot(epochs, [r["test_accuracy"] for r in history], marker=".", label="test")
+    accuracy.set(xlabel="epoch", ylabel="accuracy")
+    accuracy.legend()
+    figure.suptitle(f"handlayers train: {title}")
+    figure.savefig(path, dpi=120)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -81,12 +81,15 @@ class Audit:
     """
 
     def __init__(self, network: nn.Sequential, backend: str, dtype: Any) -> None:
+        started = time.perf_counter()  # what the audit costs includes importing the checker and jax
         import jax
 
         from handlayers import testing
 
         self.network, self.backend, self.dtype = network, backend, np.dtype(dtype)
-        self.oracle = jax.jit(jax.grad(network.reference_loss))
+        # run a few times a training: compiling it unoptimized takes half the time, and it is the
+        # audit's largest cost (its float64 arithmetic is the same, only less fused)
+        self.oracle = jax.jit(jax.grad(network.reference_loss), compiler_options={"xla_backend_optimization_level": 0})
         names = [f"{name}{i}" for i, p in enumerate(network.pieces) for name in ("W", "b")[: len(p.shapes)]]
         # the network as one function of (X, W0, b0, ..., labels), for the checker's tolerance
         # its gradients' degree in the inputs: one factor per layer with a weight (the loss's
@@ -94,7 +97,7 @@ class Audit:
         degree = sum(bool(p.shapes) for p in network.pieces)
         args = ("X", *names, "labels")
         self.spec = testing.Spec("network", network.reference_loss, nn.Sequential, args, None, (len(args) - 1,), degree)
-        self.worst, self.count, self.seconds = 0.0, 0, 0.0
+        self.worst, self.count, self.seconds = 0.0, 0, time.perf_counter() - started
 
     def __call__(self, step: int, params: Sequence[tuple], grads: Sequence[tuple], X: Any, labels: Any) -> float:
         """The worst error of ``grads`` (the hand-written gradients at ``params`` on the batch
@@ -185,14 +188,15 @@ def train(
     optimizer: Any = None,
     audit_every: int = 100,
     network: nn.Sequential | None = None,
-    on_step: Callable[[], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` (a name of :data:`MODELS`) from ``seed`` and return what happened.
 
     Each epoch reshuffles the training set (from ``seed``) and takes every full batch of
     ``batch_size`` (the few examples left over wait for another epoch's order). ``network``
-    replaces the model's network (same input shape). ``on_step()`` is called after every step,
+    replaces the model's network (same input shape). ``on_step(done, total)`` is called after
+    every step with the steps done and the steps in all,
     ``on_epoch(record)`` after every epoch with ``{"epoch", "loss", "train_accuracy",
     "test_accuracy"}``.
 
@@ -243,7 +247,7 @@ def train(
             params = new_params
             losses.append(loss)
             if on_step:
-                on_step()
+                on_step(t + 1, last + 1)
         record = {
             "epoch": epoch,
             "loss": float(np.mean([float(x) for x in losses])),
