@@ -57,7 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     train.add_argument("--seed", type=int, default=0, help="the split, the initialization and the batches (default 0)")
     train.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     train.add_argument(
-        "--audit-every", type=_positive, default=100, metavar="K", help="audit the gradients every K steps (default 100)"
+        "--audit-every",
+        type=_positive,
+        default=100,
+        metavar="K",
+        help="audit the gradients every K steps (default 100)",
     )
     train.add_argument("--json", action="store_true", help="write the results as JSON")
     train.add_argument("--plot", metavar="FILE.png", help="draw the loss and accuracy curves into FILE.png")

@@ -93,7 +93,7 @@ def relu() -> Piece:
 
 
 def conv2d(c: int, f: int, size: int, *, stride: int = 1, pad: int = 0) -> Piece:
-    """``f`` filters of ``c`` channels, ``size × size``: ``vector.Conv2d`` with ``W (f, c, size, size)``, ``b (f,)``."""
+    """``f`` filters of ``c`` channels, ``size x size``: ``vector.Conv2d`` with ``W (f, c, size, size)``, ``b (f,)``."""
     return Piece(
         "vector.conv2d",
         lambda **kwargs: vector.Conv2d(**kwargs),  # looked up when used: Conv2d may not exist at import
@@ -104,8 +104,10 @@ def conv2d(c: int, f: int, size: int, *, stride: int = 1, pad: int = 0) -> Piece
 
 
 def max_pool2d(size: int = 2, stride: int = 2) -> Piece:
-    """The max of each ``size × size`` window: ``vector.MaxPool2d``."""
-    return Piece("vector.max_pool2d", lambda **kwargs: vector.MaxPool2d(**kwargs), kwargs={"size": size, "stride": stride})
+    """The max of each ``size x size`` window: ``vector.MaxPool2d``."""
+    return Piece(
+        "vector.max_pool2d", lambda **kwargs: vector.MaxPool2d(**kwargs), kwargs={"size": size, "stride": stride}
+    )
 
 
 def flatten() -> Piece:
@@ -152,7 +154,9 @@ class Sequential:
         draw = INITS[self.init_scheme]
         params = []
         for piece in self.pieces:
-            weights = [draw(rng, shape, *piece.fans) if i == 0 else np.zeros(shape) for i, shape in enumerate(piece.shapes)]
+            weights = [
+                draw(rng, shape, *piece.fans) if i == 0 else np.zeros(shape) for i, shape in enumerate(piece.shapes)
+            ]
             params.append(tuple(xp.asarray(w, dtype=dtype) for w in weights))
         return params
 

@@ -146,23 +146,38 @@ def test_verify_fails_with_a_table_and_the_report(monkeypatch, capsys):
     assert "4 passed, 4 failed" in out
 
 
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self):
+        return True
+
+
 def test_progress_draws_a_bar_on_a_terminal():
-    """On a terminal, progress is one bar redrawn in place and erased at the end."""
-
-    class Terminal(io.StringIO):
-        def isatty(self):
-            return True
-
+    """On a terminal, progress is one bar (rich) redrawn in place with the count and the task, erased at the end."""
     stream = Terminal()
-    progress = _Progress(2, stream)
-    progress.step("first")
-    progress.done("first")
-    progress.step("second")
-    progress.close()
+    with _Progress(2, stream) as progress:
+        progress.start("first")
+        progress.done("first")
+        progress.start("second")
+        progress.bar.refresh()
     text = stream.getvalue()
-    assert "\r[" + "." * 30 + "] 0/2 first" in text
-    assert "] 1/2 second" in text
-    assert text.endswith("\r")
+    assert "1/2" in text
+    assert "second" in text
+    assert "[1/2]" not in text  # no plain lines
+    assert text.endswith("\x1b[2K")  # the bar's line erased
+
+
+def test_progress_by_steps_prints_each_finished_task_above_the_bar():
+    """With a bar moved by steps (training), each finished task (epoch) is printed once and stays."""
+    stream = Terminal()
+    with _Progress(2, stream) as progress:
+        progress.advance(5, 10)
+        progress.done("epoch 1")
+        progress.bar.refresh()
+    text = stream.getvalue()
+    assert text.count("[1/2] epoch 1\n") == 1
+    assert "5/10" in text
 
 
 def test_lab_prints_the_worked_examples(capsys):

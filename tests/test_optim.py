@@ -70,7 +70,10 @@ def cases(draw, dtype):
     steps = draw(st.integers(1, 6))
     # gradients of very different sizes, and exact zeros, step after step
     grads = [
-        [tuple(draw(arrays(dtype, s, floats(dtype, 1e3, specials=(0.0, 1.0, -1e-3)))) for s in layer) for layer in shapes]
+        [
+            tuple(draw(arrays(dtype, s, floats(dtype, 1e3, specials=(0.0, 1.0, -1e-3)))) for s in layer)
+            for layer in shapes
+        ]
         for _ in range(steps)
     ]
     return params, grads
@@ -175,7 +178,9 @@ def test_optimizer_matches_optax_after_any_steps(name, backend, dtype, data):
     # the library and dtype of the inputs, the nesting of the parameters
     assert jax.tree.structure(ours) == jax.tree.structure(theirs)
     optim.tree_map(lambda a: _same_kind(a, backend, dtype), ours)
-    for got, want, bound in zip(leaves(ours), leaves(theirs), error_bound(optimizer, params, grads, dtype), strict=True):
+    for got, want, bound in zip(
+        leaves(ours), leaves(theirs), error_bound(optimizer, params, grads, dtype), strict=True
+    ):
         assert np.all(np.abs(got - want) <= 2 * bound), (got, want, 2 * bound)
 
 

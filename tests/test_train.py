@@ -1,0 +1,227 @@
+"""Training on the digits: the split, reproducibility, both backends, the audit, data parallelism, the command."""
+
+import dataclasses
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from handlayers import nn, train, vector
+from handlayers.__main__ import main
+from handlayers.optim import SGD
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class OffAffine(vector.Affine):
+    """An Affine whose dW is off by one part in a million: a mistake no training curve would show."""
+
+    def _backward(self, dA):
+        dX, dW, db = super()._backward(dA)
+        return dX, dW * (1 + 1e-6), db
+
+
+class LeakyReLU(vector.ReLU):
+    """A ReLU that passes a hundredth of the gradient where its input is negative."""
+
+    def _backward(self, da):
+        return self._xp.where(self.a > 0, da, 0.01 * da)
+
+    def _forward(self, a):
+        self.a = a
+        return super()._forward(a)
+
+
+def mlp_with(position, layer):
+    """The default MLP with its piece at ``position`` computed by ``layer``."""
+    net, _ = train.MODELS["mlp"]()
+    pieces = list(net.pieces)
+    pieces[position] = dataclasses.replace(pieces[position], layer=layer)
+    return nn.Sequential(*pieces)
+
+
+def test_digits_split_is_the_last_fifth_of_a_seeded_shuffle():
+    """1797 digits: 1438 to train, the last 359 of the seed's order to test, pixels in [0, 1]."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    X_train, y_train, X_test, y_test = train.load_digits(seed=3)
+    assert (len(y_train), len(y_test)) == (1438, 359)
+    order = np.random.default_rng(3).permutation(1797)
+    np.testing.assert_array_equal(X_test, digits.data[order[-359:]] / 16)
+    np.testing.assert_array_equal(y_train, digits.target[order[:-359]])
+    assert X_train.min() == 0
+    assert X_train.max() == 1
+    assert not np.array_equal(train.load_digits(seed=4)[3], y_test)
+    assert train.load_digits(seed=3, shape=(1, 8, 8))[2].shape == (359, 1, 8, 8)
+
+
+def without_time(result):
+    return {k: v for k, v in result.items() if k not in ("seconds", "audit_seconds")}
+
+
+def test_same_seed_gives_the_same_numbers():
+    """Two runs from one seed give the same losses, accuracies and audit, bit for bit."""
+    first = train.train("mlp", epochs=2, seed=5)
+    assert without_time(first) == without_time(train.train("mlp", epochs=2, seed=5))
+    assert first["history"] != train.train("mlp", epochs=2, seed=6)["history"]
+
+
+@pytest.mark.jax
+def test_numpy_and_jax_reach_the_same_accuracy():
+    """From one seed the jitted jax step trains as numpy does: the same accuracies, the losses to rounding."""
+    on_numpy = train.train("mlp", backend="numpy", epochs=3)
+    on_jax = train.train("mlp", backend="jax", epochs=3)
+    for a, b in zip(on_numpy["history"], on_jax["history"], strict=True):
+        assert a["test_accuracy"] == b["test_accuracy"]
+        assert a["train_accuracy"] == b["train_accuracy"]
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-12)
+    assert on_jax["devices"] == ["cpu:0"]
+    assert on_numpy["test_accuracy"] > 0.85  # three epochs learn the digits
+
+
+def test_audit_runs_at_the_first_step_every_k_steps_and_the_last():
+    """With 44 steps an epoch, 2 epochs and K = 40: the audit runs at steps 0, 40, 80 and 87."""
+    steps = []
+    result = train.train("mlp", epochs=2, audit_every=40, on_step=lambda done, total: steps.append((done, total)))
+    assert steps[-1] == (88, 88)
+    assert len(steps) == 88
+    assert result["audits"] == 4
+    assert 0 < result["gradient_audit"] <= 1
+
+
+def test_audit_stops_training_at_a_wrong_layer():
+    """A network with one wrong Affine is stopped at the first audit, with the checker's report of that layer."""
+    epochs = []
+    with pytest.raises(train.AuditFailure) as failure:
+        train.train("mlp", epochs=2, network=mlp_with(2, OffAffine), on_epoch=epochs.append)
+    report = str(failure.value)
+    assert report.startswith("gradient audit at step 0: layer 2 (vector.affine) dW is off by")
+    assert "layer 2 (vector.affine) is wrong:" in report
+    assert "OffAffine" in report
+    assert "layer 0" not in report.split("\n\n", 1)[1]  # the right layers pass the checker alone
+    assert epochs == []
+
+
+def test_audit_names_a_wrong_activation_not_the_layers_it_feeds():
+    """A wrong ReLU makes the Affine before it receive wrong gradients; the report names the ReLU."""
+    with pytest.raises(train.AuditFailure) as failure:
+        train.train("mlp", epochs=1, network=mlp_with(1, LeakyReLU))
+    report = str(failure.value)
+    assert re.match(r"gradient audit at step 0: layer 0 \(vector\.affine\) d[Wb] is off", report)
+    found = report.split("\n\n", 1)[1]
+    assert found.startswith("layer 1 (vector.relu) is wrong:")
+    assert "layer 0 (vector.affine) is wrong" not in found
+
+
+def test_audit_failure_without_a_wrong_layer_says_so():
+    """When the layers pass alone but the network does not (the optimizer saw other gradients), the report says so."""
+    net, _ = train.MODELS["mlp"]()
+    X, y, _, _ = train.load_digits(0)
+    params = net.init(0)
+    _, grads = net.loss_and_gradients(params, X[:8], y[:8])
+    grads[0] = (grads[0][0] + 1e-3, grads[0][1])
+    with pytest.raises(train.AuditFailure, match="every layer passes the checker on its own in this batch"):
+        train.Audit(net, "numpy", np.float64)(7, params, grads, X[:8], y[:8])
+
+
+DATA_PARALLEL = """
+import json, jax, numpy as np
+jax.config.update("jax_enable_x64", True)
+from handlayers import train
+from handlayers.optim import SGD
+
+net, _ = train.MODELS["mlp"]()
+X, y, _, _ = train.load_digits(0)
+X, y = X[:32].astype(np.float32), y[:32]
+params = net.init(0, np.float32, jax.numpy)
+step = train.train_step(net, SGD())
+sharded, put = train._jax_runner(step, net)
+Xs, ys = put(X, y)
+_, _, _, grads = sharded(params, (), Xs, ys)
+_, _, _, single = jax.jit(step)(params, (), X, y)  # one device
+audit = train.Audit(net, "jax", np.float32)
+from handlayers.testing import Example
+params64 = [tuple(np.asarray(a, np.float64) for a in p) for p in params]
+example = Example((X.astype(np.float64), *(a for p in params64 for a in p), y), {}, 1.0)
+ratios = [
+    float(np.max(np.abs(np.asarray(g, np.float64) - np.asarray(s, np.float64))))
+    / train._tolerance(audit.spec, example, np.float32, np.asarray(s, np.float64))
+    for gs, ss in zip(grads, single) for g, s in zip(gs, ss)
+]
+print(json.dumps({
+    "devices": len(jax.devices()),
+    "batch_split": len(Xs.sharding.device_set),
+    "replicated": all(g.sharding.is_fully_replicated for gs in grads for g in gs),
+    "ratios": ratios,
+    "trained": train.train("mlp", backend="jax", epochs=1)["devices"],
+}))
+"""
+
+
+@pytest.mark.jax
+def test_data_parallel_gradients_match_one_device():
+    """On 4 CPU devices the batch is split, the gradients replicated and one device's within the checker's tolerance."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    done = subprocess.run([sys.executable, "-c", DATA_PARALLEL], env=env, capture_output=True, text=True, check=True)
+    result = json.loads(done.stdout)
+    assert result["devices"] == result["batch_split"] == 4
+    assert result["replicated"]
+    assert len(result["ratios"]) == 4
+    assert max(result["ratios"]) <= 1
+    assert result["trained"] == [f"cpu:{i}" for i in range(4)]  # `train` itself ran on all four
+
+
+def test_train_command_writes_json_and_plot(tmp_path, capsys):
+    """`train --json --plot` writes the contract's fields and a PNG of the curves; progress goes to stderr."""
+    plot = tmp_path / "curves.png"
+    assert main(["train", "--epochs", "2", "--seed", "1", "--json", "--plot", str(plot)]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert 0 <= result["test_accuracy"] <= 1
+    assert result["epochs"] == 2
+    assert result["seconds"] > 0
+    assert 0 < result["gradient_audit"] <= 1
+    assert "[2/2] epoch 2/2: loss" in captured.err  # plain lines off a terminal
+    assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_train_command_prints_a_summary(capsys):
+    """Without --json, `train` prints the test accuracy and the audit's worst ratio in one line."""
+    assert main(["train", "--epochs", "1", "--audit-every", "1000"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("mlp on numpy (cpu): test accuracy 0.")
+    assert "over 2 audits" in out
+
+
+def test_train_command_exits_1_with_the_audit_report(monkeypatch, capsys):
+    """A wrong layer makes `train` exit 1 and print the audit's report."""
+    wrong = mlp_with(2, OffAffine)
+    monkeypatch.setitem(train.MODELS, "mlp", lambda: (wrong, (64,)))
+    assert main(["train", "--epochs", "1"]) == 1
+    assert "layer 2 (vector.affine) is wrong:" in capsys.readouterr().out
+
+
+def test_train_command_refuses_the_cnn_without_conv2d(monkeypatch, capsys):
+    """Where handlayers.vector has no Conv2d, `train --model cnn` exits 2 saying so."""
+    monkeypatch.delattr(vector, "Conv2d", raising=False)
+    assert main(["train", "--model", "cnn"]) == 2
+    assert "--model cnn needs handlayers.vector.Conv2d" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not hasattr(vector, "Conv2d"), reason="handlayers.vector has no Conv2d yet (another issue adds it)")
+def test_cnn_trains_an_epoch(backend):
+    """The CNN trains an epoch on either backend, its gradients audited, and learns."""
+    result = train.train("cnn", backend=backend, epochs=1, audit_every=20)
+    assert result["test_accuracy"] > 0.8
+    assert result["gradient_audit"] <= 1
+
+
+def test_sgd_trains_too():
+    """Any optimizer of handlayers.optim trains the network: plain SGD learns the digits in two epochs."""
+    assert train.train("mlp", epochs=2, optimizer=SGD(lr=0.1))["test_accuracy"] > 0.85
