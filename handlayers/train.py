@@ -23,7 +23,7 @@ import numpy as np
 from handlayers import nn
 from handlayers.optim import Adam
 
-__all__ = ["MODELS", "Audit", "AuditFailure", "load_digits", "train", "train_step"]
+__all__ = ["MODELS", "Audit", "AuditFailure", "batched", "jax_runner", "load_digits", "train", "train_step"]
 
 #: the models by name: each makes its network and the shape of one example it takes
 MODELS: dict[str, Callable[[], tuple[nn.Sequential, tuple[int, ...]]]] = {
@@ -165,15 +165,28 @@ def _tolerance(spec: Any, example: Any, dtype: Any, expected: np.ndarray) -> flo
     return tolerance(spec, example, dtype, expected, degree=spec.degree)
 
 
-def _jax_runner(step: Callable[..., Any], network: nn.Sequential) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    """The step jitted whole, batch sharded over every local device, parameters replicated; and a
-    function putting a batch (numpy arrays) on the devices in that sharding."""
+def batched(step: Callable[..., Any]) -> Callable[..., Any]:
+    """``step`` taking an epoch's batches, ``(params, state, Xs (batches, n, ...), ys (batches, n), b)``,
+    and running on batch ``b``: an epoch goes to the devices at once, and each step indexes it."""
+
+    def on_batch(params: Any, state: Any, Xs: Any, ys: Any, b: Any) -> tuple[Any, Any, Any, Any]:
+        return step(params, state, Xs[b], ys[b])
+
+    return on_batch
+
+
+def jax_runner(step: Callable[..., Any]) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """:func:`batched` ``step`` jitted whole, the batch axis sharded over every local device and
+    the parameters replicated; and a function putting an epoch's batches on the devices so."""
     import jax
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
     mesh = Mesh(np.array(jax.devices()), ("batch",))
-    replicated, split = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("batch"))
-    jitted = jax.jit(step, in_shardings=(replicated, replicated, split, split), out_shardings=replicated)
+    replicated = NamedSharding(mesh, PartitionSpec())
+    split = NamedSharding(mesh, PartitionSpec(None, "batch"))  # (batches, n, ...): n over the devices
+    jitted = jax.jit(
+        batched(step), in_shardings=(replicated, replicated, split, split, replicated), out_shardings=replicated
+    )
     return jitted, lambda *arrays: tuple(jax.device_put(a, split) for a in arrays)
 
 
@@ -220,13 +233,14 @@ def train(
         import jax
         import jax.numpy as jnp
 
-        step, put = _jax_runner(step, network)
+        step, put = jax_runner(step)
         batch_size += -batch_size % jax.device_count()  # every device gets as many examples
         params = network.init(seed, dtype, jnp)
         logits = jax.jit(network.logits)
         devices = [str(d) for d in jax.devices()]
     else:
-        put, params, logits, devices = (lambda *a: a), network.init(seed, dtype), network.logits, ["cpu"]
+        step, put = batched(step), (lambda *a: a)
+        params, logits, devices = network.init(seed, dtype), network.logits, ["cpu"]
     X_train, X_test = X_train.astype(dtype), X_test.astype(dtype)
     state = optimizer.init(params)
     audit = Audit(network, backend, dtype)
@@ -235,15 +249,14 @@ def train(
     last = epochs * per_epoch - 1
     history = []
     for epoch in range(1, epochs + 1):
-        order = rng.permutation(len(y_train))
+        order = rng.permutation(len(y_train))[: per_epoch * batch_size].reshape(per_epoch, batch_size)
+        Xs, ys = put(X_train[order], y_train[order])
         losses = []
         for b in range(per_epoch):
             t = (epoch - 1) * per_epoch + b
-            batch = order[b * batch_size : (b + 1) * batch_size]
-            X, labels = put(X_train[batch], y_train[batch])
-            new_params, state, loss, grads = step(params, state, X, labels)
+            new_params, state, loss, grads = step(params, state, Xs, ys, b)
             if t % audit_every == 0 or t == last:
-                audit(t, params, grads, X, labels)
+                audit(t, params, grads, X_train[order[b]], y_train[order[b]])
             params = new_params
             losses.append(loss)
             if on_step:

@@ -151,3 +151,27 @@ def test_cnn_gradients_match_jax_grad_of_the_reference_network(backend):
     params = [tuple(backend_array(backend, a) for a in p) for p in net.init(seed=0)]
     _, grads = net.loss_and_gradients(params, backend_array(backend, X), backend_array(backend, labels))
     assert Audit(net, backend, np.float64)(0, params, grads, X, labels) <= 1
+
+
+def test_flatten_joins_convolution_shaped_inputs_to_dense_layers(backend):
+    """A network of Flatten then Affine takes (n, c, h, w) inputs, and its gradients pass the audit."""
+    net = nn.Sequential(nn.flatten(), nn.dense(4, 3))
+    X, labels = np.arange(8.0).reshape(2, 1, 2, 2) / 8, np.array([0, 2])
+    params = [tuple(backend_array(backend, a) for a in p) for p in net.init(seed=2)]
+    _, grads = net.loss_and_gradients(params, backend_array(backend, X), backend_array(backend, labels))
+    assert grads[0] == ()
+    assert Audit(net, backend, np.float64)(0, params, grads, X, labels) <= 1
+
+
+def test_convolution_pieces_make_the_contracts_layers_when_used(monkeypatch):
+    """conv2d and max_pool2d hold the contract's shapes and keywords, and find vector.Conv2d and MaxPool2d when made."""
+    made = []
+    monkeypatch.setattr(vector, "Conv2d", lambda **kw: made.append(("Conv2d", kw)), raising=False)
+    monkeypatch.setattr(vector, "MaxPool2d", lambda **kw: made.append(("MaxPool2d", kw)), raising=False)
+    conv = nn.conv2d(3, 8, 5, pad=2)
+    assert conv.shapes == ((8, 3, 5, 5), (8,))
+    assert conv.fans == (75, 200)
+    conv.make(first=True)  # Conv2d takes no input_grad
+    nn.max_pool2d().make()
+    assert made == [("Conv2d", {"stride": 1, "pad": 2}), ("MaxPool2d", {"size": 2, "stride": 2})]
+    assert nn.max_pool2d().shapes == ()

@@ -140,9 +140,9 @@ X, y, _, _ = train.load_digits(0)
 X, y = X[:32].astype(np.float32), y[:32]
 params = net.init(0, np.float32, jax.numpy)
 step = train.train_step(net, SGD())
-sharded, put = train._jax_runner(step, net)
-Xs, ys = put(X, y)
-_, _, _, grads = sharded(params, (), Xs, ys)
+sharded, put = train.jax_runner(step)
+Xs, ys = put(X[None], y[None])
+_, _, _, grads = sharded(params, (), Xs, ys, 0)
 _, _, _, single = jax.jit(step)(params, (), X, y)  # one device
 audit = train.Audit(net, "jax", np.float32)
 from handlayers.testing import Example
@@ -155,7 +155,7 @@ ratios = [
 ]
 print(json.dumps({
     "devices": len(jax.devices()),
-    "batch_split": len(Xs.sharding.device_set),
+    "batch_split": len({str(s.index) for s in Xs.addressable_shards}),
     "replicated": all(g.sharding.is_fully_replicated for gs in grads for g in gs),
     "ratios": ratios,
     "trained": train.train("mlp", backend="jax", epochs=1)["devices"],

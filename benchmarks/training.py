@@ -1,0 +1,146 @@
+"""Training on the digits (``handlayers train``) against its targets.
+
+- ``runs``: the default MLP run of ``handlayers train --json`` on each backend, each in a fresh
+  process as a user starts it: test accuracy (target at least 0.97), the training's seconds and the
+  whole command's (target: within 30 s), and the gradient audit's share of the training's seconds
+  (target: at most 10% at the default K), its one-time start (compiling the oracle) included.
+- ``epoch``: one epoch of the jitted hand-written step against the same epoch of a plain
+  ``jax.jit(value_and_grad)`` step of the reference network with the same optimizer, batches fed
+  the same way (target: at most 1.1x).
+- ``audit``: one audit against one training step, after the start: what every audit costs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from benchmarks._timing import block, compare, median, ratio
+from handlayers import train
+from handlayers.optim import Adam
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def baseline_step(network: Any, optimizer: Any) -> Callable[..., Any]:
+    """The plain way: ``jax.value_and_grad`` of the reference network, then the same update."""
+    import jax
+
+    def step(params: Any, state: Any, X: Any, labels: Any) -> tuple[Any, Any, Any, Any]:
+        loss, grads = jax.value_and_grad(network.reference_loss)(params, X, labels)
+        params, state = optimizer.step(params, grads, state)
+        return params, state, loss, grads
+
+    return step
+
+
+def epoch(step: Callable[..., Any], network: Any, *, batch: int = 32, seed: int = 0) -> Callable[[], Any]:
+    """One epoch of ``step`` jitted as ``handlayers train`` jits it, from the same start every call."""
+    import jax.numpy as jnp
+
+    X, y, _, _ = train.load_digits(seed)
+    jitted, put = train.jax_runner(step)
+    params = network.init(seed, np.float64, jnp)
+    state = Adam().init(params)
+    steps = len(y) // batch
+    order = np.random.default_rng(seed).permutation(len(y))[: steps * batch].reshape(steps, batch)
+
+    def run() -> Any:
+        p, s = params, state
+        Xs, ys = put(X[order], y[order])
+        for b in range(steps):
+            p, s, loss, _ = jitted(p, s, Xs, ys, b)
+        return loss
+
+    return run
+
+
+def command(backend: str) -> dict[str, Any]:
+    """``handlayers train --backend B --json`` in a fresh process: its result and its wall time."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "handlayers", "train", "--backend", backend, "--json"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    result = json.loads(done.stdout)
+    result["command_seconds"] = round(time.perf_counter() - started, 2)
+    result["audit_share"] = result["audit_seconds"] / result["seconds"]
+    del result["history"]
+    return result
+
+
+def audit_cost(backend: str, rounds: int) -> dict[str, float]:
+    """Seconds of one training step and of one audit of it (the oracle compiled), on ``backend``."""
+    import jax.numpy as jnp
+
+    network, _ = train.MODELS["mlp"]()
+    X, y, _, _ = train.load_digits(0)
+    X, y = X[:32], y[:32]
+    step, put = train.jax_runner(train.train_step(network, Adam())) if backend == "jax" else (None, None)
+    step = step or train.batched(train.train_step(network, Adam()))
+    Xs, ys = put(X[None], y[None]) if put else (X[None], y[None])
+    params = network.init(0, np.float64, jnp if backend == "jax" else np)
+    state = Adam().init(params)
+    audit = train.Audit(network, backend, np.float64)
+    _, _, _, grads = block(step(params, state, Xs, ys, 0))
+    samples = compare(
+        {"step": lambda: step(params, state, Xs, ys, 0), "audit": lambda: block(audit(0, params, grads, X, y))},
+        rounds=rounds,
+    )
+    return {"step": median(samples["step"]), "audit": median(samples["audit"])}
+
+
+def run(rounds: int = 9, *, quick: bool = False) -> dict[str, Any]:
+    """Every measurement above; ``quick`` skips the two full runs."""
+    network, _ = train.MODELS["mlp"]()
+    results: dict[str, Any] = {"runs": [] if quick else [command(b) for b in ("numpy", "jax")]}
+    samples = compare(
+        {
+            "handlayers jax.jit": epoch(train.train_step(network, Adam()), network),
+            "jax.jit(value_and_grad)": epoch(baseline_step(network, Adam()), network),
+        },
+        rounds=rounds,
+    )
+    results["epoch"] = {
+        "seconds": {way: median(s) for way, s in samples.items()},
+        "ratio": ratio(samples["handlayers jax.jit"], samples["jax.jit(value_and_grad)"]),
+    }
+    results["audit"] = {b: audit_cost(b, rounds) for b in ("numpy", "jax")}
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = ["## Training on the digits (`handlayers train`, MLP 64-128-10, defaults)", ""]
+    if results["runs"]:
+        lines += [
+            "| backend | test accuracy | training s | command s | audits | audit s | audit share | worst/tol |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in results["runs"]:
+            lines.append(
+                f"| {r['backend']} | {r['test_accuracy']:.4f} | {r['seconds']:.2f} | {r['command_seconds']:.1f} | "
+                f"{r['audits']} | {r['audit_seconds']:.2f} | {r['audit_share']:.0%} | {r['gradient_audit']:.2g} |"
+            )
+        lines.append("")
+    e = results["epoch"]
+    q = e["ratio"]
+    lines += [
+        "| one epoch, jax | ms |",
+        "|---|---:|",
+        *(f"| {way} | {s * 1e3:.2f} |" for way, s in e["seconds"].items()),
+        f"| ratio (target at most 1.10) | {q['median']:.3f} ({q['low']:.3f} to {q['high']:.3f}) |",
+        "",
+        "| backend | one step ms | one audit ms | audit every 100 steps, share |",
+        "|---|---:|---:|---:|",
+    ]
+    for backend, a in results["audit"].items():
+        share = a["audit"] / (100 * a["step"] + a["audit"])
+        lines.append(f"| {backend} | {a['step'] * 1e3:.3f} | {a['audit'] * 1e3:.3f} | {share:.1%} |")
+    return "\n".join(lines) + "\n"
