@@ -225,3 +225,10 @@ def test_cnn_trains_an_epoch(backend):
 def test_sgd_trains_too():
     """Any optimizer of handlayers.optim trains the network: plain SGD learns the digits in two epochs."""
     assert train.train("mlp", epochs=2, optimizer=SGD(lr=0.1))["test_accuracy"] > 0.85
+
+
+def test_float32_training_is_audited_with_float32_tolerances():
+    """In float32 the parameters stay float32 and the audit, with float32's tolerance, passes."""
+    result = train.train("mlp", epochs=1, dtype=np.float32)
+    assert result["dtype"] == "float32"
+    assert 0 < result["gradient_audit"] <= 1
