@@ -232,3 +232,21 @@ def test_float32_training_is_audited_with_float32_tolerances():
     result = train.train("mlp", epochs=1, dtype=np.float32)
     assert result["dtype"] == "float32"
     assert 0 < result["gradient_audit"] <= 1
+
+
+@pytest.mark.jax
+def test_benchmark_baseline_takes_the_same_step():
+    """The benchmark's plain jax.jit(value_and_grad) step gives the hand-written step's loss, gradients, update."""
+    import jax
+
+    from benchmarks import training
+    from handlayers.optim import Adam
+
+    net, _ = train.MODELS["mlp"]()
+    X, y, _, _ = train.load_digits(0)
+    params = net.init(0, np.float64, jax.numpy)
+    state = Adam().init(params)
+    ours = jax.jit(train.train_step(net, Adam()))(params, state, X[:16], y[:16])
+    plain = jax.jit(training.baseline_step(net, Adam()))(params, state, X[:16], y[:16])
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(plain), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
