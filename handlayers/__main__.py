@@ -314,6 +314,7 @@ def _train(args: argparse.Namespace) -> int:
 def _plot(history: list[dict[str, Any]], path: str, title: str) -> None:
     """The training loss and the accuracies, epoch by epoch, side by side, into ``path``."""
     from matplotlib.figure import Figure  # no pyplot: no window, no global state
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [r["epoch"] for r in history]
     figure = Figure(figsize=(9, 3.5), layout="constrained")
@@ -324,6 +325,8 @@ def _plot(history: list[dict[str, Any]], path: str, title: str) -> None:
     accuracy.plot(epochs, [r["test_accuracy"] for r in history], marker=".", label="test")
     accuracy.set(xlabel="epoch", ylabel="accuracy")
     accuracy.legend()
+    for axes in (loss, accuracy):
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
     figure.suptitle(f"handlayers train: {title}")
     figure.savefig(path, dpi=120)
 
