@@ -267,13 +267,11 @@ class _Progress:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import jax
 
     from handlayers import train, vector
 
     if args.model == "cnn" and not hasattr(vector, "Conv2d"):
         return _usage("--model cnn needs handlayers.vector.Conv2d and MaxPool2d, which this version lacks")
-    jax.config.update("jax_enable_x64", True)  # float64 for --dtype float64 and for the audit's oracle
     with _Progress(args.epochs) as progress:
 
         def epoch(record: dict[str, Any]) -> None:

@@ -58,7 +58,7 @@ class Piece:
         shapes: the shapes of its parameters, forward's inputs after the first.
         fans: ``(fan_in, fan_out)`` of its weight, for the initialization.
         kwargs: the layer's constructor keywords, also the reference's keyword arguments.
-        input_grad: whether the layer takes ``input_grad=False`` (no gradient for its input,
+        takes_input_grad: whether the layer takes ``input_grad=False`` (no gradient for its input,
             which the first layer of a network does not need).
     """
 
@@ -67,11 +67,11 @@ class Piece:
     shapes: tuple[tuple[int, ...], ...] = ()
     fans: tuple[int, int] = (0, 0)
     kwargs: dict[str, Any] = field(default_factory=dict)
-    input_grad: bool = False
+    takes_input_grad: bool = False
 
     def make(self, first: bool = False) -> Any:
         """A new layer; ``first``: the network's first, whose input (data) needs no gradient."""
-        extra = {"input_grad": False} if first and self.input_grad else {}
+        extra = {"input_grad": False} if first and self.takes_input_grad else {}
         return self.layer(**self.kwargs, **extra)
 
     def reference_function(self) -> Callable[..., Any]:
@@ -84,7 +84,7 @@ class Piece:
 
 def dense(d_in: int, d_out: int) -> Piece:
     """``X @ W + b``: :class:`handlayers.vector.Affine` with ``W (d_in, d_out)``, ``b (d_out,)``."""
-    return Piece("vector.affine", vector.Affine, ((d_in, d_out), (d_out,)), (d_in, d_out), input_grad=True)
+    return Piece("vector.affine", vector.Affine, ((d_in, d_out), (d_out,)), (d_in, d_out), takes_input_grad=True)
 
 
 def relu() -> Piece:

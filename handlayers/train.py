@@ -14,6 +14,7 @@ above 1 stops training with :class:`AuditFailure`, whose report runs the checker
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -190,6 +191,21 @@ def jax_runner(step: Callable[..., Any]) -> tuple[Callable[..., Any], Callable[.
     return jitted, lambda *arrays: tuple(jax.device_put(a, split) for a in arrays)
 
 
+def _in_x64(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``f`` run with jax's float64 enabled, whatever the global setting: float64 parameters on
+    jax, and the audit's float64 oracle."""
+
+    @functools.wraps(f)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        import jax
+
+        with jax.enable_x64(True):
+            return f(*args, **kwargs)
+
+    return wrapped
+
+
+@_in_x64
 def train(
     model: str = "mlp",
     *,

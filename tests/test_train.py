@@ -250,3 +250,15 @@ def test_benchmark_baseline_takes_the_same_step():
     plain = jax.jit(training.baseline_step(net, Adam()))(params, state, X[:16], y[:16])
     for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(plain), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.jax
+def test_training_needs_no_global_float64_setting():
+    """With jax's x64 off, `train` still trains in float64 on jax, as numpy does, and audits in float64."""
+    import jax
+
+    with jax.enable_x64(False):
+        on_jax = train.train("mlp", backend="jax", epochs=1)
+    assert on_jax["dtype"] == "float64"
+    assert on_jax["history"][0]["test_accuracy"] == train.train("mlp", epochs=1)["history"][0]["test_accuracy"]
+    assert 0 <= on_jax["gradient_audit"] <= 1
