@@ -116,7 +116,8 @@ class Audit:
                 e = np.asarray(e)
                 error = float(np.max(np.abs(np.asarray(g, np.float64) - e)))
                 ratio = error / _tolerance(self.spec, example, self.dtype, e)
-                if not ratio <= worst:  # NaN counts as the worst
+                ratio = np.inf if np.isnan(ratio) else ratio  # a NaN gradient (or oracle) is as wrong as can be
+                if ratio > worst:
                     worst, where = ratio, f"layer {i} ({piece.reference}) {name}"
         self.worst, self.count = max(self.worst, worst), self.count + 1
         self.seconds += time.perf_counter() - started

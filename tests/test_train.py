@@ -262,3 +262,14 @@ def test_training_needs_no_global_float64_setting():
     assert on_jax["dtype"] == "float64"
     assert on_jax["history"][0]["test_accuracy"] == train.train("mlp", epochs=1)["history"][0]["test_accuracy"]
     assert 0 <= on_jax["gradient_audit"] <= 1
+
+
+def test_audit_counts_a_nan_gradient_as_wrong():
+    """A NaN in a hand-written gradient fails the audit (its ratio is infinite), whatever the other gradients."""
+    net, _ = train.MODELS["mlp"]()
+    X, y, _, _ = train.load_digits(0)
+    params = net.init(0)
+    _, grads = net.loss_and_gradients(params, X[:8], y[:8])
+    grads[0] = (grads[0][0], np.full_like(grads[0][1], np.nan))
+    with pytest.raises(train.AuditFailure, match=r"layer 0 \(vector\.affine\) db is off by inf of its tolerance"):
+        train.Audit(net, "numpy", np.float64)(0, params, grads, X[:8], y[:8])
