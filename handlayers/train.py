@@ -92,9 +92,9 @@ class Audit:
         # audit's largest cost (its float64 arithmetic is the same, only less fused)
         self.oracle = jax.jit(jax.grad(network.reference_loss), compiler_options={"xla_backend_optimization_level": 0})
         names = [f"{name}{i}" for i, p in enumerate(network.pieces) for name in ("W", "b")[: len(p.shapes)]]
-        # the network as one function of (X, W0, b0, ..., labels), for the checker's tolerance
-        # its gradients' degree in the inputs: one factor per layer with a weight (the loss's
-        # gradient is bounded: softmax minus a one-hot)
+        # the network as one function of (X, W0, b0, ..., labels), for the checker's tolerance;
+        # its gradients' degree in the inputs is one factor per layer with a weight (the loss's
+        # own gradient is bounded: softmax minus a one-hot)
         degree = sum(bool(p.shapes) for p in network.pieces)
         args = ("X", *names, "labels")
         self.spec = testing.Spec("network", network.reference_loss, nn.Sequential, args, None, (len(args) - 1,), degree)
@@ -121,7 +121,7 @@ class Audit:
                     worst, where = ratio, f"layer {i} ({piece.reference}) {name}"
         self.worst, self.count = max(self.worst, worst), self.count + 1
         self.seconds += time.perf_counter() - started
-        if not worst <= 1:
+        if worst > 1:
             raise AuditFailure(
                 f"gradient audit at step {step}: {where} is off by {worst:.3g} of its tolerance\n\n"
                 + self.locate(params64, X64, labels)
