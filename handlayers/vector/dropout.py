@@ -54,9 +54,11 @@ class Dropout(Layer):
 
 
 def _scale(xp: Any, x: Any, keep: Any, p: float) -> Any:
-    """``x * keep / (1 - p)``: multiplied by the mask (0 * NaN is NaN), then one division."""
+    """``x * keep / (1 - p)``, a dropped NaN kept NaN (``0 * NaN`` is NaN)."""
     if xp is np:
         out = x * keep  # new: the division needs no temporary
         out /= 1 - p
         return out
-    return x * keep / (1 - p)
+    # inside jax.jit, XLA rewrites x * keep as where(keep, x, 0), which turns a dropped NaN into 0;
+    # x * 0 is 0 or NaN, as the product with keep is
+    return xp.where(keep, x, x * 0) / (1 - p)
