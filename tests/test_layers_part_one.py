@@ -376,3 +376,13 @@ def test_leaky_relu_alpha_from_numpy_keeps_float32(backend):
     layer = vector.LeakyReLU(alpha=np.float64(0.2))
     out = layer.forward(backend_array(backend, np.array([-1.0, 2.0], np.float32)))
     assert as_numpy(out).dtype == np.float32
+
+
+def test_embedding_of_no_indices_is_empty_and_sends_no_gradient(backend):
+    """An empty batch of indices looks up nothing: the output is (0, d) and dW is all zeros."""
+    layer = vector.Embedding()
+    out = layer.forward(backend_array(backend, np.zeros(0, np.int64)), backend_array(backend, np.ones((3, 2))))
+    dI, dW = layer.backward(backend_array(backend, np.zeros((0, 2))))
+    assert as_numpy(out).shape == (0, 2)
+    assert dI is None
+    np.testing.assert_array_equal(as_numpy(dW), np.zeros((3, 2)))
