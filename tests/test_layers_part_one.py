@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from handlayers import vector
-from handlayers.testing import SPECS, Example, arrays, check_example, examples, grid, oracle
+from handlayers.testing import SPECS, Example, arrays, check_example, examples, grid, library, oracle, to_backend
 from tests.helpers import as_numpy, backend_array
 
 PART_ONE = [
@@ -386,3 +386,14 @@ def test_embedding_of_no_indices_is_empty_and_sends_no_gradient(backend):
     assert as_numpy(out).shape == (0, 2)
     assert dI is None
     np.testing.assert_array_equal(as_numpy(dW), np.zeros((3, 2)))
+
+
+@pytest.mark.parametrize("dtype_asked", [np.float64, np.float32])
+def test_the_checker_hands_masks_and_indices_over_in_their_own_dtype(dtype_asked, backend):
+    """A boolean mask stays boolean and indices keep their integer dtype on their way to the layer,
+    in the backend's library, whatever float dtype the check runs in."""
+    for x in (np.array([True, False]), np.array([2, 0], np.int32), np.array([1], np.uint8)):
+        got = to_backend(x, backend, dtype_asked)
+        assert library(got) == backend
+        assert got.dtype == x.dtype
+        np.testing.assert_array_equal(as_numpy(got), x)
