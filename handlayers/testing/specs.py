@@ -252,18 +252,8 @@ def _embedding_inputs(dtype: Any) -> st.SearchStrategy[tuple[tuple[Any, ...], di
 
 
 def _linear_inputs(dtype: Any) -> st.SearchStrategy[tuple[tuple[Any, ...], dict[str, Any]]]:
-    @st.composite
-    def draw(data: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        n, d_in = data(_side()), data(_side())
-        d_out = data(st.one_of(st.just(d_in), _side()))  # d_out == d_in, where a missing transpose hides
-        e = _wide(dtype)
-        return (
-            data(arrays(dtype, (n, d_in), e)),
-            data(arrays(dtype, (d_out, d_in), e)),
-            data(arrays(dtype, (d_out,), e)),
-        ), {}
-
-    return draw()
+    """Affine's inputs with ``W`` in torch's layout, (d_out, d_in)."""
+    return _affine_inputs(dtype).map(lambda drawn: ((drawn[0][0], drawn[0][1].T.copy(), drawn[0][2]), {}))
 
 
 def _same_shape_inputs(
