@@ -17,7 +17,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Layer", "array_namespace", "broadcast_shapes", "is_concrete", "keep_where", "shape_error", "sum_to_shape"]
+__all__ = [
+    "Layer",
+    "array_namespace",
+    "broadcast_shapes",
+    "check_indices",
+    "is_concrete",
+    "keep_where",
+    "shape_error",
+    "sum_to_shape",
+]
 
 
 def _is_jax_array(x: Any) -> bool:
@@ -87,6 +96,16 @@ def shape_error(owner: str, expected: str, **shapes: tuple[int, ...]) -> ValueEr
     return ValueError(f"{owner}: expected {expected}; got {got}")
 
 
+def check_indices(name: str, indices: Any, size: int) -> None:
+    """Raise ``TypeError`` unless ``indices`` are integers, and, on eager inputs, ``ValueError``
+    unless they lie in ``[0, size)``; ``name`` says what they are (``"labels"``)."""
+    if not np.issubdtype(indices.dtype, np.integer):
+        raise TypeError(f"{name} must be integers, got dtype {indices.dtype}")
+    if is_concrete(indices) and indices.size and not (int(indices.min()) >= 0 and int(indices.max()) < size):
+        low, high = int(indices.min()), int(indices.max())
+        raise ValueError(f"{name} must lie in [0, {size}), got values from {low} to {high}")
+
+
 def _is_float_dtype(dtype: Any) -> bool:
     # bfloat16 (jax's) is floating but no numpy subtype of np.floating
     return np.issubdtype(dtype, np.floating) or np.dtype(dtype).name == "bfloat16"
@@ -102,11 +121,13 @@ class Layer:
     Inputs are turned into arrays of one library (``jax.numpy`` when any input is a jax array,
     numpy otherwise) and one floating dtype, found by that library's type promotion (Python numbers
     and integer arrays become the library's default float: float64 for numpy). Each gradient has
-    its input's shape and, for a floating input, its dtype. Inputs listed in ``labels`` are class
-    labels: they become arrays of their own (integer) dtype and get the gradient ``None``.
+    its input's shape and, for a floating input, its dtype. Inputs listed in ``labels`` are not
+    floating (integer class labels or indices, a boolean mask): they become arrays of their own
+    dtype and get the gradient ``None``.
     """
 
-    #: positions of the integer class-label inputs, which receive no gradient
+    #: positions of the inputs that are not floating (integer labels or indices, boolean masks),
+    #: which keep their dtype and receive no gradient
     labels: tuple[int, ...] = ()
 
     def forward(self, *inputs: Any) -> Any:

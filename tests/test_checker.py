@@ -168,7 +168,7 @@ def test_a_gradient_for_labels_names_what_came_instead():
             return super().backward(dl)[0], np.zeros(1)
 
     example = Example((np.zeros((1, 2)), np.array([0])), {}, np.array(1.0))
-    problem = "dlabels: WRONG: expected None for integer labels, got ndarray"
+    problem = "dlabels: WRONG: expected None for an input that is not floating, got ndarray"
     with pytest.raises(Mismatch, match=re.escape(problem)):
         check_example(GradientForLabels, spec, example)
 

@@ -30,9 +30,14 @@ def test_second_forward_replaces_the_first(name, backend, data):
     """After two forwards, backward answers for the second, as a fresh layer does."""
     spec = SPECS[name]
     first, second = data.draw(examples(spec)), data.draw(examples(spec))
-    if first.kwargs != second.kwargs:  # Softmax's axis: then the first forward takes new values
+    if first.kwargs != second.kwargs:  # a keyword (Softmax's axis, Dropout's p): the first forward takes new floats
         first = Example(
-            tuple(data.draw(arrays(np.float64, np.shape(x), floats(np.float64, 100))) for x in second.inputs), {}, None
+            tuple(
+                x if i in spec.labels else data.draw(arrays(np.float64, np.shape(x), floats(np.float64, 100)))
+                for i, x in enumerate(second.inputs)
+            ),
+            {},
+            None,
         )
     used = spec.layer(**second.kwargs)
     used.forward(*(backend_array(backend, x) for x in first.inputs))
@@ -182,10 +187,11 @@ def test_a_gradient_of_the_wrong_shape_is_reported(name, data):
 @pytest.mark.parametrize("name", [n for n in NAMES if SPECS[n].labels])
 @given(data=st.data())
 def test_a_gradient_for_labels_is_reported(name, data):
-    """Integer labels must get None: an array in its place fails the check."""
+    """Inputs that are not floating (integer labels or indices, a boolean mask) must get None: an
+    array in its place fails the check."""
     spec = SPECS[name]
     layer = with_grads(spec, lambda grads: tuple(np.zeros(1) if g is None else g for g in grads))
-    with pytest.raises(AssertionError, match="expected None for integer labels"):
+    with pytest.raises(AssertionError, match="expected None for an input that is not floating"):
         check_example(layer, spec, data.draw(examples(spec)))
 
 

@@ -23,11 +23,11 @@ __all__ = ["Mismatch", "Result", "check", "check_backends", "check_example", "li
 
 
 def to_backend(x: Any, backend: str, dtype: Any) -> Any:
-    """``x`` for ``backend``: a numpy or jax array of ``dtype`` (integer arrays keep theirs), or
-    for ``"python"`` a Python float. Python floats stay Python floats on every backend."""
+    """``x`` for ``backend``: a numpy or jax array of ``dtype`` (integer and boolean arrays keep
+    theirs), or for ``"python"`` a Python float. Python floats stay Python floats on every backend."""
     if isinstance(x, float) or backend == "python":
         return float(x)
-    if np.issubdtype(np.asarray(x).dtype, np.integer):
+    if np.asarray(x).dtype.kind in "biu":  # boolean, signed or unsigned integer
         return np.asarray(x) if backend == "numpy" else jnp.asarray(x)
     return np.array(x, dtype) if backend == "numpy" else jnp.asarray(x, dtype)  # a copy: the layer may write
 
@@ -74,9 +74,10 @@ def check_example(
     ``layer`` is the layer class, or any callable that makes a layer from the constructor keywords.
     ``backend`` is ``"numpy"``, ``"jax"`` or ``"python"`` (Python floats, for layers written for
     plain numbers). Checks the output and every gradient: its library (that of the inputs), shape
-    and dtype (those of its input), and its values within :func:`tolerance`; ``None`` for integer
-    labels; and that the inputs were not modified. ``expected`` is ``oracle(spec, example)`` when
-    the caller has it already (:func:`check_backends` computes it once for every backend).
+    and dtype (those of its input), and its values within :func:`tolerance`; ``None`` for inputs
+    that are not floating (integer labels or indices, boolean masks); and that the inputs were
+    not modified. ``expected`` is ``oracle(spec, example)`` when the caller has it already
+    (:func:`check_backends` computes it once for every backend).
 
     Returns:
         The worst error of the output and gradients, as a fraction of its tolerance.
@@ -163,7 +164,7 @@ def _compare(row: _Row, libraries: set[str], want_dtype: Any, tol: float) -> Non
     row.tol = tol
     if row.expected is None:
         if row.got is not None:
-            row.problem = f"expected None for integer labels, got {type(row.got).__name__}"
+            row.problem = f"expected None for an input that is not floating, got {type(row.got).__name__}"
         return
     if library(row.got) not in libraries:
         row.problem = f"is a {library(row.got)} value, expected {' or '.join(sorted(libraries))}"

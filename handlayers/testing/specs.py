@@ -32,7 +32,9 @@ class Spec:
         layer: the built-in layer class that implements it.
         args: the names of forward's inputs, in order (the gradients are ``d`` + each name).
         draw: ``draw(dtype)`` is a strategy of ``(inputs, kwargs)`` for that float dtype.
-        labels: the positions of integer label inputs (gradient ``None``).
+        labels: the positions of the inputs that are not floating: integer labels or indices,
+            boolean masks. They get the gradient ``None`` and reach the layer and the reference
+            with their own dtype.
         degree: the degree of the gradients in the inputs' magnitude (for the tolerance).
         out_degree: the same for the output (default ``degree + 1``; 0 for a bounded output).
         elements: for elementwise (scalar) references, ``elements[i](dtype)`` draws the values of
@@ -208,3 +210,89 @@ def _matrix_inputs(dtype: Any, elements: Callable[[Any], st.SearchStrategy[float
     return hnp.array_shapes(min_dims=2, max_dims=2, max_side=MAX_SIDE).flatmap(
         lambda shape: arrays(dtype, shape, elements(dtype)).map(lambda a: ((a,), {}))
     )
+
+
+# issue 13: part one layers
+
+
+def _tanh_input(dtype: Any) -> st.SearchStrategy[float]:
+    # tanh is 1 in float64 from about 19.1; jax's float64 tanh errs most (about 28 ulps) near 7.25
+    return floats(dtype, 20.0, specials=(0.0, 1.0, -1.0, 7.25, -20.0))
+
+
+def _leaky_relu_inputs(dtype: Any) -> st.SearchStrategy[tuple[tuple[Any, ...], dict[str, Any]]]:
+    # a few slopes, the default among them: each new keyword compiles its own oracle under jax
+    kwargs = st.sampled_from([{}, {"alpha": 0.2}, {"alpha": 0.0}, {"alpha": 1.5}])
+    return st.tuples(_matrix_inputs(dtype, _wide).map(lambda inputs: inputs[0]), kwargs)
+
+
+def _dropout_inputs(dtype: Any) -> st.SearchStrategy[tuple[tuple[Any, ...], dict[str, Any]]]:
+    @st.composite
+    def draw(data: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        shape = data(hnp.array_shapes(min_dims=1, max_dims=2, max_side=MAX_SIDE))
+        # every unit kept, every unit dropped, or any mask; p = 0 (the identity on kept units)
+        keep = data(st.one_of(st.just(np.ones(shape, bool)), st.just(np.zeros(shape, bool)), hnp.arrays(bool, shape)))
+        kwargs = data(st.sampled_from([{}, {"p": 0.0}, {"p": 0.25}, {"p": 0.9}]))
+        return (data(arrays(dtype, shape, _wide(dtype))), keep), kwargs
+
+    return draw()
+
+
+def _embedding_inputs(dtype: Any) -> st.SearchStrategy[tuple[tuple[Any, ...], dict[str, Any]]]:
+    @st.composite
+    def draw(data: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        V, d = data(_side()), data(_side())
+        shape = data(hnp.array_shapes(min_dims=1, max_dims=2, max_side=MAX_SIDE))  # idx (n,) or (n, t)
+        # indices repeat on purpose: up to 9 of them among at most 3 rows, or all one row
+        index = st.integers(0, V - 1)
+        idx = data(st.one_of(index.map(lambda i: np.full(shape, i, np.int64)), arrays(np.int64, shape, index)))
+        return (idx, data(arrays(dtype, (V, d), _wide(dtype)))), {}
+
+    return draw()
+
+
+def _linear_inputs(dtype: Any) -> st.SearchStrategy[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """Affine's inputs with ``W`` in torch's layout, (d_out, d_in)."""
+    return _affine_inputs(dtype).map(lambda drawn: ((drawn[0][0], drawn[0][1].T.copy(), drawn[0][2]), {}))
+
+
+def _same_shape_inputs(
+    first: Callable[[Any], st.SearchStrategy[float]], second: Callable[[Any], st.SearchStrategy[float]]
+) -> Callable[[Any], Any]:
+    """Two arrays of one shape with at least one entry (0-d included): the mean-over-entries losses."""
+
+    def inputs(dtype: Any) -> st.SearchStrategy[tuple[tuple[Any, ...], dict[str, Any]]]:
+        @st.composite
+        def draw(data: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any]]:
+            shape = data(hnp.array_shapes(min_dims=0, max_dims=2, max_side=MAX_SIDE))
+            return (data(arrays(dtype, shape, first(dtype))), data(arrays(dtype, shape, second(dtype)))), {}
+
+        return draw()
+
+    return inputs
+
+
+def _probability(dtype: Any) -> st.SearchStrategy[float]:
+    """Targets in [0, 1], exactly 0 and 1 often."""
+    uniform = st.floats(0.0, 1.0, width=np.finfo(dtype).bits, allow_subnormal=False)
+    return st.one_of(st.sampled_from([0.0, 1.0, 0.5]), uniform)
+
+
+_PART_ONE = [
+    _spec("vector.tanh", vector.Tanh, "A", 0, lambda dtype: _matrix_inputs(dtype, _tanh_input), out_degree=0),
+    _spec("vector.leaky_relu", vector.LeakyReLU, "A", 0, _leaky_relu_inputs),
+    _spec("vector.dropout", vector.Dropout, "A keep", 0, _dropout_inputs, labels=(1,)),
+    _spec("vector.embedding", vector.Embedding, "idx W", 0, _embedding_inputs, labels=(0,)),
+    _spec("vector.linear", vector.Linear, "X W b", 1, _linear_inputs),
+    _spec("vector.mean_squared_error", vector.MeanSquaredError, "Y_hat Y", 1, _same_shape_inputs(_wide, _wide)),
+    # dY = -Z / size is of degree 1; the loss itself grows like |Z|, not |Z|**2
+    _spec(
+        "vector.binary_cross_entropy_with_logits",
+        vector.BinaryCrossEntropyWithLogits,
+        "Z Y",
+        1,
+        _same_shape_inputs(_logits, _probability),
+        out_degree=1,
+    ),
+]
+SPECS.update((s.name, s) for s in _PART_ONE)

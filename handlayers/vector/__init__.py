@@ -2,16 +2,43 @@
 
 Dimensions: ``n`` examples, ``d_in`` input features, ``d_out`` output features, ``k`` classes.
 The losses are means over the batch. Labels are integer arrays of shape ``(n,)`` with values in
-``[0, k)``; they get the gradient ``None``.
+``[0, k)``; they get the gradient ``None``, as do the other inputs that are not floating
+(``Embedding``'s indices, ``Dropout``'s mask).
 
-The layers live in modules by family: :mod:`~handlayers.vector.dense` (``Affine``, ``MLP``),
-:mod:`~handlayers.vector.activations` (``ReLU``, ``Sigmoid``, ``Softmax``) and
-:mod:`~handlayers.vector.losses` (``SquaredLoss``, ``HingeLoss``, ``SoftmaxCrossEntropy``); this
-namespace holds them all.
+The layers live in modules by family: :mod:`~handlayers.vector.dense` (``Affine``, ``Linear``,
+``MLP``), :mod:`~handlayers.vector.activations` (``ReLU``, ``Sigmoid``, ``Tanh``, ``LeakyReLU``,
+``Softmax``), :mod:`~handlayers.vector.dropout` (``Dropout``), :mod:`~handlayers.vector.embedding`
+(``Embedding``) and :mod:`~handlayers.vector.losses` (``SquaredLoss``, ``HingeLoss``,
+``SoftmaxCrossEntropy``, ``MeanSquaredError``, ``BinaryCrossEntropyWithLogits``); this namespace
+holds them all.
 """
 
-from handlayers.vector.activations import ReLU, Sigmoid, Softmax
-from handlayers.vector.dense import MLP, Affine
-from handlayers.vector.losses import HingeLoss, SoftmaxCrossEntropy, SquaredLoss
+from handlayers.vector.activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from handlayers.vector.dense import MLP, Affine, Linear
+from handlayers.vector.dropout import Dropout
+from handlayers.vector.embedding import Embedding
+from handlayers.vector.losses import (
+    BinaryCrossEntropyWithLogits,
+    HingeLoss,
+    MeanSquaredError,
+    SoftmaxCrossEntropy,
+    SquaredLoss,
+)
 
-__all__ = ["MLP", "Affine", "HingeLoss", "ReLU", "Sigmoid", "Softmax", "SoftmaxCrossEntropy", "SquaredLoss"]
+__all__ = [
+    "MLP",
+    "Affine",
+    "BinaryCrossEntropyWithLogits",
+    "Dropout",
+    "Embedding",
+    "HingeLoss",
+    "LeakyReLU",
+    "Linear",
+    "MeanSquaredError",
+    "ReLU",
+    "Sigmoid",
+    "Softmax",
+    "SoftmaxCrossEntropy",
+    "SquaredLoss",
+    "Tanh",
+]

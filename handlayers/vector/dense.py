@@ -1,4 +1,4 @@
-"""Dense layers: ``X @ W + b`` and the one-hidden-layer network built from it."""
+"""Dense layers: ``X @ W + b``, torch's ``X @ W.T + b``, and the one-hidden-layer network."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from handlayers._layer import Layer, shape_error
 from handlayers.vector.activations import ReLU
 from handlayers.vector.losses import SquaredLoss
 
-__all__ = ["MLP", "Affine"]
+__all__ = ["MLP", "Affine", "Linear"]
 
 
 class Affine(Layer):
@@ -48,6 +48,38 @@ class Affine(Layer):
     def _backward(self, dA: Any) -> tuple[Any, Any, Any]:
         dX = dA @ self.W.T if self.input_grad else None
         dW = self.X.T @ dA
+        db = self._xp.sum(dA, axis=0)  # b was broadcast over the batch
+        return dX, dW, db
+
+
+class Linear(Layer):
+    """``A = X @ W.T + b``, with ``W`` in torch's layout (one row per output).
+
+    Args:
+        X: (n, d_in) inputs.
+        W: (d_out, d_in) weights.
+        b: (d_out,) biases.
+
+    Returns:
+        A: (n, d_out). ``backward(dA)`` returns ``(dX, dW, db)`` of the shapes of ``X, W, b``:
+        ``dX = dA @ W``, ``dW = dA.T @ X``, ``db = sum(dA, axis=0)``.
+    """
+
+    def _check_shapes(self, X: tuple, W: tuple, b: tuple) -> None:
+        if not (len(X) == 2 and len(W) == 2 and len(b) == 1 and X[1] == W[1] and W[0] == b[0]):
+            raise shape_error("Linear", "X (n, d_in), W (d_out, d_in), b (d_out,)", X=X, W=W, b=b)
+
+    def _forward(self, X: Any, W: Any, b: Any) -> Any:
+        self.X, self.W = X, W
+        A = X @ W.T
+        if self._xp is np:
+            A += b  # A is new, so no temporary for the sum
+            return A
+        return A + b
+
+    def _backward(self, dA: Any) -> tuple[Any, Any, Any]:
+        dX = dA @ self.W
+        dW = dA.T @ self.X
         db = self._xp.sum(dA, axis=0)  # b was broadcast over the batch
         return dX, dW, db
 

@@ -1,14 +1,16 @@
-"""Losses: means over the batch; integer labels (n,) in ``[0, k)`` get the gradient ``None``."""
+"""Losses: means over the batch (or, for ``MeanSquaredError`` and ``BinaryCrossEntropyWithLogits``,
+over every entry); integer labels (n,) in ``[0, k)`` get the gradient ``None``."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
-from handlayers._layer import Layer, is_concrete, shape_error
+from handlayers._layer import Layer, check_indices, shape_error
 
-__all__ = ["HingeLoss", "SoftmaxCrossEntropy", "SquaredLoss"]
+__all__ = ["BinaryCrossEntropyWithLogits", "HingeLoss", "MeanSquaredError", "SoftmaxCrossEntropy", "SquaredLoss"]
 
 
 class SquaredLoss(Layer):
@@ -42,10 +44,7 @@ def _check_scores_and_labels(owner: str, scores: tuple, labels: tuple) -> None:
 
 def _check_labels(labels: Any, k: int) -> None:
     """Raise unless ``labels`` are integers; labels outside [0, k) raise on eager inputs."""
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise TypeError(f"labels must be integers, got dtype {labels.dtype}")
-    if is_concrete(labels) and labels.size and not (int(labels.min()) >= 0 and int(labels.max()) < k):
-        raise ValueError(f"labels must lie in [0, {k}), got values from {int(labels.min())} to {int(labels.max())}")
+    check_indices("labels", labels, k)
 
 
 def _one_hot(xp: Any, labels: Any, k: int) -> Any:
@@ -133,3 +132,69 @@ class SoftmaxCrossEntropy(Layer):
         # the one-hot form does the same work, but its whole training step ran about 1.2x slower
         # in jax.jit on the CPU (README, Performance: "inside jax.jit")
         return (p * scale).at[rows, self.y].set(at_label), None
+
+
+def _check_same_shape(owner: str, first: str, second: str, a: tuple, b: tuple) -> None:
+    """Raise unless ``a`` and ``b`` are one shape with at least one entry (a mean of none is 0/0)."""
+    if not (a == b and math.prod(a) > 0):
+        raise shape_error(owner, f"{first} and {second} of one shape with at least one entry", **{first: a, second: b})
+
+
+class MeanSquaredError(Layer):
+    """``l = mean((Y_hat - Y)**2)`` over every entry (torch's ``MSELoss()``).
+
+    Args:
+        Y_hat: predictions of any shape with at least one entry.
+        Y: targets of ``Y_hat``'s shape.
+
+    Returns:
+        l: a scalar. ``backward(dl)`` returns ``(dY_hat, dY)``, ``dY_hat = (2 / size) * dl *
+        (Y_hat - Y) = -dY``, ``size`` the number of entries. Finite unless a squared difference
+        exceeds the dtype's largest number, where the loss itself is about that large.
+    """
+
+    def _check_shapes(self, Y_hat: tuple, Y: tuple) -> None:
+        _check_same_shape("MeanSquaredError", "Y_hat", "Y", Y_hat, Y)
+
+    def _forward(self, Y_hat: Any, Y: Any) -> Any:
+        self.diff = Y_hat - Y
+        return self._xp.sum(self.diff * self.diff) / self.diff.size
+
+    def _backward(self, dl: Any) -> tuple[Any, Any]:
+        dY_hat = (2 / self.diff.size) * dl * self.diff
+        return dY_hat, -dY_hat  # diff = Y_hat - Y
+
+
+class BinaryCrossEntropyWithLogits(Layer):
+    """``l = mean(max(Z, 0) - Z*Y + log(1 + exp(-|Z|)))`` over every entry; finite for any finite ``Z``.
+
+    Each term is ``-Y log(sigmoid(Z)) - (1 - Y) log(1 - sigmoid(Z))`` written so that ``exp``
+    never overflows and ``log`` never sees 0 (torch's ``BCEWithLogitsLoss()``). Each term is divided
+    by ``size`` before the sum, so the sum cannot overflow where the mean would not.
+
+    Args:
+        Z: logits of any shape with at least one entry.
+        Y: targets in [0, 1] of ``Z``'s shape (not checked: the formula and its gradient hold for
+            any ``Y``).
+
+    Returns:
+        l: a scalar. ``backward(dl)`` returns ``(dZ, dY)``, ``dZ = (sigmoid(Z) - Y) * dl / size``
+        everywhere, ``Z == 0`` included (the loss is smooth there, though ``max`` and ``|Z|`` are
+        not), and ``dY = -Z * dl / size``.
+    """
+
+    def _check_shapes(self, Z: tuple, Y: tuple) -> None:
+        _check_same_shape("BinaryCrossEntropyWithLogits", "Z", "Y", Z, Y)
+
+    def _forward(self, Z: Any, Y: Any) -> Any:
+        xp = self._xp
+        self.Z, self.Y = Z, Y
+        self.e = xp.exp(-xp.abs(Z))  # in (0, 1]
+        terms = xp.maximum(Z, 0) - Z * Y + xp.log1p(self.e)
+        return xp.sum(terms / Z.size)
+
+    def _backward(self, dl: Any) -> tuple[Any, Any]:
+        xp, Z, e = self._xp, self.Z, self.e
+        scale = dl / Z.size
+        sigmoid = xp.where(Z >= 0, 1, e) / (1 + e)  # as Sigmoid: no exp of a positive number
+        return (sigmoid - self.Y) * scale, -Z * scale

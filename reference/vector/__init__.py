@@ -1,11 +1,36 @@
 """The batched layers as plain ``jax.numpy`` functions; the leading axis is the batch of ``n``.
 
 By family, as in :mod:`handlayers.vector`: :mod:`~reference.vector.dense`,
-:mod:`~reference.vector.activations`, :mod:`~reference.vector.losses`.
+:mod:`~reference.vector.activations`, :mod:`~reference.vector.dropout`,
+:mod:`~reference.vector.embedding`, :mod:`~reference.vector.losses`.
 """
 
-from reference.vector.activations import relu, sigmoid, softmax
-from reference.vector.dense import affine, mlp
-from reference.vector.losses import hinge_loss, softmax_cross_entropy, squared_loss
+from reference.vector.activations import leaky_relu, relu, sigmoid, softmax, tanh
+from reference.vector.dense import affine, linear, mlp
+from reference.vector.dropout import dropout
+from reference.vector.embedding import embedding
+from reference.vector.losses import (
+    binary_cross_entropy_with_logits,
+    hinge_loss,
+    mean_squared_error,
+    softmax_cross_entropy,
+    squared_loss,
+)
 
-__all__ = ["affine", "hinge_loss", "mlp", "relu", "sigmoid", "softmax", "softmax_cross_entropy", "squared_loss"]
+__all__ = [
+    "affine",
+    "binary_cross_entropy_with_logits",
+    "dropout",
+    "embedding",
+    "hinge_loss",
+    "leaky_relu",
+    "linear",
+    "mean_squared_error",
+    "mlp",
+    "relu",
+    "sigmoid",
+    "softmax",
+    "softmax_cross_entropy",
+    "squared_loss",
+    "tanh",
+]
