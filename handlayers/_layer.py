@@ -162,11 +162,11 @@ class Layer:
         self._meta = None  # a forward that fails leaves nothing for backward to use
         signature = _forward_signature(type(self))
         names = list(signature.parameters)[1:]
+        owner = f"{type(self).__name__}.forward"
         try:
             signature.bind(self, *inputs)
         except TypeError:
-            raise TypeError(f"{type(self).__name__}.forward takes ({', '.join(names)}); got {len(inputs)} inputs") from None
-        owner = f"{type(self).__name__}.forward"
+            raise TypeError(f"{owner} takes ({', '.join(names)}); got {len(inputs)} inputs") from None
         # names[-1] for the extra inputs of a `*inputs` parameter: the name that takes them
         inputs = tuple(as_input(owner, names[min(i, len(names) - 1)], x) for i, x in enumerate(inputs))
         self._check_shapes(*(np.shape(x) for x in inputs))
