@@ -78,13 +78,15 @@ def keep_where(xp: Any, keep: Any, x: Any) -> Any:
 
     numpy's ``where`` branches on every element, which is slow when the mask is unpredictable (a
     ReLU's is): here it took 1 ms for 256K float32s. For a numpy ``x`` and ``keep`` of one shape this
-    ANDs the bits of ``x`` with all-one or all-zero bits instead, branch-free and 20 times faster,
-    with the same result (``-0.0``, inf and NaN where ``keep`` is False become +0 either way).
+    ANDs the bits of ``x`` with all-one or all-zero bits instead, branch-free and 15 to 20 times
+    faster (and faster than ``np.maximum(x, 0)``), with the same result (``-0.0``, inf and NaN where
+    ``keep`` is False become +0 either way; where it is True, NaN stays NaN).
     """
     if xp is np and x.shape == keep.shape and x.dtype.itemsize in (2, 4, 8):
         out = np.empty(x.shape, x.dtype)
         bits = out.view(f"u{x.dtype.itemsize}")  # the result's own memory: no temporary array
-        np.subtract(0, keep, dtype=bits.dtype, out=bits)  # all ones (0 - 1 wraps around) or all zeros
+        bits[...] = keep  # 1 or 0
+        np.negative(bits, out=bits)  # all ones (-1 wraps around) or all zeros
         np.bitwise_and(bits, x.view(bits.dtype), out=bits)
         return out
     return xp.where(keep, x, 0)

@@ -1,6 +1,5 @@
 """The scalar layers as plain ``jax.numpy`` functions (elementwise; arguments broadcast)."""
 
-import jax
 import jax.numpy as jnp
 
 __all__ = ["affine", "hinge_loss", "mlp", "plus", "relu", "sigmoid", "square", "squared_loss"]
@@ -22,13 +21,13 @@ def affine(x, w, b):
 
 
 def relu(a):
-    """``max(a, 0)``, ``NaN`` kept. We take ∇relu(0) = 0, and 0 at ``NaN``, as ``jax.nn.relu`` does.
+    """``max(a, 0)``, ``NaN`` kept. We take ∇relu(0) = 0: ``where`` sends no gradient to the branch
+    it drops, here wherever ``a <= 0``. At ``NaN`` the gradient passes through, as in ``torch.relu``
+    (``jax.nn.relu`` gives 0 there).
 
-    The gradient flows only where ``a > 0``: ``where`` sends none to the branch it drops, and the
-    other branch, ``max(a, 0)`` (0, or ``NaN`` at ``NaN``), is held constant. (``jnp.maximum``'s
-    own gradient would give 0.5 at 0, splitting it between its arguments.)
+    (``jnp.maximum(a, 0)`` would give 0.5 at 0, splitting the gradient between its arguments.)
     """
-    return jnp.where(a > 0, a, jax.lax.stop_gradient(jnp.maximum(a, 0)))
+    return jnp.where(a <= 0, 0, a)
 
 
 def sigmoid(a):
@@ -44,7 +43,7 @@ def squared_loss(y_hat, y):
 
 def hinge_loss(y_hat, y):
     """``max(0, 1 - y*y_hat)`` for labels ``y`` in {-1, +1}: ``relu`` of the margin, so the gradient
-    where the margin is 0 or ``NaN`` is 0."""
+    where the margin is 0 is 0, and a ``NaN`` margin passes it through."""
     return relu(1 - y * y_hat)
 
 

@@ -64,9 +64,9 @@ class HingeLoss(Layer):
         labels: (n,) integer labels in [0, k).
 
     Returns:
-        l: a scalar, ``NaN`` when a score that counts is ``NaN``. ``backward(dl)`` returns
-        ``(dS, None)``. A term that is exactly 0 sends no gradient (we take the gradient of
-        ``max(0, m)`` at ``m = 0`` to be 0), nor does a ``NaN`` term.
+        l: a scalar, ``NaN`` when a term is ``NaN``. ``backward(dl)`` returns ``(dS, None)``. A
+        term that is exactly 0 sends no gradient (we take the gradient of ``max(0, m)`` at
+        ``m = 0`` to be 0); a ``NaN`` term sends it, as :class:`~handlayers.vector.ReLU` does.
     """
 
     labels = (1,)
@@ -79,9 +79,8 @@ class HingeLoss(Layer):
         self.is_label = _one_hot(xp, labels, S.shape[1])
         correct = xp.take_along_axis(S, labels[:, None], axis=1)
         margins = S - correct + 1
-        self.active = (margins > 0) & ~self.is_label
-        # max(margins, 0) keeps a NaN term NaN, where(active, ...) would drop it
-        return xp.sum(xp.where(self.is_label, 0, xp.maximum(margins, 0))) / S.shape[0]
+        self.active = ~(margins <= 0) & ~self.is_label  # margins > 0, or NaN: a NaN term stays
+        return xp.sum(xp.where(self.active, margins, 0)) / S.shape[0]
 
     def _backward(self, dl: Any) -> tuple[Any, None]:
         xp, active = self._xp, self.active

@@ -14,7 +14,7 @@ def squared_loss(Y_hat, Y):
 
 def hinge_loss(S, labels):
     """``(1/n) * sum_i sum_{j != labels_i} max(0, S_ij - S_i,labels_i + 1)``: ``relu`` of each term,
-    so no gradient where a term is 0 or ``NaN``, and ``NaN`` where a term is."""
+    so no gradient where a term is 0, and ``NaN`` (the gradient passing through) where a term is."""
     correct = jnp.take_along_axis(S, labels[:, None], axis=1)
     is_label = jnp.arange(S.shape[1]) == labels[:, None]
     return jnp.sum(jnp.where(is_label, 0, relu(S - correct + 1))) / S.shape[0]
