@@ -132,5 +132,5 @@ class SoftmaxCrossEntropy(Layer):
             dZ[rows, self.y] = at_label
             return dZ, None
         # the one-hot form does the same work, but its whole training step ran about 1.2x slower
-        # in jax.jit on the CPU (README, Performance: "inside jax.jit")
+        # in jax.jit on the CPU (docs/performance.md: "inside jax.jit")
         return (p * scale).at[rows, self.y].set(at_label), None
