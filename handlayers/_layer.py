@@ -103,11 +103,6 @@ def _is_float_dtype(dtype: Any) -> bool:
     return np.issubdtype(dtype, np.floating) or np.dtype(dtype).name == "bfloat16"
 
 
-def _is_real_dtype(dtype: Any) -> bool:
-    """Booleans, integers and floats: the dtypes a layer computes with (not complex, text, objects)."""
-    return np.dtype(dtype).kind in "biuf" or _is_float_dtype(dtype)
-
-
 def as_input(owner: str, name: str, x: Any) -> Any:
     """``x`` as a layer takes it: a number or an array of real numbers, else a ``TypeError``.
 
@@ -116,17 +111,17 @@ def as_input(owner: str, name: str, x: Any) -> Any:
     ``np.asarray`` makes of it, a list or tuple of numbers becoming a numpy array; a string,
     ``None``, an object or complex array, a ragged list raise a ``TypeError`` naming ``name``.
     """
-    if isinstance(x, bool | int | float) or _is_jax_array(x):
-        return x
-    if isinstance(x, np.ndarray | np.generic):
+    if type(x) is np.ndarray or isinstance(x, np.ndarray | np.generic):  # first: the common case, fast
         array = x
+    elif isinstance(x, bool | int | float) or _is_jax_array(x):
+        return x
     else:
         try:
             array = np.asarray(x)
         except (ValueError, TypeError):  # a ragged list: numpy cannot make an array of it
             got = f"{_describe(x)}, which numpy cannot make one array of"
             raise TypeError(f"{owner}: {name} must be a number or an array of numbers; got {got}") from None
-    if not _is_real_dtype(array.dtype):
+    if array.dtype.kind not in "biuf" and not _is_float_dtype(array.dtype):  # bfloat16's kind is "V"
         # a list's numbers may be fine and one element not: numpy's dtype for it says which kind
         got = f"{_describe(x)} (numpy makes dtype {array.dtype} of it)" if isinstance(x, list | tuple) else _describe(x)
         raise TypeError(f"{owner}: {name} must be a number or an array of numbers; got {got}")
