@@ -49,8 +49,12 @@ def _depends(spec, kwargs, inputs, i, index):
     value = float(np.asarray(inputs[i])[index])
     base = _forward(spec, kwargs, inputs, "numpy")
     changed = [np.zeros(np.shape(b), bool) for b in base]
-    for probe in {value + 1, value - 1, -value, 0.5, -0.5, 2.0, -2.0} - {value}:
-        for c, b, o in zip(changed, base, _forward(spec, kwargs, _with(inputs, i, index, probe), "numpy"), strict=True):
+    for probe in sorted({value + 1, value - 1, -value, 0.5, -0.5, 2.0, -2.0} - {value}):
+        try:
+            probed = _forward(spec, kwargs, _with(inputs, i, index, probe), "numpy")
+        except ValueError:  # a value outside the input's domain, refused (a target outside [0, 1])
+            continue
+        for c, b, o in zip(changed, base, probed, strict=True):
             c |= b != o
     return changed
 
