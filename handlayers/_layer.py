@@ -20,6 +20,7 @@ import numpy as np
 __all__ = [
     "Layer",
     "array_namespace",
+    "as_input",
     "broadcast_shapes",
     "check_indices",
     "is_concrete",
@@ -78,13 +79,15 @@ def keep_where(xp: Any, keep: Any, x: Any) -> Any:
 
     numpy's ``where`` branches on every element, which is slow when the mask is unpredictable (a
     ReLU's is): here it took 1 ms for 256K float32s. For a numpy ``x`` and ``keep`` of one shape this
-    ANDs the bits of ``x`` with all-one or all-zero bits instead, branch-free and 20 times faster,
-    with the same result (``-0.0``, inf and NaN where ``keep`` is False become +0 either way).
+    ANDs the bits of ``x`` with all-one or all-zero bits instead, branch-free and 15 to 20 times
+    faster (and faster than ``np.maximum(x, 0)``), with the same result (``-0.0``, inf and NaN where
+    ``keep`` is False become +0 either way; where it is True, NaN stays NaN).
     """
     if xp is np and x.shape == keep.shape and x.dtype.itemsize in (2, 4, 8):
         out = np.empty(x.shape, x.dtype)
         bits = out.view(f"u{x.dtype.itemsize}")  # the result's own memory: no temporary array
-        np.subtract(0, keep, dtype=bits.dtype, out=bits)  # all ones (0 - 1 wraps around) or all zeros
+        bits[...] = keep  # 1 or 0
+        np.negative(bits, out=bits)  # all ones (-1 wraps around) or all zeros
         np.bitwise_and(bits, x.view(bits.dtype), out=bits)
         return out
     return xp.where(keep, x, 0)
@@ -111,6 +114,40 @@ def _is_float_dtype(dtype: Any) -> bool:
     return np.issubdtype(dtype, np.floating) or np.dtype(dtype).name == "bfloat16"
 
 
+def as_input(owner: str, name: str, x: Any) -> Any:
+    """``x`` as a layer takes it: a number or an array of real numbers, else a ``TypeError``.
+
+    Python numbers, numpy scalars and arrays and jax arrays pass unchanged (a Python number stays
+    one: it takes the other inputs' dtype, as in numpy and jax arithmetic). Anything else is what
+    ``np.asarray`` makes of it, a list or tuple of numbers becoming a numpy array; a string,
+    ``None``, an object or complex array, a ragged list raise a ``TypeError`` naming ``name``.
+    """
+    if type(x) is np.ndarray or isinstance(x, np.ndarray | np.generic):  # first: the common case, fast
+        array = x
+    elif isinstance(x, bool | int | float) or _is_jax_array(x):
+        return x
+    else:
+        try:
+            array = np.asarray(x)
+        except (ValueError, TypeError):  # a ragged list: numpy cannot make an array of it
+            got = f"{_describe(x)}, which numpy cannot make one array of"
+            raise TypeError(f"{owner}: {name} must be a number or an array of numbers; got {got}") from None
+    if array.dtype.kind not in "biuf" and not _is_float_dtype(array.dtype):  # bfloat16's kind is "V"
+        # a list's numbers may be fine and one element not: numpy's dtype for it says which kind
+        got = f"{_describe(x)} (numpy makes dtype {array.dtype} of it)" if isinstance(x, list | tuple) else _describe(x)
+        raise TypeError(f"{owner}: {name} must be a number or an array of numbers; got {got}")
+    return array
+
+
+def _describe(x: Any) -> str:
+    """What a user passed, in a few words: its type and the start of its repr."""
+    if isinstance(x, np.ndarray):
+        return f"a numpy array of dtype {x.dtype}"
+    text = repr(x)
+    text = text if len(text) <= 40 else text[:37] + "..."
+    return text if x is None else f"{type(x).__name__} {text}"
+
+
 class Layer:
     """A layer with a hand-written backward: ``forward(*inputs)`` then ``backward(dout)``.
 
@@ -134,11 +171,14 @@ class Layer:
         """Compute the output from ``inputs`` and store what ``backward`` needs."""
         self._meta = None  # a forward that fails leaves nothing for backward to use
         signature = _forward_signature(type(self))
+        names = list(signature.parameters)[1:]
+        owner = f"{type(self).__name__}.forward"
         try:
             signature.bind(self, *inputs)
         except TypeError:
-            names = ", ".join(list(signature.parameters)[1:])
-            raise TypeError(f"{type(self).__name__}.forward takes ({names}); got {len(inputs)} inputs") from None
+            raise TypeError(f"{owner} takes ({', '.join(names)}); got {len(inputs)} inputs") from None
+        # names[-1] for the extra inputs of a `*inputs` parameter: the name that takes them
+        inputs = tuple(as_input(owner, names[min(i, len(names) - 1)], x) for i, x in enumerate(inputs))
         self._check_shapes(*(np.shape(x) for x in inputs))
         xp = array_namespace(*inputs)
         floats = [x for i, x in enumerate(inputs) if i not in self.labels]
@@ -151,7 +191,7 @@ class Layer:
         self._meta = (
             dtype,
             xp.shape(out),
-            [None if i in self.labels else (xp.shape(x), _input_dtype(x, dtype)) for i, x in enumerate(inputs)],
+            [None if i in self.labels else (xp.shape(x), _input_dtype(xp, x, dtype)) for i, x in enumerate(inputs)],
         )
         return _unwrap(xp, out)
 
@@ -161,7 +201,7 @@ class Layer:
             raise RuntimeError(f"{type(self).__name__}.backward called before a successful forward")
         dtype, out_shape, inputs = self._meta
         xp = self._xp
-        dout = xp.asarray(dout, dtype=dtype)
+        dout = xp.asarray(as_input(f"{type(self).__name__}.backward", "dout", dout), dtype=dtype)
         if xp.shape(dout) != out_shape:
             raise ValueError(
                 f"{type(self).__name__}.backward: dout has shape {xp.shape(dout)}, but the output has shape {out_shape}"
@@ -187,10 +227,19 @@ def _forward_signature(cls: type) -> inspect.Signature:
     return inspect.signature(cls._forward)
 
 
-def _input_dtype(x: Any, compute_dtype: Any) -> Any:
-    """The dtype an input's gradient takes: the input's own if floating, else the compute dtype."""
+def _input_dtype(xp: Any, x: Any, compute_dtype: Any) -> Any:
+    """The dtype an input's gradient takes: the input's own if floating, else the compute dtype.
+
+    In jax, the dtype jax gives it: with jax's x64 off, a numpy float64 input's gradient is
+    float32, as everything jax computes is (asking jax for float64 then would only warn).
+    """
     dtype = getattr(x, "dtype", None)
-    return dtype if dtype is not None and _is_float_dtype(dtype) else compute_dtype
+    dtype = dtype if dtype is not None and _is_float_dtype(dtype) else compute_dtype
+    if xp is np:
+        return dtype
+    import jax
+
+    return jax.dtypes.canonicalize_dtype(dtype)
 
 
 def _own(xp: Any, g: Any, dout: Any) -> Any:

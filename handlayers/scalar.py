@@ -57,18 +57,20 @@ class Affine(Layer):
 
 
 class ReLU(Layer):
-    """``r = max(a, 0)``.
+    """``r = max(a, 0)``; ``NaN`` stays ``NaN``, as in ``np.maximum`` and ``jax.nn.relu``.
 
-    ``backward(dr)`` returns ``da = dr`` where ``a > 0`` and 0 elsewhere: we take the gradient at
-    the kink ``a == 0`` to be 0, as ``jax.nn.relu`` does.
+    ``backward(dr)`` returns ``da = dr`` except where ``a <= 0``, where it is 0: we take the
+    gradient at the kink ``a == 0`` to be 0, as ``jax.nn.relu`` does, and at ``a = NaN`` to pass
+    ``dr`` through, as ``torch.relu`` does (``jax.nn.relu`` gives 0 there; the one mask serves
+    forward and backward).
     """
 
     def _forward(self, a: Any) -> Any:
-        self.positive = a > 0
-        return keep_where(self._xp, self.positive, a)
+        self.kept = ~(a <= 0)  # a > 0, and NaN: comparisons with NaN are False
+        return keep_where(self._xp, self.kept, a)
 
     def _backward(self, dr: Any) -> Any:
-        return keep_where(self._xp, self.positive, dr)
+        return keep_where(self._xp, self.kept, dr)
 
 
 class Sigmoid(Layer):
@@ -103,15 +105,16 @@ class SquaredLoss(Layer):
 
 
 class HingeLoss(Layer):
-    """``l = max(0, 1 - y*y_hat)`` for labels ``y`` in {-1, +1}.
+    """``l = max(0, 1 - y*y_hat)`` for labels ``y`` in {-1, +1}: :class:`ReLU` of the margin.
 
     ``backward(dl)`` returns ``(dy_hat, dy)``; where the margin ``1 - y*y_hat`` is exactly 0 we
-    take the gradient to be 0 (the loss is flat on that side).
+    take the gradient to be 0 (the loss is flat on that side). A ``NaN`` margin gives a ``NaN``
+    loss and passes the gradient through, as :class:`ReLU` does.
     """
 
     def _forward(self, y_hat: Any, y: Any) -> Any:
         margin = 1 - y * y_hat
-        self.y_hat, self.y, self.active = y_hat, y, margin > 0
+        self.y_hat, self.y, self.active = y_hat, y, ~(margin <= 0)  # margin > 0, or NaN
         return keep_where(self._xp, self.active, margin)
 
     def _backward(self, dl: Any) -> tuple[Any, Any]:

@@ -21,11 +21,13 @@ def affine(x, w, b):
 
 
 def relu(a):
-    """``max(a, 0)``. We take ∇relu(0) = 0: ``where`` sends no gradient to the branch it drops.
+    """``max(a, 0)``, ``NaN`` kept. We take ∇relu(0) = 0: ``where`` sends no gradient to the branch
+    it drops, here wherever ``a <= 0``. At ``NaN`` the gradient passes through, as in ``torch.relu``
+    (``jax.nn.relu`` gives 0 there).
 
     (``jnp.maximum(a, 0)`` would give 0.5 at 0, splitting the gradient between its arguments.)
     """
-    return jnp.where(a > 0, a, 0)
+    return jnp.where(a <= 0, 0, a)
 
 
 def sigmoid(a):
@@ -40,9 +42,9 @@ def squared_loss(y_hat, y):
 
 
 def hinge_loss(y_hat, y):
-    """``max(0, 1 - y*y_hat)`` for labels ``y`` in {-1, +1}; the gradient where the margin is 0 is 0."""
-    margin = 1 - y * y_hat
-    return jnp.where(margin > 0, margin, 0)
+    """``max(0, 1 - y*y_hat)`` for labels ``y`` in {-1, +1}: ``relu`` of the margin, so the gradient
+    where the margin is 0 is 0, and a ``NaN`` margin passes it through."""
+    return relu(1 - y * y_hat)
 
 
 def mlp(x, w1, b1, w2, b2, y):

@@ -3,14 +3,29 @@
 import dataclasses
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
 
+import handlayers
 from handlayers import testing
 from handlayers.__main__ import _Progress, main
 
 LABS = Path(__file__).parent / "labs"
+#: the installed package's folder: its frames are the ones a report must leave out
+PACKAGE = Path(handlayers.__file__).resolve().parent
+
+
+def traceback_files(report):
+    """The files of the traceback frames a report shows (its ``File "...", line N`` lines)."""
+    return [Path(f).resolve() for f in re.findall(r'File "([^"]+)", line \d+', report)]
+
+
+def package_frames(report):
+    """The frames of a report that lie inside the handlayers package (by file, not by text)."""
+    return [f for f in traceback_files(report) if f == PACKAGE or PACKAGE in f.parents]
+
 
 RIGHT = [
     ("Plus", "scalar.plus"),
@@ -62,19 +77,43 @@ WRONG = [
 
 @pytest.mark.parametrize(("file", "name", "reference", "phrases"), WRONG)
 def test_a_wrong_layer_fails_with_the_smallest_example_and_the_mistake(file, name, reference, phrases, capsys):
-    """A layer with one deliberate mistake exits 1 with a report naming it; the report shows
-    no handlayers frames for the user's exceptions."""
+    """A layer with one deliberate mistake exits 1 with a report naming it; the traceback of an
+    exception in the user's layer shows the user's frames and none of the package's."""
     assert main(["check", f"{LABS / file}:{name}", "--against", reference]) == 1
     out = capsys.readouterr().out
     for phrase in phrases:
         assert phrase in out
-    assert "handlayers/" not in out
+    if "Traceback" in out:
+        assert traceback_files(out)
+        assert all(f.parent == LABS.resolve() for f in traceback_files(out))
+    assert not package_frames(out)
+
+
+def test_a_user_file_in_a_folder_named_handlayers_keeps_its_frames(tmp_path, capsys):
+    """A layer in a folder named handlayers (a clone's default name) that raises shows its own
+    frames: only frames inside the package's folder are left out, whatever the paths' text."""
+    user = tmp_path / "handlayers" / "my_layer.py"
+    user.parent.mkdir()
+    user.write_text((LABS / "batched.py").read_text())
+    assert main(["check", f"{user}:Crashes", "--against", "vector.affine"]) == 1
+    out = capsys.readouterr().out
+    assert traceback_files(out) == [user.resolve()]
+    assert "return self.X.T @ dA" in out
+    assert not package_frames(out)
+
+
+def test_package_frames_finds_the_packages_files_and_no_other():
+    """The frame test above can fail: a frame in the package is found, one beside it is not."""
+    inside = f'  File "{PACKAGE / "testing" / "compare.py"}", line 3, in check'
+    beside = f'  File "{PACKAGE.parent / "handlayers_user" / "layer.py"}", line 3, in backward'
+    assert package_frames(inside + "\n" + beside) == [PACKAGE / "testing" / "compare.py"]
 
 
 def test_check_draws_arrays_when_asked(capsys):
     """--arrays draws numpy arrays for a scalar reference: the built-in layers pass, a lab layer
     written for Python numbers fails (it returns Python floats, or max() fails on an array)."""
-    assert main(["check", "handlayers/scalar.py:ReLU", "--against", "scalar.relu", "--arrays", "--examples", "20"]) == 0
+    relu = f"{PACKAGE / 'scalar.py'}:ReLU"  # by the package's own path: any current directory
+    assert main(["check", relu, "--against", "scalar.relu", "--arrays", "--examples", "20"]) == 0
     assert "numpy float64 arrays" in capsys.readouterr().out
     assert main(["check", f"{LABS / 'lab_right.py'}:ReLU", "--against", "scalar.relu", "--arrays"]) == 1
     out = capsys.readouterr().out
@@ -84,7 +123,8 @@ def test_check_draws_arrays_when_asked(capsys):
 
 def test_check_on_jax_float32(capsys):
     """--backend jax --dtype float32 checks a built-in layer on jax arrays."""
-    args = ["check", "handlayers/vector/activations.py:Softmax", "--against", "vector.softmax", "--backend", "jax"]
+    args = ["check", f"{PACKAGE / 'vector' / 'activations.py'}:Softmax", "--against", "vector.softmax"]
+    args += ["--backend", "jax"]
     assert main([*args, "--dtype", "float32", "--examples", "20"]) == 0
     assert "jax float32 arrays" in capsys.readouterr().out
 

@@ -63,8 +63,9 @@ class HingeLoss(Layer):
         labels: (n,) integer labels in [0, k).
 
     Returns:
-        l: a scalar. ``backward(dl)`` returns ``(dS, None)``. A term that is exactly 0 sends no
-        gradient (we take the gradient of ``max(0, m)`` at ``m = 0`` to be 0).
+        l: a scalar, ``NaN`` when a term is ``NaN``. ``backward(dl)`` returns ``(dS, None)``. A
+        term that is exactly 0 sends no gradient (we take the gradient of ``max(0, m)`` at
+        ``m = 0`` to be 0); a ``NaN`` term sends it, as :class:`~handlayers.vector.ReLU` does.
     """
 
     labels = (1,)
@@ -77,7 +78,7 @@ class HingeLoss(Layer):
         self.is_label = _one_hot(xp, labels, S.shape[1])
         correct = xp.take_along_axis(S, labels[:, None], axis=1)
         margins = S - correct + 1
-        self.active = (margins > 0) & ~self.is_label
+        self.active = ~(margins <= 0) & ~self.is_label  # margins > 0, or NaN: a NaN term stays
         return xp.sum(xp.where(self.active, margins, 0)) / S.shape[0]
 
     def _backward(self, dl: Any) -> tuple[Any, None]:
@@ -130,7 +131,7 @@ class SoftmaxCrossEntropy(Layer):
             dZ[rows, self.y] = at_label
             return dZ, None
         # the one-hot form does the same work, but its whole training step ran about 1.2x slower
-        # in jax.jit on the CPU (README, Performance: "inside jax.jit")
+        # in jax.jit on the CPU (docs/performance.md: "inside jax.jit")
         return (p * scale).at[rows, self.y].set(at_label), None
 
 

@@ -3,7 +3,7 @@
 import jax
 import jax.numpy as jnp
 
-from reference.vector.activations import max_shifted
+from reference.vector.activations import max_shifted, relu
 
 __all__ = [
     "binary_cross_entropy_with_logits",
@@ -21,11 +21,11 @@ def squared_loss(Y_hat, Y):
 
 
 def hinge_loss(S, labels):
-    """``(1/n) * sum_i sum_{j != labels_i} max(0, S_ij - S_i,labels_i + 1)``; no gradient where a term is 0."""
+    """``(1/n) * sum_i sum_{j != labels_i} max(0, S_ij - S_i,labels_i + 1)``: ``relu`` of each term,
+    so no gradient where a term is 0, and ``NaN`` (the gradient passing through) where a term is."""
     correct = jnp.take_along_axis(S, labels[:, None], axis=1)
-    margins = S - correct + 1
-    active = (margins > 0) & (jnp.arange(S.shape[1]) != labels[:, None])
-    return jnp.sum(jnp.where(active, margins, 0)) / S.shape[0]
+    is_label = jnp.arange(S.shape[1]) == labels[:, None]
+    return jnp.sum(jnp.where(is_label, 0, relu(S - correct + 1))) / S.shape[0]
 
 
 def softmax_cross_entropy(Z, labels):
