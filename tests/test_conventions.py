@@ -60,7 +60,7 @@ def test_a_right_layer_in_any_convention_passes(target, against, flags, dtype, c
 
 
 WRONG = [
-    ("cs231n.py:affine_dw_transposed", "vector.affine", [], ["dw is transposed"]),
+    ("cs231n.py:affine_dw_transposed", "vector.affine", [], ["dW is transposed"]),
     ("cs231n.py:affine_db_mean", "vector.affine", [], ["db is averaged, not summed, over the batch"]),
     ("cs231n.py:relu_dout_mask", "vector.relu", [], ["dA is computed from dout where it should be from A"]),
     ("cs231n.py:relu_in_place", "vector.relu", [], ["dout: backward wrote into it"]),
@@ -84,7 +84,7 @@ WRONG = [
         "scratch.py:Loss_MeanSquaredError_rows",
         "refs.py:mean_squared_error",
         MSE,
-        ["times too large: a mean over the n rows, not over every entry"],
+        ["dY_hat is k times too large (k entries a row): a mean over the n rows, not over every entry"],
     ),
     (
         "scratch.py:SquaredLoss_flipped",

@@ -315,11 +315,14 @@ def _mistakes(spec: Spec, example: Example, rows: list[_Row]) -> list[Hint]:
 
 
 def _nudge(x: Any, sign: float, is_label: bool) -> Any:
-    """``x`` moved by a millionth of its size (at least 1e-9): across a kink that lies exactly on it."""
+    """``x`` moved by about a billionth of its size (at least 1e-9): across a kink that lies
+    exactly on it. Each entry moves a little more than the one before, so that a kink in a
+    difference of entries (a hinge's margin ``S_j - S_y + 1``) is crossed too."""
     if is_label:
         return x
     x = np.asarray(x, np.float64)
-    return x + sign * 1e-9 * np.maximum(1, np.abs(x))
+    steps = 1 + np.arange(x.size, dtype=np.float64).reshape(x.shape) / max(x.size, 1)
+    return x + sign * 1e-9 * steps * np.maximum(1, np.abs(x))
 
 
 @dataclass(frozen=True)
@@ -413,17 +416,23 @@ def _settings(max_examples: int, derandomize: bool, **more: Any) -> Any:
 
 
 def typicality(spec: Spec, example: Example) -> float:
-    """How typical ``example`` is, from 0 to 5: sides of 2 or more, unequal sides, values not 0,
-    and ``dout`` neither 0 nor ±1 (the smallest example is all 1s and 0s, where mistakes hide)."""
+    """How typical ``example`` is, from 0 to 4: sides of 2 or more, unequal sides, values neither
+    0 nor tiny nor all alike, and ``dout`` neither 0 nor ±1 (the smallest example is all 1s and
+    0s, where mistakes hide)."""
     floats_ = [np.asarray(x, np.float64) for i, x in enumerate(example.inputs) if i not in spec.labels]
     sides = [side for x in floats_ for side in x.shape]
     score = 0.0
     if sides:
-        score += 2 * sum(side >= 2 for side in sides) / len(sides) + len(set(sides)) / len(sides)
-    score += float(np.mean([np.mean(_plain(x)) if x.size else 1.0 for x in floats_])) if floats_ else 1.0
+        score += min(sides) >= 2 + len(set(sides)) / len(sides)
+    score += float(np.mean([np.mean(_plain(x)) * _varied(x) for x in floats_])) if floats_ else 1.0
     dout = np.asarray(example.dout, np.float64)
     score += float(np.mean(_plain(dout) & (np.abs(dout) != 1))) if dout.size else 1.0
     return score
+
+
+def _varied(x: np.ndarray) -> float:
+    """The fraction of distinct values (1 for a single value): a row of one value hides a transpose."""
+    return len(np.unique(x)) / x.size if x.size else 1.0
 
 
 def _plain(x: np.ndarray) -> np.ndarray:

@@ -189,8 +189,8 @@ def _value_hints(row: Any, got: np.ndarray, want: np.ndarray, batch: int | None,
         ]
     if width and width > 1:
         factors += [
-            (float(width), f"is k = {width} times too large: a mean over the n rows, not over every entry"),
-            (1 / width, f"is k = {width} times too small: a mean over every entry, not over the n rows"),
+            (float(width), "is k times too large (k entries a row): a mean over the n rows, not over every entry"),
+            (1 / width, "is k times too small (k entries a row): a mean over every entry, not over the n rows"),
         ]
         if batch and batch > 1:
             factors += [

@@ -23,8 +23,8 @@ class Svm_loss_through(Svm_loss):
     def loss(self, x, y):
         n = x.shape[0]
         correct = x[np.arange(n), y][:, None]
-        margins = np.maximum(0, x - correct + self.delta)
-        margins[np.arange(n), y] = -1
-        positive = (margins >= 0).astype(x.dtype)
+        scores = x - correct + self.delta
+        scores[np.arange(n), y] = -1
+        positive = (scores >= 0).astype(x.dtype)
         positive[np.arange(n), y] = -positive.sum(axis=1)
-        return np.maximum(margins, 0).sum() / n, positive / n
+        return np.maximum(scores, 0).sum() / n, positive / n
