@@ -297,7 +297,7 @@ def _load(target: str) -> Any:
 
     path, _, name = target.rpartition(":")
     if not path or not name:
-        return f"expected FILE.py:NAME, got {target!r} (FILE.py:CLASS)"
+        return f"expected FILE.py:CLASS or FILE.py:NAME, got {target!r}"
     module = _import_file(path)
     if isinstance(module, str):
         return module

@@ -396,9 +396,9 @@ def check(
 
 
 def _is_plain_layer(layer: Any) -> bool:
-    """A class in the contract's own convention (or a callable that makes such a layer)."""
+    """A class in the contract's own convention: forward(*inputs), backward(dout)."""
     if not isinstance(layer, type):
-        return not isinstance(layer, tuple) and not hasattr(layer, "__code__") and not hasattr(layer, "lower")
+        return False
     backward = getattr(layer, "backward", None)
     return callable(getattr(layer, "forward", None)) and callable(backward) and not takes_no_dout(layer)
 

@@ -430,7 +430,7 @@ def _fits_class(adapted: Adapted) -> None:
     """Raise :class:`ConventionError` where forward or the constructor cannot take what they get."""
     cls = adapted.code
     passed = [a for a in adapted.args if a not in adapted.params and a not in adapted.init]
-    checks = [(cls.forward, [None, *passed], "forward"), (cls.__init__, [None, *adapted.init], "the constructor")]
+    checks = [(cls.__init__, [None, *adapted.init], "constructor"), (cls.forward, [None, *passed], "forward")]
     for function, arguments, what in checks:
         try:
             signature = inspect.signature(function)
@@ -443,6 +443,6 @@ def _fits_class(adapted: Adapted) -> None:
             names = ", ".join(arguments[1:]) or "no arguments"
             hint = {
                 "forward": "; pass some inputs another way (--param, --init)",
-                "the constructor": "; pass them with --init (an input, or INPUT.AXIS for a size: --init W.0,W.1)",
+                "constructor": "; pass them with --init (an input, or INPUT.AXIS for a size: --init W.0,W.1)",
             }[what]
             raise ConventionError(f"{cls.__name__}'s {what} {signature} cannot take {names}{hint}") from None

@@ -57,3 +57,18 @@ def relu_dout_mask(x):
 
 
 relu_dout_mask.defvjp(lambda x: (relu_dout_mask(x), x), lambda x, dout: (jnp.where(dout > 0, dout, 0.0),))
+
+
+@jax.custom_vjp
+def relu_numpy_backward(x):
+    return jnp.maximum(x, 0)
+
+
+def _numpy_bwd(x, dout):
+    """Computes the mask with numpy: right eagerly, an error under jax.jit (x is a tracer)."""
+    import numpy as np
+
+    return (dout * (np.asarray(x) > 0),)
+
+
+relu_numpy_backward.defvjp(lambda x: (relu_numpy_backward(x), x), _numpy_bwd)
