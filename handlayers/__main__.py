@@ -189,7 +189,7 @@ def _check(args: argparse.Namespace) -> int:
         spec = _reference(args, keywords)
         if isinstance(spec, str):
             return _usage(spec)
-        spec = spec if ":" in args.against else with_keywords(spec, keywords)
+        spec = spec if args.against not in testing.SPECS else with_keywords(spec, keywords)
         layer = testing.adapt(
             code,
             spec,
@@ -236,21 +236,34 @@ def _reference(args: argparse.Namespace, keywords: dict[str, Any]) -> Any:
     """The spec named by ``--against``, or a message saying why it cannot be had."""
     from handlayers import testing
 
-    if ":" not in args.against:
-        if args.against not in testing.SPECS:
+    against = args.against
+    if ":" not in against and against not in testing.SPECS:
+        module, _, name = against.rpartition(".")
+        found = _importable(module)
+        if found is None or not callable(getattr(found, name, None)):
             known = ", ".join(testing.SPECS)
-            return f"no reference named {args.against!r}; the references are: {known}"
+            return f"no reference named {against!r}; the references are: {known} (or FILE.py:FUNCTION)"
+        against = f"{module}:{name}"  # package.module.FUNCTION (jax.nn.gelu) is package.module:FUNCTION
+    if ":" not in against:
         given = [flag for flag, value in (("--shapes", args.shapes), ("--labels", args.labels)) if value]
         if given or args.kinks:
             return f"{' and '.join(given) or '--kinks'} declare a reference of your own; {args.against} has its own"
         return testing.SPECS[args.against]
-    function = _load_function(args.against)
+    function = _load_function(against)
     if isinstance(function, str):
         return function
     if not args.shapes:
         return f'--against {args.against} needs --shapes, the shape of each input: --shapes "X: n d_in; W: d_in d_out"'
     kinks = [float(k) for k in _list(args.kinks)]
     return testing.spec(function, args.shapes, args.labels, kinks=kinks, kwargs=keywords, name=args.against)
+
+
+def _importable(module: str) -> Any:
+    """The module of that name, or ``None`` where there is none (``scalar`` in ``scalar.relu``)."""
+    try:
+        return importlib.import_module(module) if module else None
+    except ImportError:
+        return None
 
 
 def _load_function(target: str) -> Any:

@@ -236,7 +236,7 @@ def test_code_that_cannot_be_found_exits_2(target, message, capsys):
 
 def test_keywords_reach_a_built_in_reference_and_the_layer(capsys):
     """--kw on a built-in reference goes to every example (inputs it cannot take are not drawn)."""
-    args = ["check", "handlayers/vector/activations.py:Softmax", "--against", "vector.softmax", "--kw", "axis=0"]
+    args = ["check", "handlayers/vector/activations.py:Softmax", "--against", "vector.softmax", "--kw", "axis=1"]
     assert main([*args, "--examples", "15"]) == 0
     seen = []
 
@@ -247,10 +247,10 @@ def test_keywords_reach_a_built_in_reference_and_the_layer(capsys):
 
     from handlayers.testing.declared import with_keywords
 
-    spec = with_keywords(testing.SPECS["vector.softmax"], {"axis": 0})
+    spec = with_keywords(testing.SPECS["vector.softmax"], {"axis": 1})
     testing.check(Recording, spec, max_examples=10)
     assert seen
-    assert all(kw == {"axis": 0} for kw in seen)
+    assert all(kw == {"axis": 1} for kw in seen)
     assert with_keywords(spec, {}) is spec
 
 
@@ -296,3 +296,46 @@ def test_cannot_check_what_is_not_code():
     """A number is no layer: adapt says what it expected."""
     with pytest.raises(testing.ConventionError, match="expected a class, functions or a jax function"):
         testing.adapt(3, testing.SPECS["vector.relu"])
+
+
+def test_code_whose_signature_cannot_be_read_is_run_as_it_is():
+    """Where Python cannot read a signature (max), nothing is checked before running: it binds,
+    has no parameter dict and no keyword defaults, and a backward so written takes dout."""
+    from handlayers.testing.conventions import _keyword_defaults, _param_name, binds, signature, takes_no_dout
+
+    class BuiltinBackward:
+        backward = max
+
+    assert signature(max) is None
+    assert binds(max, 1, 2, 3)
+    assert not binds(lambda x: x, 1, 2)
+    assert _param_name(max) is None
+    assert _keyword_defaults(max) == {}
+    assert not takes_no_dout(BuiltinBackward)
+    assert testing.spec(max, shapes="b: n; a: n").args == ("b", "a")
+
+
+def test_a_check_whose_typical_search_finds_nothing_shows_the_smallest_example_alone(monkeypatch):
+    """A mistake on one rare example only: with no other failing example found, the report is
+    the smallest example, with no typical one and no guess."""
+    from handlayers.testing import compare
+
+    class WrongOnOneZero:
+        def forward(self, A):
+            self.A = A
+            return np.maximum(A, 0)
+
+        def backward(self, dA):
+            rare = self.A.shape == (1, 1) and self.A[0, 0] == 0 and dA[0, 0] == 0
+            return dA * (self.A > 0) + (1.0 if rare else 0.0)
+
+    monkeypatch.setattr(compare, "TYPICAL_TRIES", 1)
+    text = failure_text(WrongOnOneZero)
+    assert "A typical failing example" not in text
+    assert "Likely mistake" not in text
+
+
+def failure_text(layer):
+    with pytest.raises(testing.Mismatch) as failed:
+        testing.check(layer, "vector.relu")
+    return str(failed.value)

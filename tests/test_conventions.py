@@ -40,7 +40,7 @@ RIGHT = [
     ("attributes.py:Linear", "refs.py:linear", [*ATTRIBUTES, "--shapes", "X: n d_in; W: d_out d_in; b: d_out"]),
     ("attributes.py:Gate", "refs.py:multiply", ["--shapes", "x: n d; y: n d", "--backward-args", "dout,x"]),
     ("methods.py:Svm_loss.loss", "vector.hinge_loss", []),
-    ("kernels.py:gelu", "jax.nn:gelu", GELU),
+    ("kernels.py:gelu", "jax.nn.gelu", GELU),
     ("kernels.py:relu", "vector.relu", []),
 ]
 
@@ -102,7 +102,7 @@ WRONG = [
         ["A typical failing example", "dy: WRONG"],
     ),
     ("methods.py:Svm_loss_through.loss", "vector.hinge_loss", [], ["dS passes the gradient through at the kink"]),
-    ("kernels.py:gelu_sign", "jax.nn:gelu", GELU, ["gelu_sign does not match jax.nn:gelu (jax, float64)"]),
+    ("kernels.py:gelu_sign", "jax.nn.gelu", GELU, ["gelu_sign does not match jax.nn.gelu (jax, float64)"]),
     ("kernels.py:relu_dout_mask", "vector.relu", [], ["dA is computed from dout where it should be from A"]),
 ]
 

@@ -451,9 +451,8 @@ def _full_report(found: Found, variants: list[Any], strategy: Any, backend: str,
         for variant in variants:
             try:
                 check_example(variant, found.spec, example, backend=backend, dtype=dtype)
-            except Mismatch as mismatch:
-                if mismatch.found is not None:
-                    others.append(mismatch.found)
+            except Mismatch as mismatch:  # check_example's own: it always carries what it found
+                others.append(mismatch.found)
                 return
 
     search()

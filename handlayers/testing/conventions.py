@@ -167,9 +167,7 @@ class _ClassLayer:
     def forward(self, *inputs: Any) -> Any:
         a = self.adapted
         self.named = dict(zip(a.args, inputs, strict=True))
-        cls = a.code.cls if isinstance(a.code, Method) else a.code
-        constructor_kw = {} if isinstance(a.code, Method) else self.kwargs
-        self.obj = cls(*(_init_value(arg, self.named) for arg in a.init), **constructor_kw)
+        self.obj = a.code(*(_init_value(arg, self.named) for arg in a.init), **self.kwargs)
         for arg, (attr, row) in a.params.items():
             value = self.named[arg]
             setattr(self.obj, attr, value.reshape(1, -1) if row else value)
@@ -265,11 +263,28 @@ def _init_value(arg: str, named: dict[str, Any]) -> Any:
 
 def _param_name(function: Any) -> str | None:
     """The name of a trailing ``*_param`` argument (``conv_param``), if the function has one."""
-    try:
-        parameters = list(inspect.signature(function).parameters)
-    except (TypeError, ValueError):  # a builtin or C function: no trailing dict to fill
-        return None
+    parameters = list(getattr(signature(function), "parameters", ()))
     return parameters[-1] if parameters and parameters[-1].endswith("_param") else None
+
+
+def signature(function: Any) -> inspect.Signature | None:
+    """``function``'s signature, or ``None`` where Python cannot read one (``max``, some C functions)."""
+    try:
+        return inspect.signature(function)
+    except (TypeError, ValueError):
+        return None
+
+
+def binds(function: Any, *args: Any, **kwargs: Any) -> bool:
+    """Whether ``function`` takes these arguments; ``True`` where its signature cannot be read."""
+    found = signature(function)
+    if found is None:
+        return True
+    try:
+        found.bind(*args, **kwargs)
+    except TypeError:
+        return False
+    return True
 
 
 def _param_dict(param: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -401,10 +416,7 @@ def _known(name: str, args: Sequence[str]) -> None:
 
 
 def _keyword_defaults(function: Any) -> dict[str, Any]:
-    try:
-        parameters = inspect.signature(function).parameters.values()
-    except (TypeError, ValueError):  # no signature to read: no defaults to fill in
-        return {}
+    parameters = getattr(signature(function), "parameters", {}).values()
     return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
 
 
@@ -417,13 +429,7 @@ def _starts_backpropagation(adapted: Adapted) -> bool:
 
 def takes_no_dout(cls: type) -> bool:
     """Whether ``cls.backward`` can be called with no argument (``backward()``, ``backward(dout=1)``)."""
-    try:
-        inspect.signature(cls.backward).bind(None)  # None for self
-    except TypeError:
-        return False
-    except ValueError:  # no signature to read (a builtin): take it as backward(dout)
-        return False
-    return True
+    return signature(cls.backward) is not None and binds(cls.backward, None)  # None for self
 
 
 def _fits_class(adapted: Adapted) -> None:
@@ -432,17 +438,12 @@ def _fits_class(adapted: Adapted) -> None:
     passed = [a for a in adapted.args if a not in adapted.params and a not in adapted.init]
     checks = [(cls.__init__, [None, *adapted.init], "constructor"), (cls.forward, [None, *passed], "forward")]
     for function, arguments, what in checks:
-        try:
-            signature = inspect.signature(function)
-        except (TypeError, ValueError):  # a builtin: nothing to check before running it
-            continue
-        keywords = {k: None for k in adapted.defaults if k in signature.parameters} if what != "forward" else {}
-        try:
-            signature.bind(*arguments, **keywords)
-        except TypeError:
+        found = signature(function)
+        keywords = {k: None for k in adapted.defaults if k in getattr(found, "parameters", ())}
+        if not binds(function, *arguments, **(keywords if what == "constructor" else {})):
             names = ", ".join(arguments[1:]) or "no arguments"
             hint = {
                 "forward": "; pass some inputs another way (--param, --init)",
                 "constructor": "; pass them with --init (an input, or INPUT.AXIS for a size: --init W.0,W.1)",
             }[what]
-            raise ConventionError(f"{cls.__name__}'s {what} {signature} cannot take {names}{hint}") from None
+            raise ConventionError(f"{cls.__name__}'s {what} {found} cannot take {names}{hint}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -19,6 +18,7 @@ import hypothesis.strategies as st
 import jax
 import numpy as np
 
+from handlayers.testing.conventions import signature
 from handlayers.testing.specs import Spec
 from handlayers.testing.strategies import MAX_SIDE, arrays, floats
 
@@ -149,13 +149,8 @@ def _function_name(function: Any) -> str:
 
 
 def _order(function: Callable[..., Any], declared: list[str]) -> list[str]:
-    try:
-        parameters = list(inspect.signature(function).parameters)
-    except (TypeError, ValueError):  # no signature to read: the order declared
-        return declared
-    if set(declared) <= set(parameters):
-        return [p for p in parameters if p in declared]
-    return declared
+    parameters = list(getattr(signature(function), "parameters", ()))
+    return [p for p in parameters if p in declared] if set(declared) <= set(parameters) else declared
 
 
 def with_keywords(spec_: Spec, keywords: Mapping[str, Any]) -> Spec:
