@@ -339,3 +339,17 @@ def failure_text(layer):
     with pytest.raises(testing.Mismatch) as failed:
         testing.check(layer, "vector.relu")
     return str(failed.value)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--against", "relu"], "no reference named 'relu'"),
+        (["--against", "not_a_module_anywhere.relu"], "no reference named 'not_a_module_anywhere.relu'"),
+        (["--against", "vector.affine", "--grad", "dW"], "--grad 'dW': expected NAME=VALUE"),
+    ],
+)
+def test_a_reference_or_flag_that_does_not_parse_exits_2(flags, message, capsys):
+    """A reference name with no module, or a NAME=VALUE flag without its value, exits 2."""
+    assert main(["check", f"{LABS / 'attributes.py'}:Dense", "--init", "W,b", *flags]) == 2
+    assert message in capsys.readouterr().err

@@ -38,7 +38,11 @@ RIGHT = [
     ("attributes.py:Dense", "vector.affine", ATTRIBUTES),
     ("attributes.py:Dense", "refs.py:dense", [*ATTRIBUTES, *DENSE]),
     ("attributes.py:Linear", "refs.py:linear", [*ATTRIBUTES, "--shapes", "X: n d_in; W: d_out d_in; b: d_out"]),
-    ("attributes.py:Gate", "refs.py:multiply", ["--shapes", "x: n d; y: n d", "--backward-args", "dout,x"]),
+    (
+        "attributes.py:Gate",
+        "refs.py:multiply",
+        ["--shapes", "x: n d; y: n d", "--backward-args", "dout,x", "--kinks", "0.5"],
+    ),
     ("methods.py:Svm_loss.loss", "vector.hinge_loss", []),
     ("kernels.py:gelu", "jax.nn.gelu", GELU),
     ("kernels.py:relu", "vector.relu", []),

@@ -398,8 +398,6 @@ def _kind_words(kind: str) -> str:
 
 
 def _name(code: Any) -> str:
-    if isinstance(code, Method):
-        return f"{code.cls.__name__}.{code.name}"
     return getattr(code, "__name__", None) or getattr(getattr(code, "fun", None), "__name__", type(code).__name__)
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
 import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import jax
+import jaxlib
 import numpy as np
 
 import handlayers
@@ -21,12 +22,8 @@ _PACKAGE = os.path.dirname(os.path.abspath(handlayers.__file__))
 
 def _hidden_folders() -> tuple[str, ...]:
     """The folders whose frames a user's traceback leaves out: ours, numpy's, jax's and jaxlib's."""
-    folders = [_PACKAGE, os.path.dirname(os.path.abspath(np.__file__))]
-    for name in ("jax", "jaxlib"):
-        module = sys.modules.get(name)
-        if module is not None and getattr(module, "__file__", None):
-            folders.append(os.path.dirname(os.path.abspath(module.__file__)))
-    return tuple(folder + os.sep for folder in folders)
+    packages = (handlayers, np, jax, jaxlib)
+    return tuple(os.path.dirname(os.path.abspath(p.__file__)) + os.sep for p in packages)
 
 
 class Hint(NamedTuple):
