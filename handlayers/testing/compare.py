@@ -430,6 +430,33 @@ def typicality(spec: Spec, example: Example) -> float:
     return score
 
 
+def _spread(spec: Spec, found: Found, variants: list[Any]) -> list[Found]:
+    """Failing examples like ``found``'s with its values spread out: each float entry (and
+    ``dout``'s) scaled by a random factor in [0.5, 1.5] and zeros and tiny values made random, so
+    that equal entries differ (Hypothesis often fills an array with one value), on the same shapes."""
+    rng = np.random.default_rng(0)
+    spread = []
+    for _ in range(TYPICAL_TRIES // 4):
+        example = found.example
+        inputs = tuple(x if i in spec.labels else _scatter(x, rng) for i, x in enumerate(example.inputs))
+        candidate = Example(inputs, example.kwargs, _scatter(example.dout, rng))
+        for variant in variants:
+            try:
+                check_example(variant, spec, candidate, backend=found.backend, dtype=found.dtype)
+            except Mismatch as mismatch:  # check_example's own: it always carries what it found
+                if mismatch.found.error is None:
+                    spread.append(mismatch.found)
+                break
+    return spread
+
+
+def _scatter(x: Any, rng: np.random.Generator) -> Any:
+    values = np.asarray(x)
+    tiny = np.abs(values) < 1e-2  # zeros and the like: a reader takes in 0.7 at a glance, not 2e-126
+    scattered = np.where(tiny, rng.uniform(-3, 3, values.shape), values) * rng.uniform(0.5, 1.5, values.shape)
+    return float(scattered) if isinstance(x, float) else scattered.astype(values.dtype)
+
+
 def _varied(x: np.ndarray) -> float:
     """The fraction of distinct values (1 for a single value): a row of one value hides a transpose."""
     return len(np.unique(x)) / x.size if x.size else 1.0
@@ -457,6 +484,7 @@ def _full_report(found: Found, variants: list[Any], strategy: Any, backend: str,
 
     search()
     valued = [f for f in others if f.error is None]
+    valued += _spread(found.spec, max([found, *valued], key=lambda f: typicality(f.spec, f.example)), variants)
     hints = explained([(f.wrong, f.hints) for f in (found, *valued)])
     text = [found.report(hints=[])]
     smallest = typicality(found.spec, found.example)
