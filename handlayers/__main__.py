@@ -80,7 +80,7 @@ loaded, or a flag does not fit the code.
 """
 
 
-def _check_parser(commands: Any) -> None:
+def _check_parser(commands: Any) -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check",
         help="check your own layer, as it is written, against a reference function",
@@ -98,8 +98,8 @@ def _check_parser(commands: Any) -> None:
         "--against",
         required=True,
         metavar="REFERENCE",
-        help="a built-in reference (scalar.relu, vector.affine), FILE.py:FUNCTION or "
-        "package.module:FUNCTION (jax.nn.gelu), a jax.numpy function of the inputs",
+        help="a built-in reference (--against vector.affine), or a jax.numpy function of the inputs: "
+        "FILE.py:FUNCTION or package.module.FUNCTION (--against jax.nn.gelu --shapes 'x: n d')",
     )
     check.add_argument(
         "--backend",
@@ -175,6 +175,7 @@ def _check_parser(commands: Any) -> None:
         help="call backward with these: dout, an input's name, or @ATTR for an attribute: "
         "--backward-args @output,Y (backward(dvalues, y_true)); --backward-args dout,x",
     )
+    return check
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -119,3 +119,40 @@ def test_a_wrong_layer_in_any_convention_fails_naming_its_mistake(target, agains
     out = capsys.readouterr().out
     for phrase in phrases:
         assert phrase in out, out
+
+
+def test_check_help_shows_every_flag_with_an_example(capsys):
+    """`handlayers check --help` shows each flag used in an example, and an example per convention."""
+    import argparse
+
+    commands = argparse.ArgumentParser().add_subparsers()
+    from handlayers.__main__ import _check_parser
+
+    parser = _check_parser(commands)
+    for action in parser._actions:
+        if action.option_strings and action.dest != "help":
+            assert action.option_strings[0] in action.help, action.dest
+    with pytest.raises(SystemExit):
+        main(["check", "--help"])
+    out = capsys.readouterr().out
+    for convention in ("layers.py:affine", "softmax_loss", "--param W=weights", "backward() takes no dout"):
+        assert convention in out
+    for convention in ("Svm_loss.loss", "custom VJP", "--labels", "exit status"):
+        assert convention in out
+
+
+VARIANTS = [
+    ("attributes.py:Linear", "vector.linear", ATTRIBUTES),
+    ("scratch.py:Loss_MeanSquaredError", "vector.mean_squared_error", MSE[2:]),
+]
+
+
+@pytest.mark.parametrize(("target", "against", "flags"), VARIANTS)
+def test_a_common_variant_passes_against_its_own_built_in_reference(target, against, flags, capsys):
+    """torch's (out, in) weight layout and the mean over every entry have built-in references of
+    their own, so right code in those conventions is not called wrong."""
+    from handlayers import testing
+
+    if against not in testing.SPECS:
+        pytest.skip(f"{against} is added with issue 13's layers; this test runs once it is in SPECS")
+    assert run(target, against, flags, "--examples", "30") == 0, capsys.readouterr().out
