@@ -123,8 +123,8 @@ def _check_parser(commands: Any) -> argparse.ArgumentParser:
     check.add_argument(
         "--shapes",
         metavar="SHAPES",
-        help="a reference of your own: each input's shape in named dimensions, \"X: n d_in; W: d_in d_out; "
-        "b: d_out\" (the same name, the same size; the inputs go in the reference's order)",
+        help="a reference of your own: each input's shape in named dimensions (the same name, the same "
+        "size; the inputs go in the reference's order): --shapes 'X: n d_in; W: d_in d_out; b: d_out'",
     )
     check.add_argument(
         "--labels", metavar="LABELS", help='integer inputs with values in [0, k): --labels "labels: n < k"'
