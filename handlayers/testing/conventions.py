@@ -220,7 +220,7 @@ class _FunctionLayer:
 
     def backward(self, dout: Any) -> Any:
         a = self.adapted
-        returned = self.stored if a.kind == "loss" else self._function(a.code[1], {}).__call__(dout, self.stored)
+        returned = self.stored if a.kind == "loss" else a.code[1](dout, self.stored)
         return a.gradients(returned, lambda attr: None)
 
 
@@ -345,7 +345,7 @@ def adapt(
     given = [flag for flag, value in attribute_options.items() if value]
     if kind != "class" and given:
         raise ConventionError(f"{' and '.join(given)} fit a class, not {_kind_words(kind)} {name}")
-    if init and kind not in ("class",) and not _is_method(code):
+    if init and kind != "class" and not isinstance(code, Method):
         raise ConventionError(f"--init fits a class or CLASS.METHOD, not {_kind_words(kind)} {name}")
     defaults = _keyword_defaults(spec.reference)
     adapted = Adapted(
@@ -372,12 +372,8 @@ def adapt(
     return dataclasses.replace(adapted, compared=compared, unit_dout=unit)
 
 
-def _is_method(code: Any) -> bool:
-    return isinstance(code, Method) or (isinstance(code, tuple) and any(isinstance(c, Method) for c in code))
-
-
 def _kind(code: Any) -> tuple[str, str]:
-    if isinstance(code, tuple) and len(code) == 2 and all(callable(c) or isinstance(c, Method) for c in code):
+    if isinstance(code, tuple) and len(code) == 2 and all(callable(c) for c in code):
         return "pair", _name(code[0]).removesuffix("_forward")
     if isinstance(code, Method):
         return "loss", f"{code.cls.__name__}.{code.name}"
