@@ -444,8 +444,7 @@ def _spread(spec: Spec, found: Found, variants: list[Any]) -> list[Found]:
             try:
                 check_example(variant, spec, candidate, backend=found.backend, dtype=found.dtype)
             except Mismatch as mismatch:  # check_example's own: it always carries what it found
-                if mismatch.found.error is None:
-                    spread.append(mismatch.found)
+                spread.append(mismatch.found)
                 break
     return spread
 
@@ -483,8 +482,8 @@ def _full_report(found: Found, variants: list[Any], strategy: Any, backend: str,
                 return
 
     search()
-    valued = [f for f in others if f.error is None]
-    valued += _spread(found.spec, max([found, *valued], key=lambda f: typicality(f.spec, f.example)), variants)
+    best = max([found, *others], key=lambda f: typicality(f.spec, f.example) if f.error is None else -1.0)
+    valued = [f for f in (*others, *_spread(found.spec, best, variants)) if f.error is None]
     hints = explained([(f.wrong, f.hints) for f in (found, *valued)])
     text = [found.report(hints=[])]
     smallest = typicality(found.spec, found.example)
