@@ -1,7 +1,8 @@
 """The command line: ``python -m handlayers`` (installed as ``handlayers``).
 
 - ``handlayers verify``: check every built-in layer against autodiff; the project's main job.
-- ``handlayers check FILE.py:CLASS --against scalar.relu``: check your own layer class.
+- ``handlayers check FILE.py:NAME --against REFERENCE``: check your own layer, written in any of
+  the usual conventions, against a built-in reference or any jax function.
 - ``handlayers train``: train a network of the layers on scikit-learn's digits, its gradients audited.
 - ``handlayers lab``: print the lab's worked examples.
 """
@@ -42,13 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     verify.add_argument("--json", action="store_true", help="write the results as JSON instead of a table")
 
-    check = commands.add_parser("check", help="check your own layer class against a reference function")
-    check.add_argument("target", metavar="FILE.py:CLASS", help="the file and the layer class in it")
-    check.add_argument("--against", required=True, metavar="NAME", help="a reference: scalar.relu, vector.affine, ...")
-    check.add_argument("--backend", choices=["numpy", "jax"], help="draw arrays of this library (default: numpy)")
-    check.add_argument("--arrays", action="store_true", help="scalar.*: draw numpy arrays instead of Python floats")
-    check.add_argument("--dtype", choices=["float64", "float32"], default="float64")
-    check.add_argument("--examples", type=_positive, default=200, help="how many examples to draw (default 200)")
+    _check_parser(commands)
 
     train = commands.add_parser("train", help="train a network of the layers on scikit-learn's digits")
     train.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
@@ -75,35 +70,240 @@ def main(argv: Sequence[str] | None = None) -> int:
 # check
 
 
+CHECK_EPILOG = """\
+conventions (each taken as written; the docs' "Checking code as it is written" has more):
+  a class with forward(*inputs) and backward(dout):
+    handlayers check layers.py:Affine --against vector.affine
+  CS231n function pairs affine_forward(x, w, b) -> (out, cache), affine_backward(dout, cache):
+    handlayers check layers.py:affine --against vector.affine
+  a loss returning (loss, dx), checked at dout = 1 on its first input:
+    handlayers check layers.py:softmax_loss --against vector.softmax_cross_entropy
+  parameters and gradients as attributes ("from scratch" books):
+    handlayers check nn.py:Layer_Dense --against vector.affine --init W.0,W.1 \\
+      --param W=weights --param b=biases:row --grad dW=dweights --grad db=dbiases \\
+      --grad dX=dinputs --output output
+  a loss layer whose backward() takes no dout, or other arguments:
+    handlayers check nn.py:Loss_MSE --against vector.squared_loss --no-grad Y \\
+      --backward-args Y_hat,Y --grad dY_hat=dinputs
+  a method of a class: handlayers check losses.py:Svm_loss.loss --against vector.hinge_loss
+  a jax function with a custom VJP (checked eagerly and under jax.jit):
+    handlayers check kernels.py:gelu --against jax.nn.gelu --shapes "x: n d"
+  any reference, with its inputs' shapes (named dimensions), labels and keywords:
+    handlayers check layers.py:Dense --against refs.py:dense --shapes "X: n d_in; W: d_in d_out; b: d_out"
+    handlayers check layers.py:CE --against refs.py:ce --shapes "Z: n k" --labels "labels: n < k"
+
+exit status: 0 match, 1 mismatch (with the report), 2 when something named cannot be found or
+loaded, or a flag does not fit the code.
+"""
+
+
+def _check_parser(commands: Any) -> argparse.ArgumentParser:
+    check = commands.add_parser(
+        "check",
+        help="check your own layer, as it is written, against a reference function",
+        description="Check your own layer, as it is written, against a reference function.",
+        epilog=CHECK_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    check.add_argument(
+        "target",
+        metavar="FILE.py:NAME",
+        help="your code: a class, a function, NAME_forward and NAME_backward, or CLASS.METHOD "
+        "(layers.py:Affine, layers.py:affine, losses.py:Svm_loss.loss)",
+    )
+    check.add_argument(
+        "--against",
+        required=True,
+        metavar="REFERENCE",
+        help="a built-in reference (--against vector.affine), or a jax.numpy function of the inputs: "
+        "FILE.py:FUNCTION or package.module.FUNCTION (--against jax.nn.gelu --shapes 'x: n d')",
+    )
+    check.add_argument(
+        "--backend",
+        choices=["numpy", "jax"],
+        help="draw arrays of this library (default: numpy; jax for a jax function): --backend jax",
+    )
+    check.add_argument(
+        "--arrays",
+        action="store_true",
+        help="scalar.*: draw numpy arrays instead of Python floats: --against scalar.relu --arrays",
+    )
+    check.add_argument(
+        "--dtype",
+        choices=["float64", "float32"],
+        default="float64",
+        help="the inputs' float dtype (default float64): --dtype float32",
+    )
+    check.add_argument(
+        "--examples", type=_positive, default=200, help="how many examples to draw (default 200): --examples 500"
+    )
+    check.add_argument(
+        "--shapes",
+        metavar="SHAPES",
+        help="a reference of your own: each input's shape in named dimensions (the same name, the same "
+        "size; the inputs go in the reference's order): --shapes 'X: n d_in; W: d_in d_out; b: d_out'",
+    )
+    check.add_argument(
+        "--labels", metavar="LABELS", help='integer inputs with values in [0, k): --labels "labels: n < k"'
+    )
+    check.add_argument(
+        "--kinks", metavar="X,Y", help="values where your reference has a kink, drawn often: --kinks 0.5,-2"
+    )
+    check.add_argument(
+        "--kw",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a keyword for the reference and your code (the constructor, the pair's forward, the loss "
+        "function; a *_param dict): --kw axis=1 (repeatable)",
+    )
+    check.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="INPUT=ATTR",
+        help="set input INPUT as the attribute ATTR before forward, not passed to it; ATTR:row gives a "
+        "1-d input as a (1, d) row: --param W=weights --param b=biases:row (repeatable)",
+    )
+    check.add_argument(
+        "--init",
+        metavar="ARG,ARG",
+        help="constructor arguments, not passed to forward: an input (--init W,b for Affine(W, b)) or "
+        "INPUT.AXIS for a size (--init W.0,W.1 for Layer_Dense(n_inputs, n_neurons))",
+    )
+    check.add_argument(
+        "--grad",
+        action="append",
+        default=[],
+        metavar="dINPUT=ATTR",
+        help="after backward, read the gradient of INPUT from attribute ATTR: --grad dW=dweights (repeatable)",
+    )
+    check.add_argument("--output", metavar="ATTR", help="read forward's result from an attribute: --output output")
+    check.add_argument(
+        "--no-grad",
+        action="append",
+        default=[],
+        metavar="INPUT",
+        help="your code computes no gradient for INPUT (a loss's targets): --no-grad Y (repeatable)",
+    )
+    check.add_argument(
+        "--backward-args",
+        metavar="ARG,ARG",
+        help="call backward with these: dout, an input's name, or @ATTR for an attribute: "
+        "--backward-args @output,Y (backward(dvalues, y_true)); --backward-args dout,x",
+    )
+    return check
+
+
 def _check(args: argparse.Namespace) -> int:
     from handlayers import testing
+    from handlayers.testing.declared import parse_keywords, with_keywords
 
-    layer = _load(args.target)
-    if isinstance(layer, str):
-        return _usage(layer)
-    if args.against not in testing.SPECS:
-        known = ", ".join(testing.SPECS)
-        return _usage(f"no reference named {args.against!r}; the references are: {known}")
-    is_scalar = args.against.startswith("scalar.")
-    backend = args.backend or ("numpy" if args.arrays or not is_scalar else "python")
+    code = _load(args.target)
+    if isinstance(code, str):
+        return _usage(code)
     try:
-        result = testing.check(layer, args.against, backend=backend, dtype=args.dtype, max_examples=args.examples)
+        keywords = parse_keywords(args.kw)
+        spec = _reference(args, keywords)
+        if isinstance(spec, str):
+            return _usage(spec)
+        spec = spec if args.against not in testing.SPECS else with_keywords(spec, keywords)
+        layer = testing.adapt(
+            code,
+            spec,
+            params=dict(_pairs(args.param, "--param")),
+            init=_list(args.init),
+            grads=dict(_pairs(args.grad, "--grad")),
+            output=args.output,
+            no_grad=args.no_grad,
+            backward_args=None if args.backward_args is None else _list(args.backward_args),
+        )
+    except ValueError as error:  # testing.ConventionError among them: a flag does not fit the code
+        return _usage(str(error))
+    is_scalar = args.against.startswith("scalar.")
+    backend = args.backend or ("jax" if layer.kind == "jax" else "numpy" if args.arrays or not is_scalar else "python")
+    try:
+        result = testing.check(layer, spec, backend=backend, dtype=args.dtype, max_examples=args.examples)
     except testing.Mismatch as mismatch:
         print(str(mismatch))
         return EXIT_MISMATCH
     where = "Python floats" if backend == "python" else f"{backend} {args.dtype} arrays"
+    jit = " (eagerly and under jax.jit)" if layer.kind == "jax" else ""
     print(
-        f"ok: {layer.__name__} matches {args.against} on {result.examples} examples of {where} "
+        f"ok: {layer.name} matches {args.against}{jit} on {result.examples} examples of {where} "
         f"(worst error {result.worst:.2g} of its tolerance)"
     )
     return EXIT_OK
 
 
-def _load(target: str) -> Any:
-    """The class named by ``FILE.py:CLASS``, or a message saying why it cannot be had."""
+def _pairs(items: list[str], flag: str) -> list[tuple[str, str]]:
+    pairs = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise ValueError(f"{flag} {item!r}: expected NAME=VALUE")
+        pairs.append((name, value))
+    return pairs
+
+
+def _list(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def _reference(args: argparse.Namespace, keywords: dict[str, Any]) -> Any:
+    """The spec named by ``--against``, or a message saying why it cannot be had."""
+    from handlayers import testing
+
+    against = args.against
+    if ":" not in against and against not in testing.SPECS:
+        module, _, name = against.rpartition(".")
+        found = _importable(module)
+        if found is None or not callable(getattr(found, name, None)):
+            known = ", ".join(testing.SPECS)
+            return f"no reference named {against!r}; the references are: {known} (or FILE.py:FUNCTION)"
+        against = f"{module}:{name}"  # package.module.FUNCTION (jax.nn.gelu) is package.module:FUNCTION
+    if ":" not in against:
+        given = [flag for flag, value in (("--shapes", args.shapes), ("--labels", args.labels)) if value]
+        if given or args.kinks:
+            return f"{' and '.join(given) or '--kinks'} declare a reference of your own; {args.against} has its own"
+        return testing.SPECS[args.against]
+    function = _load_function(against)
+    if isinstance(function, str):
+        return function
+    if not args.shapes:
+        return f'--against {args.against} needs --shapes, the shape of each input: --shapes "X: n d_in; W: d_in d_out"'
+    kinks = [float(k) for k in _list(args.kinks)]
+    return testing.spec(function, args.shapes, args.labels, kinks=kinks, kwargs=keywords, name=args.against)
+
+
+def _importable(module: str) -> Any:
+    """The module of that name, or ``None`` where there is none (``scalar`` in ``scalar.relu``)."""
+    try:
+        return importlib.import_module(module) if module else None
+    except ImportError:
+        return None
+
+
+def _load_function(target: str) -> Any:
+    """The function ``FILE.py:FUNCTION`` or ``package.module:FUNCTION`` names, or why it cannot be had."""
     path, _, name = target.rpartition(":")
-    if not path or not name:
-        return f"expected FILE.py:CLASS, got {target!r}"
+    if path.endswith(".py") or "/" in path or Path(path).is_file():
+        module = _import_file(path)
+    else:
+        try:
+            module = importlib.import_module(path)
+        except ImportError as error:
+            return f"cannot import {path!r}: {error}"
+    if isinstance(module, str):
+        return module
+    function = getattr(module, name, None)
+    if not callable(function):
+        return f"{path} has no function {name!r}"
+    return function
+
+
+def _import_file(path: str) -> Any:
+    """The module of the file at ``path``, or a message saying why it cannot be imported."""
     if not Path(path).is_file():
         return f"no file {path!r}"
     spec = importlib.util.spec_from_file_location(Path(path).stem, path)
@@ -118,13 +318,32 @@ def _load(target: str) -> Any:
 
         lines = "\n  ".join(user_traceback(error))
         return f"importing {path} failed:\n  {lines}"
-    layer = getattr(module, name, None)
-    if not isinstance(layer, type):
-        return f"{path} has no class {name!r}"
-    missing = [m for m in ("forward", "backward") if not callable(getattr(layer, m, None))]
-    if missing:
-        return f"{name} has no {' and no '.join(missing)} method"
-    return layer
+    return module
+
+
+def _load(target: str) -> Any:
+    """The code ``FILE.py:NAME`` names (a class, a function, a pair ``NAME_forward`` and
+    ``NAME_backward``, a ``CLASS.METHOD``), or a message saying why it cannot be had."""
+    from handlayers.testing import Method
+
+    path, _, name = target.rpartition(":")
+    if not path or not name:
+        return f"expected FILE.py:CLASS or FILE.py:NAME, got {target!r}"
+    module = _import_file(path)
+    if isinstance(module, str):
+        return module
+    owner, _, method = name.partition(".")
+    found = getattr(module, owner, None)
+    if method:
+        if not isinstance(found, type) or not callable(getattr(found, method, None)):
+            return f"{path} has no class {owner!r} with a method {method!r}"
+        return Method(found, method)
+    if isinstance(found, type) or (callable(found) and not isinstance(found, type(sys))):
+        return found
+    pair = getattr(module, f"{name}_forward", None), getattr(module, f"{name}_backward", None)
+    if found is None and all(callable(f) for f in pair):
+        return pair
+    return f"{path} has no class {name!r}, function {name!r} or pair {name}_forward and {name}_backward"
 
 
 def _usage(message: str) -> int:

@@ -74,7 +74,8 @@ def test_check_draws_100_float64_numpy_examples_the_same_every_run():
 
 
 def test_a_gradient_that_becomes_none_on_a_second_backward_is_reported():
-    """A second backward that returns None where the first returned an array has changed its answer."""
+    """A second backward that returns None where the first returned an array has changed its answer,
+    and the report names the gradient that changed."""
     spec = SPECS["scalar.affine"]
 
     class Forgets(spec.layer):
@@ -86,7 +87,7 @@ def test_a_gradient_that_becomes_none_on_a_second_backward_is_reported():
             return grads if self.calls == 1 else (None, *grads[1:])
 
     example = Example((np.ones(2), np.ones(2), np.ones(2)), {}, np.ones(2))
-    with pytest.raises(Mismatch, match="backward called a second time gave other gradients"):
+    with pytest.raises(Mismatch, match="backward called a second time gave other values for dx:"):
         check_example(Forgets, spec, example)
 
 
@@ -258,3 +259,46 @@ def test_every_problem_of_a_value_is_listed():
     problem = "dx: WRONG: has dtype float32, expected float64; worst error"
     with pytest.raises(Mismatch, match=re.escape(problem)):
         check_example(Float32AndDouble, spec, Example((np.ones(2),), {}, np.ones(2)))
+
+
+def test_a_layer_that_writes_into_an_input_is_told_so():
+    """A forward that scales its input in place fails, naming the input."""
+    spec = SPECS["vector.relu"]
+
+    class HalvesA(spec.layer):
+        def forward(self, A):
+            A *= 0.5
+            return super().forward(A * 2)
+
+    with pytest.raises(Mismatch, match="A: forward or backward wrote into this input"):
+        check_example(HalvesA, spec, Example((np.ones((1, 2)),), {}, np.ones((1, 2))))
+
+
+def test_a_plain_backward_returning_the_wrong_count_is_told_how_many():
+    """A class in the contract's convention returning two gradients where three are due is told so."""
+    spec = SPECS["vector.affine"]
+
+    class TwoOfThree(spec.layer):
+        def backward(self, dA):
+            return super().backward(dA)[:2]
+
+    example = Example((np.ones((1, 1)), np.ones((1, 1)), np.ones(1)), {}, np.ones((1, 1)))
+    with pytest.raises(Mismatch, match=re.escape("backward returned 2 gradients, expected 3 (dX, dW, db)")):
+        check_example(TwoOfThree, spec, example)
+
+
+def test_a_second_backward_with_fewer_gradients_has_changed_them():
+    """A second backward that returns fewer values than the first changed the ones it left out."""
+    spec = SPECS["vector.affine"]
+
+    class Shrinks(spec.layer):
+        calls = 0
+
+        def backward(self, dA):
+            self.calls += 1
+            grads = super().backward(dA)
+            return grads if self.calls == 1 else grads[:2]
+
+    example = Example((np.ones((1, 1)), np.ones((1, 1)), np.ones(1)), {}, np.ones((1, 1)))
+    with pytest.raises(Mismatch, match="backward called a second time gave other values for db:"):
+        check_example(Shrinks, spec, example)

@@ -1,12 +1,18 @@
 """The mistakes a report can name, each from a synthetic wrong answer, and the names it must not give."""
 
+import importlib
+import os
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from handlayers import testing
-from handlayers.testing.report import diagnose, show
+from handlayers.testing.report import Hint, diagnose, explained, mistakes, phrase, show
 
 TOL = 1e-12
 
@@ -117,3 +123,135 @@ def test_a_nan_output_is_infinitely_wrong():
 
     with pytest.raises(testing.Mismatch, match="output: WRONG: worst error nan"):
         testing.check_example(NaN, spec, testing.Example((np.ones(2),), {}, np.ones(2)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The bugs the issue saw mis-reported, each reported right now
+
+LABS = Path(__file__).parent / "labs"
+
+
+def lab(module, name):
+    """A class or function from a lab file, imported as the command line imports it."""
+    sys.path.insert(0, str(LABS))
+    try:
+        return getattr(importlib.import_module(module), name)
+    finally:
+        sys.path.remove(str(LABS))
+
+
+def failure(layer, reference, **options):
+    with pytest.raises(testing.Mismatch) as failed:
+        testing.check(layer, reference, **options)
+    return str(failed.value)
+
+
+def test_a_relu_masking_on_dout_is_not_told_it_passes_through_at_the_kink():
+    """ReLU masking on dout, whose smallest failing input is exactly 0, is told the mask comes
+    from the wrong array, not that it passes the gradient through at the kink."""
+    pair = (lab("cs231n", "relu_dout_mask_forward"), lab("cs231n", "relu_dout_mask_backward"))
+    text = failure(pair, "vector.relu")
+    assert "Likely mistake: dA is computed from dout where it should be from A" in text
+    assert "passes the gradient through" not in text
+
+
+def test_a_transposed_gradient_of_zeros_is_not_told_it_misses_a_sum():
+    """On an all-zero example a transposed dW names nothing; beside a typical example it is transposed."""
+    zero = row("dW", np.zeros((2, 3)), np.zeros((3, 2)))
+    assert hints([zero]) == []
+    typical = row("dW", E[:, :1], E[:, :1].T)
+    found = [({"dW"}, mistakes([r], batch=2, dout_is_ones=False, expected_for=lambda c: [])) for r in (zero, typical)]
+    assert phrase(explained(found)) == ["dW is transposed"]
+
+
+def test_a_mean_over_rows_is_not_told_a_factor_of_2():
+    """A squared error divided by the rows, not the entries, is k times too large: never "a
+    factor of 2", though the smallest example has k = 2."""
+    spec = testing.spec(lab("refs", "mean_squared_error"), shapes="Y_hat: n k; Y: n k")
+    options = {"no_grad": ["Y"], "backward_args": ["Y_hat", "Y"], "grads": {"dY_hat": "dinputs"}}
+    text = failure(lab("scratch", "Loss_MeanSquaredError_rows"), spec, **options)
+    assert "k = 2" not in text
+    assert "dY_hat is k times too large (k entries a row): a mean over the n rows" in text
+    assert "factor of 2" not in text
+
+
+DENSE = {"init": ["W", "b"], "grads": {"dW": "dW", "db": "db"}}
+
+
+def test_a_gradient_wrong_by_a_factor_shows_in_the_typical_example():
+    """dW divided by n (right wherever X is 0) is wrong on the typical example, and named."""
+    typical = failure(lab("attributes", "Dense_dW_over_n"), "vector.affine", **DENSE).split("A typical failing")[1]
+    assert "dW: WRONG" in typical
+    assert "Likely mistake: dW is averaged, not summed, over the batch." in typical
+
+
+def test_an_all_zero_forward_shows_in_the_typical_example():
+    """A forward that forgets X @ W shows wrong on a typical example, where X and W are not zero."""
+    text = failure(lab("attributes", "Dense_zero_forward"), "vector.affine", **DENSE)
+    assert "output: WRONG" in text.split("A typical failing example")[1]
+
+
+def test_the_typical_example_has_sides_of_2_values_not_0_and_dout_not_0_or_1():
+    """Typicality ranks sides of 2 or more, varied values and a dout of neither 0 nor 1 above the
+    smallest example's zeros and ones."""
+    spec = testing.SPECS["vector.affine"]
+    smallest = testing.Example((np.zeros((1, 1)), np.zeros((1, 1)), np.zeros(1)), {}, np.zeros((1, 1)))
+    ones = testing.Example((np.ones((2, 3)), np.ones((3, 2)), np.ones(2)), {}, np.ones((2, 2)))
+    typical = testing.Example(
+        (np.array([[1.5, -2.0, 3.0], [0.5, 4.0, -1.25]]), np.arange(1.0, 7.0).reshape(3, 2), np.array([0.5, -3.0])),
+        {},
+        np.array([[2.5, -0.5], [3.0, 7.0]]),
+    )
+    scores = [testing.typicality(spec, e) for e in (smallest, ones, typical)]
+    assert scores == sorted(scores)
+    assert scores[0] < scores[1] < scores[2]
+
+
+def test_every_sign_flipped_is_not_called_a_swap():
+    """A squared loss with both gradients negated has every sign flipped (its dY is -dY_hat, so a
+    swap fits too, and is not said)."""
+    text = failure(lab("scratch", "SquaredLoss_flipped"), "vector.squared_loss")
+    assert "Likely mistake: dY_hat and dY all have the wrong sign (every sign is flipped: not a swap)." in text
+    assert "swapped" not in text
+
+
+def test_a_hint_one_failing_example_contradicts_is_not_said():
+    """A hint stays only where every example in which its gradient is wrong has it too, and one tells it."""
+    two, sign = Hint(("dW",), "has a factor of 2 too many"), Hint(("dW",), "has the wrong sign")
+    assert explained([({"dW"}, [two]), ({"dW"}, [two, sign])]) == [two]
+    assert explained([({"dW"}, [two]), ({"dW"}, [sign])]) == []
+    assert explained([({"dW"}, [two._replace(telling=False)])]) == []
+    bias = Hint(("db",), "has the wrong sign")
+    assert explained([({"dW"}, [two]), ({"db"}, [bias])]) == [two, bias]
+
+
+def test_a_second_backward_that_differs_names_the_gradient():
+    """A backward that scales stored state in place is told which gradient changed the second time."""
+    options = {"grads": {"dA": "dinputs"}, "output": "output"}
+    text = failure(lab("scratch", "Activation_Sigmoid_scales_state"), "vector.sigmoid", **options)
+    assert "backward called a second time gave other values for dA" in text
+
+
+def test_numpy_and_jax_frames_are_left_out_of_the_users_traceback():
+    """An error raised inside numpy or jax shows the user's line and none of numpy's or jax's frames."""
+
+    class Inverts:
+        def forward(self, A):
+            return np.linalg.inv(np.zeros((2, 2))) @ A  # singular: numpy raises in its own code
+
+        def backward(self, dA):
+            return dA
+
+    class Reshapes:
+        def forward(self, A):
+            return jnp.reshape(jnp.asarray(A), (-1, 7, 5))  # jax raises in its own code
+
+        def backward(self, dA):
+            return dA
+
+    for layer, error in ((Inverts, "LinAlgError"), (Reshapes, "TypeError")):
+        text = failure(layer, "vector.relu", max_examples=3)
+        assert error in text
+        assert "test_report.py" in text
+        for package in (np, jax):
+            assert os.path.dirname(package.__file__) not in text

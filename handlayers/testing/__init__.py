@@ -11,11 +11,27 @@ One idea a module:
 - :mod:`~handlayers.testing.specs`: each reference's layer, inputs and how to draw them (:data:`SPECS`);
 - :mod:`~handlayers.testing.oracle`: ``jax.vjp`` of the reference in float64;
 - :mod:`~handlayers.testing.tolerance`: how far a result may lie from the oracle's, and why;
+- :mod:`~handlayers.testing.conventions`: user code as it is written (function pairs, losses
+  returning their gradient, attributes, jax functions) adapted to forward/backward (:func:`adapt`);
+- :mod:`~handlayers.testing.declared`: a spec for any reference from its inputs' declared shapes
+  (:func:`spec`);
 - :mod:`~handlayers.testing.compare`: running a layer and comparing every value (:func:`check`);
 - :mod:`~handlayers.testing.report`: the report of a failed check and the mistake in words.
 """
 
-from handlayers.testing.compare import Mismatch, Result, check, check_backends, check_example, library, to_backend
+from handlayers.testing.compare import (
+    Found,
+    Mismatch,
+    Result,
+    check,
+    check_backends,
+    check_example,
+    library,
+    to_backend,
+    typicality,
+)
+from handlayers.testing.conventions import PARAM_KEYS, Adapted, ConventionError, Method, adapt
+from handlayers.testing.declared import spec
 from handlayers.testing.oracle import oracle, output_shape
 from handlayers.testing.specs import SPECS, Spec
 from handlayers.testing.strategies import MAX_SIDE, Example, arrays, broadcast_inputs, douts, examples, floats, grid
@@ -24,11 +40,17 @@ from handlayers.testing.tolerance import OPS, tolerance
 __all__ = [
     "MAX_SIDE",
     "OPS",
+    "PARAM_KEYS",
     "SPECS",
+    "Adapted",
+    "ConventionError",
     "Example",
+    "Found",
+    "Method",
     "Mismatch",
     "Result",
     "Spec",
+    "adapt",
     "arrays",
     "broadcast_inputs",
     "check",
@@ -41,6 +63,8 @@ __all__ = [
     "library",
     "oracle",
     "output_shape",
+    "spec",
     "to_backend",
     "tolerance",
+    "typicality",
 ]

@@ -13,13 +13,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from handlayers.testing.conventions import Adapted, Miscount, adapt, takes_no_dout
 from handlayers.testing.oracle import oracle
-from handlayers.testing.report import diagnose, raised_report, report
+from handlayers.testing.report import Hint, explained, mistakes, phrase, raised_report, report, typical_lines
 from handlayers.testing.specs import SPECS, Spec
 from handlayers.testing.strategies import Example, examples
 from handlayers.testing.tolerance import tolerance
 
-__all__ = ["Mismatch", "Result", "check", "check_backends", "check_example", "library", "to_backend"]
+__all__ = [
+    "Found",
+    "Mismatch",
+    "Result",
+    "check",
+    "check_backends",
+    "check_example",
+    "library",
+    "to_backend",
+    "typicality",
+]
 
 
 def to_backend(x: Any, backend: str, dtype: Any) -> Any:
@@ -45,7 +56,12 @@ def library(x: Any) -> str:
 
 
 class Mismatch(AssertionError):
-    """A layer disagrees with its reference; ``str()`` is the report, ``worst`` the error ratio."""
+    """A layer disagrees with its reference; ``str()`` is the report, ``found`` what was found
+    on the failing example (``None`` for a combined report)."""
+
+    def __init__(self, text: str, found: Found | None = None) -> None:
+        super().__init__(text)
+        self.found = found
 
 
 @dataclass
@@ -58,6 +74,33 @@ class _Row:
     problem: str | None = None
     tol: float = 0.0
     ratio: float = 0.0  # error as a fraction of the tolerance
+    position: int | None = None  # the input whose gradient it is; None for the output
+
+
+@dataclass
+class Found:
+    """A failing example and what was wrong on it: the compared rows, the other problems, the
+    mistakes that explain it, or the exception the layer raised."""
+
+    name: str
+    spec: Spec
+    example: Example
+    backend: str
+    dtype: Any
+    rows: list[_Row]
+    problems: list[str]
+    hints: list[Hint]
+    error: Exception | None = None
+
+    @property
+    def wrong(self) -> set[str]:
+        return {row.name for row in self.rows if row.problem}
+
+    def report(self, hints: list[Hint] | None = None) -> str:
+        if self.error is not None:
+            return raised_report(self.name, self.spec, self.example, self.backend, self.dtype, self.error)
+        said = phrase(self.hints if hints is None else hints)
+        return report(self.name, self.spec, self.example, self.backend, self.dtype, self.rows, self.problems, said)
 
 
 def check_example(
@@ -71,12 +114,15 @@ def check_example(
 ) -> float:
     """Run ``layer`` forward and backward on ``example`` and compare it with the oracle.
 
-    ``layer`` is the layer class, or any callable that makes a layer from the constructor keywords.
+    ``layer`` is the layer class, any callable that makes a layer from the constructor keywords,
+    or user code in another convention made one by :func:`~handlayers.testing.adapt` (then only
+    the gradients it computes are compared, at ``dout = 1`` where it takes no ``dout``).
     ``backend`` is ``"numpy"``, ``"jax"`` or ``"python"`` (Python floats, for layers written for
     plain numbers). Checks the output and every gradient: its library (that of the inputs), shape
     and dtype (those of its input), and its values within :func:`tolerance`; ``None`` for inputs
-    that are not floating (integer labels or indices, boolean masks); and that the inputs were
-    not modified. ``expected`` is ``oracle(spec, example)`` when the caller has it already
+    that are not floating (integer labels or indices, boolean masks); that the inputs and ``dout``
+    were not modified; and that a second ``backward`` gives the same gradients. ``expected`` is
+    ``oracle(spec, example)`` when the caller has it already
     (:func:`check_backends` computes it once for every backend).
 
     Returns:
@@ -87,8 +133,22 @@ def check_example(
             every value, and, where the wrong answer matches a known mistake, that mistake in words.
             An exception raised by the layer becomes a ``Mismatch`` showing the layer's own lines.
     """
-    dtype = np.dtype(dtype)
+    adapted = isinstance(layer, Adapted)
+    if adapted and layer.unit_dout:  # a loss that starts backpropagation: its gradient at dout = 1
+        unit = np.ones_like(np.asarray(example.dout, np.float64))
+        example = Example(example.inputs, example.kwargs, float(unit) if isinstance(example.dout, float) else unit)
+        expected = None
+    found, worst = _run(layer, spec, example, backend, np.dtype(dtype), expected)
+    if found is not None:
+        raise Mismatch(found.report(), found) from found.error
+    return worst
+
+
+def _run(
+    layer: Any, spec: Spec, example: Example, backend: str, dtype: Any, expected: Any
+) -> tuple[Found | None, float]:
     name = getattr(layer, "__name__", type(layer).__name__)
+    adapted = isinstance(layer, Adapted)
     # TF32 (a GPU's default for float32 matmuls) is not float32: the tolerance is for float32
     with jax.enable_x64(True), jax.default_matmul_precision("highest"):
         inputs = tuple(to_backend(x, backend, dtype) for x in example.inputs)
@@ -97,39 +157,63 @@ def check_example(
         try:
             instance = layer(**example.kwargs)
             out = instance.forward(*inputs)
+            kept = np.array(out, copy=True) if isinstance(out, np.ndarray) else None
             grads = instance.backward(dout)
             again = instance.backward(dout)
         except Exception as error:
-            raise Mismatch(raised_report(name, spec, example, backend, dtype, error)) from error
+            return Found(name, spec, example, backend, dtype, [], [], [], error), math.inf
     expected_out, expected_grads = expected or oracle(spec, example)
     given = {library(x) for x in inputs}
     # jax if any input is jax, else numpy if any is numpy; from Python numbers alone a layer may
     # return Python numbers or numpy scalars (the built-in layers do the latter)
     libraries = {"jax"} if "jax" in given else {"numpy"} if "numpy" in given else {"python", "numpy"}
+    if adapted and layer.library:  # a jax function computes in jax whatever it is given
+        libraries = {layer.library}
+    compared = layer.compared if adapted else tuple(range(len(spec.args)))
     problems: list[str] = []
-    rows = [_Row("output", expected_out, out)]
-    grads = (grads,) if len(spec.args) == 1 else grads
-    if not isinstance(grads, tuple | list) or len(grads) != len(spec.args):
+    rows = [_Row("output", expected_out, out if kept is None else kept)]  # the output as forward gave it
+    grads, again = (grads, again) if adapted or len(spec.args) != 1 else ((grads,), (again,))
+    if isinstance(grads, Miscount):
+        problems.append(str(grads))
+    elif not isinstance(grads, tuple | list) or len(grads) != len(spec.args):
         n = len(grads) if isinstance(grads, tuple | list) else 1
-        problems.append(f"backward returned {n} gradients, expected {len(spec.args)} ({', '.join(spec.grads)})")
+        problems.append(str(Miscount(n, spec.grads)))
     else:
-        rows += [_Row(g, e, got) for g, e, got in zip(spec.grads, expected_grads, grads, strict=True)]
-        again = (again,) if len(spec.args) == 1 else again
-        if not all(_same(g, h) for g, h in zip(grads, again, strict=False)):
-            problems.append("backward called a second time gave other gradients")
-    for row, x in zip(rows, (None, *inputs), strict=False):
+        rows += [_Row(spec.grads[i], expected_grads[i], grads[i], position=i) for i in compared]
+        changed = [spec.grads[i] for i in compared if not _same(grads[i], _item(again, i))]
+        if changed:
+            problems.append(
+                f"backward called a second time gave other values for {', '.join(changed)}: it changes what "
+                "forward stored (or what it read) in place"
+            )
+    for row in rows:
+        x = None if row.position is None else inputs[row.position]
         want_dtype = dtype if x is None or not isinstance(x, np.ndarray | jax.Array) else np.asarray(x).dtype
-        expected = _as_float(row.expected)
-        tol = tolerance(spec, example, dtype, expected, degree=spec.out_degree, output=True) if x is None else None
-        _compare(row, libraries, want_dtype, tol or tolerance(spec, example, dtype, expected, degree=spec.degree))
+        expected_value = _as_float(row.expected)
+        if x is None:
+            tol = tolerance(spec, example, dtype, expected_value, degree=spec.out_degree, output=True)
+        else:
+            tol = tolerance(spec, example, dtype, expected_value, degree=spec.degree)
+        _compare(row, libraries, want_dtype, tol)
+    if kept is not None and not np.array_equal(out, kept, equal_nan=True):
+        problems.append("output: backward wrote into forward's output (it changes what forward stored in place)")
     for arg, x, old in zip((*spec.args, "dout"), (*inputs, dout), before, strict=True):
         if not np.array_equal(np.asarray(x), old, equal_nan=True):
-            problems.append(f"{arg}: forward or backward modified {'it' if arg == 'dout' else 'this input'}")
+            if arg == "dout":
+                problems.append("dout: backward wrote into it (copy it before changing it: dA = dout.copy())")
+            else:
+                problems.append(f"{arg}: forward or backward wrote into this input")
     worst = max(row.ratio for row in rows)
     if problems or any(row.problem for row in rows):
-        hints = _hints(spec, example, rows)
-        raise Mismatch(report(name, spec, example, backend, dtype, rows, problems, hints))
-    return worst
+        return Found(name, spec, example, backend, dtype, rows, problems, _mistakes(spec, example, rows)), worst
+    return None, worst
+
+
+def _item(values: Any, i: int) -> Any:
+    return values[i] if isinstance(values, tuple | list) and i < len(values) else _MISSING
+
+
+_MISSING = object()
 
 
 def check_backends(
@@ -153,6 +237,8 @@ def check_backends(
 
 
 def _same(g: Any, h: Any) -> bool:
+    if h is _MISSING:
+        return False
     return (g is None and h is None) or (g is not None and h is not None and np.array_equal(g, h, equal_nan=True))
 
 
@@ -183,30 +269,61 @@ def _compare(row: _Row, libraries: set[str], want_dtype: Any, tol: float) -> Non
     row.problem = "; ".join(problems) or None
 
 
-def _hints(spec: Spec, example: Example, rows: list[_Row]) -> list[str]:
+def _mistakes(spec: Spec, example: Example, rows: list[_Row]) -> list[Hint]:
+    """The known mistakes that explain this example's wrong gradients (see :func:`report.mistakes`)."""
+    floats_ = [i for i in range(len(spec.args)) if i not in spec.labels]
+    dout_shape = np.shape(example.dout)
+    out_shape = np.shape(rows[0].expected)
+    cases = [
+        (
+            f"at:dout:{i}",
+            f"is computed from dout where it should be from {spec.args[i]} (a mask or derivative "
+            "taken from the wrong array)",
+        )
+        for i in floats_
+        if np.shape(example.inputs[i]) == dout_shape and np.size(example.dout) > 0
+    ]
+    cases += [
+        (
+            f"at:output:{i}",
+            f"is the derivative taken at the output where it should be at {spec.args[i]} "
+            f"(e.g. 1 - tanh(out)**2 with out = tanh({spec.args[i]}))",
+        )
+        for i in floats_
+        if np.shape(example.inputs[i]) == out_shape and rows[0].expected is not None
+    ]
+
     def expected_for(case: str) -> list[tuple[str, Any]]:
+        inputs = list(example.inputs)
+        dout = example.dout
         if case == "ones":
-            other = Example(example.inputs, example.kwargs, np.ones_like(np.asarray(example.dout, np.float64)))
+            dout = np.ones_like(np.asarray(example.dout, np.float64))
+        elif case.startswith("at:"):
+            _, source, i = case.split(":")
+            value = example.dout if source == "dout" else rows[0].expected
+            inputs[int(i)] = np.asarray(value, np.float64)
         else:
             sign = 1.0 if case == "above" else -1.0
-            other = Example(
-                tuple(_nudge(x, sign, i in spec.labels) for i, x in enumerate(example.inputs)),
-                example.kwargs,
-                example.dout,
-            )
-        return list(zip(spec.grads, oracle(spec, other)[1], strict=True))
+            inputs = [_nudge(x, sign, i in spec.labels) for i, x in enumerate(example.inputs)]
+        return list(zip(spec.grads, oracle(spec, Example(tuple(inputs), example.kwargs, dout))[1], strict=True))
 
-    batch = np.shape(example.inputs[0])[0] if spec.name.startswith("vector.") and np.ndim(example.inputs[0]) else None
+    first = np.shape(example.inputs[floats_[0]]) if floats_ else ()
+    vector = len(first) >= 1 and not spec.name.startswith("scalar.")
+    batch = first[0] if vector else None
+    width = int(np.prod(first[1:])) if vector and len(first) >= 2 else None
     dout_is_ones = bool(np.all(np.asarray(example.dout) == 1))
-    return diagnose(rows, batch=batch, dout_is_ones=dout_is_ones, expected_for=expected_for)
+    return mistakes(rows, batch=batch, dout_is_ones=dout_is_ones, expected_for=expected_for, cases=cases, width=width)
 
 
 def _nudge(x: Any, sign: float, is_label: bool) -> Any:
-    """``x`` moved by a millionth of its size (at least 1e-9): across a kink that lies exactly on it."""
+    """``x`` moved by about a billionth of its size (at least 1e-9): across a kink that lies
+    exactly on it. Each entry moves a little more than the one before, so that a kink in a
+    difference of entries (a hinge's margin ``S_j - S_y + 1``) is crossed too."""
     if is_label:
         return x
     x = np.asarray(x, np.float64)
-    return x + sign * 1e-9 * np.maximum(1, np.abs(x))
+    steps = 1 + np.arange(x.size, dtype=np.float64).reshape(x.shape) / max(x.size, 1)
+    return x + sign * 1e-9 * steps * np.maximum(1, np.abs(x))
 
 
 @dataclass(frozen=True)
@@ -217,46 +334,162 @@ class Result:
     worst: float
 
 
+#: how many examples :func:`check` draws, after a failure, looking for a typical failing one
+TYPICAL_TRIES = 40
+
+
 def check(
-    layer: Callable[..., Any],
+    layer: Any,
     reference: str | Spec,
     *,
     backend: str = "numpy",
     dtype: Any = np.float64,
     max_examples: int = 100,
     derandomize: bool = True,
+    **convention: Any,
 ) -> Result:
     """Check ``layer`` against a reference function on examples drawn by Hypothesis.
 
     Args:
-        layer: the layer class (``forward(*inputs)``, ``backward(dout)``).
-        reference: a name from :data:`SPECS` (``"scalar.relu"``) or a :class:`Spec`.
+        layer: the layer class (``forward(*inputs)``, ``backward(dout)``), or code in another
+            convention (a pair of functions, a loss function returning its gradient, a jax
+            function, :class:`~handlayers.testing.Method`, an :class:`~handlayers.testing.Adapted`).
+        reference: a name from :data:`SPECS` (``"scalar.relu"``) or a :class:`Spec`
+            (:func:`~handlayers.testing.spec` makes one for any function).
         backend: ``"numpy"``, ``"jax"``, or ``"python"`` for plain Python floats (scalar only).
         dtype: the float dtype of the inputs (``"python"`` is always float64).
         max_examples: how many examples to draw; the kinks are among them.
         derandomize: draw the same examples every run.
+        convention: the options of :func:`~handlayers.testing.adapt` (``params``, ``init``,
+            ``grads``, ``output``, ``no_grad``, ``backward_args``).
 
     Returns:
         A :class:`Result`.
 
     Raises:
-        Mismatch: with the report of the smallest failing example Hypothesis found.
+        Mismatch: with the report of the smallest failing example Hypothesis found, a typical
+            failing example beside it where one is found, and the mistake where one known
+            mistake explains every failing example found.
         KeyError: for an unknown reference name.
+        ConventionError: where the options do not fit the code.
     """
     spec = SPECS[reference] if isinstance(reference, str) else reference
+    if not isinstance(layer, Adapted) and (convention or not _is_plain_layer(layer)):
+        layer = adapt(layer, spec, **convention)
+    variants = layer.variants() if isinstance(layer, Adapted) else [layer]
     ratios: list[float] = []
+    strategy = examples(spec, dtype, python_floats=backend == "python")
 
-    @hypothesis.settings(
+    @_settings(max_examples, derandomize)
+    @hypothesis.given(strategy)
+    def run(example: Example) -> None:
+        expected = None if any(getattr(v, "unit_dout", False) for v in variants) else oracle(spec, example)
+        for variant in variants:
+            ratios.append(check_example(variant, spec, example, backend=backend, dtype=dtype, expected=expected))
+
+    try:
+        run()
+    except Mismatch as mismatch:
+        if mismatch.found is None or mismatch.found.error is not None:
+            raise
+        raise Mismatch(_full_report(mismatch.found, variants, strategy, backend, dtype)) from None
+    return Result(len(ratios) // len(variants), max(ratios))
+
+
+def _is_plain_layer(layer: Any) -> bool:
+    """A class in the contract's own convention: forward(*inputs), backward(dout)."""
+    if not isinstance(layer, type):
+        return False
+    backward = getattr(layer, "backward", None)
+    return callable(getattr(layer, "forward", None)) and callable(backward) and not takes_no_dout(layer)
+
+
+def _settings(max_examples: int, derandomize: bool, **more: Any) -> Any:
+    return hypothesis.settings(
         max_examples=max_examples,
         deadline=None,
         database=None,
         derandomize=derandomize,
         report_multiple_bugs=False,  # one report: the smallest example of the first bug found
         suppress_health_check=list(hypothesis.HealthCheck),
+        **more,
     )
-    @hypothesis.given(examples(spec, dtype, python_floats=backend == "python"))
-    def run(example: Example) -> None:
-        ratios.append(check_example(layer, spec, example, backend=backend, dtype=dtype))
 
-    run()
-    return Result(len(ratios), max(ratios))
+
+def typicality(spec: Spec, example: Example) -> float:
+    """How typical ``example`` is, from 0 to 4: sides of 2 or more, unequal sides, values neither
+    0 nor tiny nor all alike, and ``dout`` neither 0 nor ±1 (the smallest example is all 1s and
+    0s, where mistakes hide)."""
+    floats_ = [np.asarray(x, np.float64) for i, x in enumerate(example.inputs) if i not in spec.labels]
+    sides = [side for x in floats_ for side in x.shape]
+    score = 0.0
+    if sides:
+        score += min(sides) >= 2 + len(set(sides)) / len(sides)
+    score += float(np.mean([np.mean(_plain(x)) * _varied(x) for x in floats_])) if floats_ else 1.0
+    dout = np.asarray(example.dout, np.float64)
+    score += float(np.mean(_plain(dout) & (np.abs(dout) != 1))) if dout.size else 1.0
+    return score
+
+
+def _spread(spec: Spec, found: Found, variants: list[Any]) -> list[Found]:
+    """Failing examples like ``found``'s with its values spread out: each float entry (and
+    ``dout``'s) scaled by a random factor in [0.5, 1.5] and zeros and tiny values made random, so
+    that equal entries differ (Hypothesis often fills an array with one value), on the same shapes."""
+    rng = np.random.default_rng(0)
+    spread = []
+    for _ in range(TYPICAL_TRIES // 4):
+        example = found.example
+        inputs = tuple(x if i in spec.labels else _scatter(x, rng) for i, x in enumerate(example.inputs))
+        candidate = Example(inputs, example.kwargs, _scatter(example.dout, rng))
+        for variant in variants:
+            try:
+                check_example(variant, spec, candidate, backend=found.backend, dtype=found.dtype)
+            except Mismatch as mismatch:  # check_example's own: it always carries what it found
+                spread.append(mismatch.found)
+                break
+    return spread
+
+
+def _scatter(x: Any, rng: np.random.Generator) -> Any:
+    values = np.asarray(x)
+    tiny = np.abs(values) < 1e-2  # zeros and the like: a reader takes in 0.7 at a glance, not 2e-126
+    scattered = np.where(tiny, rng.uniform(-3, 3, values.shape), values) * rng.uniform(0.5, 1.5, values.shape)
+    return float(scattered) if isinstance(x, float) else scattered.astype(values.dtype)
+
+
+def _varied(x: np.ndarray) -> float:
+    """The fraction of distinct values (1 for a single value): a row of one value hides a transpose."""
+    return len(np.unique(x)) / x.size if x.size else 1.0
+
+
+def _plain(x: np.ndarray) -> np.ndarray:
+    """Values a reader takes in at a glance: neither 0 nor tiny nor huge."""
+    return (np.abs(x) >= 1e-2) & (np.abs(x) <= 1e3)
+
+
+def _full_report(found: Found, variants: list[Any], strategy: Any, backend: str, dtype: Any) -> str:
+    """The smallest failing example, a typical one beside it, and the mistakes that explain both."""
+    others: list[Found] = []
+
+    @_settings(TYPICAL_TRIES, True, phases=[hypothesis.Phase.generate, hypothesis.Phase.target])
+    @hypothesis.given(strategy)
+    def search(example: Example) -> None:
+        hypothesis.target(typicality(found.spec, example))
+        for variant in variants:
+            try:
+                check_example(variant, found.spec, example, backend=backend, dtype=dtype)
+            except Mismatch as mismatch:  # check_example's own: it always carries what it found
+                others.append(mismatch.found)
+                return
+
+    search()
+    best = max([found, *others], key=lambda f: typicality(f.spec, f.example) if f.error is None else -1.0)
+    valued = [f for f in (*others, *_spread(found.spec, best, variants)) if f.error is None]
+    hints = explained([(f.wrong, f.hints) for f in (found, *valued)])
+    text = [found.report(hints=[])]
+    smallest = typicality(found.spec, found.example)
+    typical = max(valued, key=lambda f: typicality(f.spec, f.example), default=None)
+    if typical is not None and typicality(typical.spec, typical.example) > smallest:
+        text.append("\n".join(typical_lines(typical.spec, typical.example, typical.rows, typical.problems)))
+    text += [f"Likely mistake: {line}." for line in phrase(hints)]
+    return "\n".join(text)

@@ -17,7 +17,8 @@ __all__ = ["oracle", "output_shape"]
 
 def output_shape(spec: Spec, inputs: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[int, ...]:
     """The shape of the reference's output for these inputs, found without computing it."""
-    key = (spec.name, tuple(sorted(kwargs.items())), *((np.shape(x), np.asarray(x).dtype.name) for x in inputs))
+    key = (spec.name, spec.reference, tuple(sorted(kwargs.items())))
+    key += tuple((np.shape(x), np.asarray(x).dtype.name) for x in inputs)
     if key not in _OUTPUT_SHAPES:  # tracing the reference takes milliseconds: once per shape
         structs = [jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype) for x in inputs]
         _OUTPUT_SHAPES[key] = tuple(jax.eval_shape(lambda *xs: spec.reference(*xs, **kwargs), *structs).shape)
@@ -35,7 +36,8 @@ def oracle(spec: Spec, example: Example) -> tuple[np.ndarray, tuple[np.ndarray |
 
     The jitted vjp is cached per reference and keywords, so each new shape compiles once.
     """
-    key = (spec.name, tuple(sorted(example.kwargs.items())))
+    # user references may share a name: the function itself is in the key
+    key = (spec.name, spec.reference, spec.labels, tuple(sorted(example.kwargs.items())))
     if key not in _ORACLES:
         _ORACLES[key] = jax.jit(_vjp_function(spec, example.kwargs))
     floats_ = [np.asarray(x, np.float64) for i, x in enumerate(example.inputs) if i not in spec.labels]

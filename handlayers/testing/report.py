@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import traceback
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+import jax
+import jaxlib
 import numpy as np
 
 import handlayers
@@ -16,6 +18,24 @@ if TYPE_CHECKING:
     from handlayers.testing.specs import Spec
 
 _PACKAGE = os.path.dirname(os.path.abspath(handlayers.__file__))
+
+
+def _hidden_folders() -> tuple[str, ...]:
+    """The folders whose frames a user's traceback leaves out: ours, numpy's, jax's and jaxlib's."""
+    packages = (handlayers, np, jax, jaxlib)
+    return tuple(os.path.dirname(os.path.abspath(p.__file__)) + os.sep for p in packages)
+
+
+class Hint(NamedTuple):
+    """A known mistake that explains the wrong values of ``subject`` (gradient names).
+
+    ``telling`` is whether this example tells it from the right answer: a factor of a zero
+    gradient, or a sum of zeros, explains the example without telling anything.
+    """
+
+    subject: tuple[str, ...]
+    words: str
+    telling: bool = True
 
 
 def show(x: Any) -> str:
@@ -43,8 +63,12 @@ def value_lines(name: str, expected: Any, got: Any, problem: str | None) -> list
 
 
 def user_traceback(error: BaseException) -> list[str]:
-    """The traceback of ``error`` without handlayers' own frames: the lines the user wrote."""
-    frames = [f for f in traceback.extract_tb(error.__traceback__) if not f.filename.startswith(_PACKAGE + os.sep)]
+    """The traceback of ``error`` without the frames of handlayers, numpy and jax (told by the
+    file's folder, not its text): the lines the user wrote."""
+    hidden = _hidden_folders()
+    frames = [
+        f for f in traceback.extract_tb(error.__traceback__) if not os.path.abspath(f.filename).startswith(hidden)
+    ]
     lines = traceback.format_list(frames) + traceback.format_exception_only(type(error), error)
     return [line.rstrip("\n") for chunk in lines for line in chunk.split("\n") if line]
 
@@ -61,8 +85,24 @@ def diagnose(
     batch: int | None,
     dout_is_ones: bool,
     expected_for: Callable[[str], Sequence[tuple[str, Any]]],
+    cases: Sequence[tuple[str, str]] = (),
+    width: int | None = None,
 ) -> list[str]:
-    """The known mistakes that explain the wrong gradients in ``rows``, in words.
+    """The known mistakes that explain the wrong gradients in ``rows``, in words (:func:`mistakes`, phrased)."""
+    found = mistakes(rows, batch=batch, dout_is_ones=dout_is_ones, expected_for=expected_for, cases=cases, width=width)
+    return phrase([hint for hint in found if hint.telling])
+
+
+def mistakes(
+    rows: Sequence[Any],
+    *,
+    batch: int | None,
+    dout_is_ones: bool,
+    expected_for: Callable[[str], Sequence[tuple[str, Any]]],
+    cases: Sequence[tuple[str, str]] = (),
+    width: int | None = None,
+) -> list[Hint]:
+    """Every known mistake that explains a wrong gradient in ``rows``, one :class:`Hint` each.
 
     Args:
         rows: the compared values (``name``, ``expected``, ``got``, ``problem``, ``tol``).
@@ -70,75 +110,132 @@ def diagnose(
         dout_is_ones: whether every element of ``dout`` is 1 (then "ignores dout" is unknowable).
         expected_for: ``expected_for(case)`` gives ``(name, gradient)`` pairs of the oracle in
             another case: ``"ones"`` (with dout = 1), ``"above"``/``"below"`` (inputs nudged up or
-            down, past a kink that lies exactly on the example).
+            down, past a kink that lies exactly on the example), and each of ``cases``.
+        cases: more ``(case, words)`` to try: a gradient that equals the oracle's in that case
+            gets ``words`` (an input computed at the wrong array, ...).
+        width: ``k``, the entries per row of a vector layer's first input (for a mean over rows
+            where the reference takes one over every entry).
     """
     wrong = [r for r in rows if r.problem and r.expected is not None and r.got is not None and r.name != "output"]
-    hints, swapped = _swaps(wrong)
+    wrong = [r for r in wrong if np.shape(r.got) == np.shape(r.expected) or np.ndim(r.got) > 0]
+    found = _sign_flips(wrong)
+    flipped = {name for hint in found for name in hint.subject}
+    # a squared loss's two gradients are each other's negatives: flipping both signs swaps them,
+    # and the flip is the mistake people make, so a swap that flips explain tells nothing
+    swaps = [h._replace(telling=not set(h.subject) <= flipped) for h in _swaps(wrong)]
+    found += swaps
+    swapped = {name for hint in swaps for name in hint.subject}
     for row in wrong:
         got, want = np.asarray(row.got, np.float64), np.asarray(row.expected, np.float64)
-        if row.name in swapped or _close(got, want, row.tol):
-            continue  # explained by a swap, or the values are right (the row says what is wrong)
-        hint = _shape_hint(row.name, got, want, row.tol, batch) if got.shape != want.shape else None
-        hint = hint or _value_hint(row, got, want, batch)
-        hint = hint or _case_hint(row, expected_for, dout_is_ones)
-        if hint:
-            hints.append(hint)
-    return hints
+        if _close(got, want, row.tol):
+            continue  # the values are right (the row says what is wrong)
+        telling = bool(np.any(np.abs(want) > row.tol))  # every factor and sum of zeros is zero
+        if got.shape != want.shape:
+            found += [Hint((row.name,), w, telling) for w in _shape_hints(got, want, row.tol, batch)]
+            continue
+        if row.name not in flipped | swapped:
+            found += [Hint((row.name,), w, telling) for w in _value_hints(row, got, want, batch, width)]
+        found += [Hint((row.name,), w) for w in _case_hints(row, expected_for, dout_is_ones, cases)]
+    return found
 
 
-def _shape_hint(name: str, got: np.ndarray, want: np.ndarray, tol: float, batch: int | None) -> str | None:
+def explained(found: Sequence[tuple[set[str], Sequence[Hint]]]) -> list[Hint]:
+    """The hints that explain every failing example: ``found`` holds, for each, the names of its
+    wrong values and its hints. A hint stays where every example in which a value of its subject
+    is wrong has it too, and at least one of them tells it (say nothing rather than something wrong)."""
+    kept = []
+    for subject, words in dict.fromkeys((h.subject, h.words) for _, hints in found for h in hints):
+        relevant = [{(h.subject, h.words): h.telling for h in hints} for wrong, hints in found if wrong & set(subject)]
+        if all((subject, words) in hints for hints in relevant) and any(h[subject, words] for h in relevant):
+            kept.append(Hint(subject, words))
+    return kept
+
+
+def phrase(hints: Sequence[Hint]) -> list[str]:
+    """One line per subject, its explanations joined by "or" (with n = 2, a missing 1/n is also a
+    factor of 2: both are said)."""
+    by_subject: dict[tuple[str, ...], list[str]] = {}
+    for hint in hints:
+        by_subject.setdefault(hint.subject, []).append(hint.words)
+    lines = []
+    for subject, words in by_subject.items():
+        names = " and ".join(subject) if len(subject) < 3 else ", ".join(subject[:-1]) + " and " + subject[-1]
+        lines.append(f"{names} {', or '.join(dict.fromkeys(words))}")
+    return lines
+
+
+def _shape_hints(got: np.ndarray, want: np.ndarray, tol: float, batch: int | None) -> list[str]:
     if got.ndim == 2 and got.shape == want.shape[::-1] and _close(got.T, want, tol):
-        return f"{name} is transposed"
+        return ["is transposed"]
     try:
         summed = sum_to_shape(np, got, want.shape)
     except ValueError:
-        return None
+        return []
     if _close(summed, want, tol):
         where = "over the batch" if batch is not None else "over the axes that broadcasting stretched"
-        return f"{name} is missing the sum {where}"
-    return None
+        return [f"is missing the sum {where}"]
+    return []
 
 
-def _value_hint(row: Any, got: np.ndarray, want: np.ndarray, batch: int | None) -> str | None:
-    if not np.any(np.abs(want) > row.tol):
-        return None  # a zero gradient: no factor tells anything
+def _value_hints(row: Any, got: np.ndarray, want: np.ndarray, batch: int | None, width: int | None) -> list[str]:
     factors = []
     if batch and batch > 1:
         factors += [
             (float(batch), "is missing the 1/n of the mean"),
             (1 / batch, "is averaged, not summed, over the batch"),
         ]
+    if width and width > 1:
+        factors += [
+            (float(width), "is k times too large (k entries a row): a mean over the n rows, not over every entry"),
+            (1 / width, "is k times too small (k entries a row): a mean over every entry, not over the n rows"),
+        ]
+        if batch and batch > 1:
+            factors += [
+                (float(batch * width), "is missing the 1/(n*k) of the mean over every entry"),
+                (1 / (batch * width), "is averaged over every entry (1/(n*k)) where it is summed"),
+            ]
     factors += [(-1.0, "has the wrong sign"), (2.0, "has a factor of 2 too many"), (0.5, "has a factor of 2 too few")]
     matches = [words for factor, words in factors if _close(got, factor * want, row.tol)]
-    if matches:  # with n = 2, a missing 1/n is also a factor of 2: say both
-        return f"{row.name} {', or '.join(matches)}"
     if got.ndim == 2 and got.shape[0] == got.shape[1] and _close(got.T, want, row.tol):
-        return f"{row.name} is transposed"
-    return None
+        matches.append("is transposed")
+    return matches
 
 
-def _case_hint(row: Any, expected_for: Callable[[str], Sequence[tuple[str, Any]]], dout_is_ones: bool) -> str | None:
-    cases = [("above", "passes the gradient through at the kink, where the contract takes 0")]
-    cases.append(("below", cases[0][1]))
-    if not dout_is_ones:
-        cases.insert(0, ("ones", "ignores dout (it is the gradient for dout = 1)"))
+def _case_hints(
+    row: Any,
+    expected_for: Callable[[str], Sequence[tuple[str, Any]]],
+    dout_is_ones: bool,
+    more: Sequence[tuple[str, str]],
+) -> list[str]:
+    kink = "passes the gradient through at the kink, where the contract takes 0"
+    cases = [] if dout_is_ones else [("ones", "ignores dout (it is the gradient for dout = 1)")]
+    cases += [("above", kink), ("below", kink), *more]
+    found = []
     for case, words in cases:
         other = dict(expected_for(case)).get(row.name)
         # the nudge moves a smooth gradient by about 1e-9 of itself, a kink's by all of it
         distinct = other is not None and not _close(other, row.expected, row.tol, rtol=1e-7)
         if distinct and _close(row.got, other, row.tol, rtol=1e-7):
-            return f"{row.name} {words}"
-    return None
+            found.append(words)
+    return list(dict.fromkeys(found))
 
 
-def _swaps(wrong: Sequence[Any]) -> tuple[list[str], set[str]]:
-    hints, names = [], set()
+def _sign_flips(wrong: Sequence[Any]) -> list[Hint]:
+    """Every wrong gradient is its negative, and there are at least two: the sign of them all."""
+    nonzero = [r for r in wrong if np.any(np.abs(np.asarray(r.expected, np.float64)) > r.tol)]
+    flipped = all(_close(r.got, -np.asarray(r.expected, np.float64), r.tol) for r in wrong)
+    if len(nonzero) < 2 or not flipped:
+        return []
+    return [Hint(tuple(r.name for r in nonzero), "all have the wrong sign (every sign is flipped: not a swap)")]
+
+
+def _swaps(wrong: Sequence[Any]) -> list[Hint]:
+    hints = []
     for i, a in enumerate(wrong):
         for b in wrong[i + 1 :]:
             if _close(a.got, b.expected, b.tol) and _close(b.got, a.expected, a.tol):
-                hints.append(f"{a.name} and {b.name} are swapped")
-                names |= {a.name, b.name}
-    return hints, names
+                hints.append(Hint((a.name, b.name), "are swapped"))
+    return hints
 
 
 def raised_report(name: str, spec: Spec, example: Any, backend: str, dtype: Any, error: Exception) -> str:
@@ -170,3 +267,15 @@ def report(
     lines += [f"  {p}" for p in problems]
     lines += [f"Likely mistake: {hint}." for hint in hints]
     return "\n".join(lines)
+
+
+def typical_lines(spec: Spec, example: Any, rows: Sequence[Any], problems: Sequence[str]) -> list[str]:
+    """A typical failing example (values not 0, sides of 2 or more, dout not 0 or 1), under the
+    smallest one: only what is wrong on it."""
+    lines = ["A typical failing example (the smallest can hide a mistake behind zeros and ones):"]
+    lines += example_lines(spec.args, example.inputs, example.kwargs, example.dout)
+    for row in rows:
+        if row.problem:
+            lines += value_lines(row.name, row.expected, row.got, row.problem)
+    lines += [f"  {p}" for p in problems]
+    return lines

@@ -1,0 +1,174 @@
+"""Specs for any reference: :func:`spec` builds one from the inputs' declared shapes.
+
+``spec(jax.nn.gelu, shapes={"x": "n d"})`` checks a layer against any ``jax.numpy`` function.
+Named dimensions (``n``, ``d_in``) are drawn small (1 to :data:`MAX_SIDE`; a batch of 1
+included), sometimes equal to one drawn before, sometimes not: an equal pair hides nothing a
+missing transpose shows, and an unequal one shows it. Values lie in ``[-BOUND, BOUND]`` with the
+kinks ``0``, ``1``, ``-1`` and the user's own drawn often, exactly.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import hypothesis.strategies as st
+import jax
+import numpy as np
+
+from handlayers.testing.conventions import signature
+from handlayers.testing.specs import Spec
+from handlayers.testing.strategies import MAX_SIDE, arrays, floats
+
+__all__ = ["BOUND", "parse_keywords", "parse_labels", "parse_shapes", "spec", "with_keywords"]
+
+#: the largest magnitude drawn: the values layers see, with room for a factor to show
+BOUND = 10.0
+
+Dims = tuple[str | int, ...]
+
+
+def parse_shapes(text: str | Mapping[str, str | Sequence[str | int]]) -> dict[str, Dims]:
+    """``"X: n d_in; W: d_in d_out; b: d_out"`` (or a dict of such strings) as ``{name: dims}``;
+    a dimension is a name or a literal size; ``"y:"`` with no dimension is a 0-d input."""
+    items = _items(text)
+    return {name: tuple(_dim(d) for d in (dims.split() if isinstance(dims, str) else dims)) for name, dims in items}
+
+
+def parse_labels(text: str | Mapping[str, str]) -> dict[str, tuple[Dims, str | int]]:
+    """``"labels: n < k"``: integer inputs of shape ``(n,)`` with values in ``[0, k)``."""
+    parsed = {}
+    for name, declared in _items(text):
+        dims, sep, bound = str(declared).partition("<")
+        if not sep or not bound.strip():
+            raise ValueError(f"labels {name!r}: expected 'DIMS < BOUND' (labels: n < k), got {declared!r}")
+        parsed[name] = (tuple(_dim(d) for d in dims.split()), _dim(bound.strip()))
+    return parsed
+
+
+def parse_keywords(pairs: Sequence[str]) -> dict[str, Any]:
+    """``["axis=1", "mode=train"]`` as ``{"axis": 1, "mode": "train"}``: a Python literal, else text."""
+    keywords = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.isidentifier():
+            raise ValueError(f"--kw {pair!r}: expected NAME=VALUE")
+        try:
+            keywords[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):  # not a literal: the text itself
+            keywords[name] = value
+    return keywords
+
+
+def _items(text: str | Mapping[str, Any]) -> list[tuple[str, Any]]:
+    if isinstance(text, Mapping):
+        return list(text.items())
+    items = []
+    for part in filter(str.strip, text.split(";")):
+        name, sep, rest = part.partition(":")
+        if not sep or not name.strip().isidentifier():
+            raise ValueError(f"expected 'NAME: DIMS', got {part.strip()!r}")
+        items.append((name.strip(), rest.strip()))
+    return items
+
+
+def _dim(text: str | int) -> str | int:
+    if isinstance(text, int) or str(text).isdigit():
+        return int(text)
+    if not str(text).isidentifier():
+        raise ValueError(f"a dimension is a name or a size, got {text!r}")
+    return str(text)
+
+
+def spec(
+    function: Callable[..., Any],
+    shapes: str | Mapping[str, Any],
+    labels: str | Mapping[str, str] | None = None,
+    kinks: Sequence[float] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    name: str | None = None,
+) -> Spec:
+    """A :class:`~handlayers.testing.Spec` for ``function``, a ``jax.numpy`` function of the inputs.
+
+    Args:
+        function: the reference; ``jax.vjp`` of it is the oracle.
+        shapes: each float input's shape, ``{"X": "n d_in", "W": "d_in d_out"}`` or the
+            command line's ``"X: n d_in; W: d_in d_out"``.
+        labels: integer inputs, ``{"labels": "n < k"}`` or ``"labels: n < k"``.
+        kinks: values where the function has a kink, drawn often (with 0, 1 and -1).
+        kwargs: keywords passed to the reference and to the layer (its constructor).
+        name: the name reports give the reference (default: its module and name).
+
+    The inputs are in the reference's signature order where every declared name is one of its
+    parameters, else in the order declared.
+    """
+    shapes_, labels_ = parse_shapes(shapes), parse_labels(labels or {})
+    declared = [*shapes_, *labels_]
+    if len(set(declared)) < len(declared):
+        raise ValueError(f"an input is declared twice: {', '.join(declared)}")
+    args = _order(function, declared)
+    label_positions = tuple(i for i, a in enumerate(args) if a in labels_)
+    kwargs_ = dict(kwargs or {})
+    dims = [d for a in args for d in (shapes_[a] if a in shapes_ else (*labels_[a][0], labels_[a][1]))]
+    names = list(dict.fromkeys(d for d in dims if isinstance(d, str)))
+    specials = tuple(dict.fromkeys((0.0, 1.0, -1.0, *map(float, kinks))))
+
+    def draw(dtype: Any) -> st.SearchStrategy[tuple[tuple[Any, ...], dict[str, Any]]]:
+        element = floats(dtype, BOUND, specials=specials)
+
+        @st.composite
+        def inputs(data: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any]]:
+            sizes: dict[str, int] = {}
+            for dim in names:  # sometimes equal to one drawn before, sometimes not
+                earlier = st.sampled_from(sorted(set(sizes.values()))) if sizes else st.nothing()
+                sizes[dim] = data(st.one_of(st.integers(1, MAX_SIDE), earlier))
+            values = []
+            for arg in args:
+                if arg in labels_:
+                    shape, bound = labels_[arg]
+                    top = sizes[bound] if isinstance(bound, str) else bound
+                    values.append(data(arrays(np.int64, _shape(shape, sizes), st.integers(0, top - 1))))
+                else:
+                    values.append(data(arrays(dtype, _shape(shapes_[arg], sizes), element)))
+            return tuple(values), dict(kwargs_)
+
+        return inputs()
+
+    title = name or f"{getattr(function, '__module__', None) or ''}.{_function_name(function)}".lstrip(".")
+    return Spec(title, function, None, tuple(args), draw, labels=label_positions)  # type: ignore[arg-type]
+
+
+def _shape(dims: Dims, sizes: Mapping[str, int]) -> tuple[int, ...]:
+    return tuple(sizes[d] if isinstance(d, str) else d for d in dims)
+
+
+def _function_name(function: Any) -> str:
+    return getattr(function, "__qualname__", None) or getattr(function, "__name__", type(function).__name__)
+
+
+def _order(function: Callable[..., Any], declared: list[str]) -> list[str]:
+    parameters = list(getattr(signature(function), "parameters", ()))
+    return [p for p in parameters if p in declared] if set(declared) <= set(parameters) else declared
+
+
+def with_keywords(spec_: Spec, keywords: Mapping[str, Any]) -> Spec:
+    """``spec_`` with ``keywords`` added to every example's (the reference's and the layer's
+    keywords); examples where the reference cannot take them (an axis past the input's) are skipped."""
+    if not keywords:
+        return spec_
+
+    def fits(example: tuple[tuple[Any, ...], dict[str, Any]]) -> bool:
+        inputs, kwargs = example
+        structs = [jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype) for x in inputs]
+        try:
+            jax.eval_shape(lambda *xs: spec_.reference(*xs, **kwargs), *structs)
+        except Exception:  # the reference refuses these inputs with these keywords: draw others
+            return False
+        return True
+
+    def draw(dtype: Any) -> Any:
+        return spec_.draw(dtype).map(lambda e: (e[0], {**e[1], **keywords})).filter(fits)
+
+    return dataclasses.replace(spec_, draw=draw, elements=())

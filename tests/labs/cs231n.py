@@ -1,0 +1,141 @@
+"""Layers in the CS231n style: function pairs with a cache, and losses returning their gradient.
+
+Each right one is written as the assignment's solutions write it; each wrong one has one mistake
+that real submissions make, named in its docstring.
+"""
+
+import numpy as np
+
+
+def affine_forward(x, w, b):
+    out = x @ w + b
+    return out, (x, w)
+
+
+def affine_backward(dout, cache):
+    x, w = cache
+    return dout @ w.T, x.T @ dout, dout.sum(axis=0)
+
+
+def affine_dw_transposed_forward(x, w, b):
+    return affine_forward(x, w, b)
+
+
+def affine_dw_transposed_backward(dout, cache):
+    """dw = dout.T @ x: the transpose of the right answer."""
+    x, w = cache
+    return dout @ w.T, dout.T @ x, dout.sum(axis=0)
+
+
+def affine_db_mean_forward(x, w, b):
+    return affine_forward(x, w, b)
+
+
+def affine_db_mean_backward(dout, cache):
+    """db averaged over the batch instead of summed."""
+    x, w = cache
+    return dout @ w.T, x.T @ dout, dout.mean(axis=0)
+
+
+def relu_forward(x):
+    return np.maximum(0, x), x
+
+
+def relu_backward(dout, cache):
+    x = cache
+    dx = dout.copy()
+    dx[x <= 0] = 0
+    return dx
+
+
+def relu_dout_mask_forward(x):
+    return np.maximum(0, x), x
+
+
+def relu_dout_mask_backward(dout, cache):
+    """Masks on the upstream gradient instead of the input."""
+    return dout * (dout > 0)
+
+
+def relu_in_place_forward(x):
+    return np.maximum(0, x), x
+
+
+def relu_in_place_backward(dout, cache):
+    """Zeroes dout itself instead of a copy."""
+    dout[cache <= 0] = 0
+    return dout
+
+
+def tanh_forward(x):
+    out = np.tanh(x)
+    return out, out
+
+
+def tanh_backward(dout, cache):
+    out = cache
+    return dout * (1 - out**2)
+
+
+def tanh_at_output_forward(x):
+    out = np.tanh(x)
+    return out, out
+
+
+def tanh_at_output_backward(dout, cache):
+    """Applies tanh again to what the cache holds: the derivative at the output, not the input."""
+    return dout * (1 - np.tanh(cache) ** 2)
+
+
+def batchnorm_forward(x, gamma, beta, bn_param):
+    eps = bn_param.get("eps", 1e-5)
+    mu = x.mean(axis=0)
+    var = x.var(axis=0)
+    x_hat = (x - mu) / np.sqrt(var + eps)
+    return gamma * x_hat + beta, (x_hat, gamma, var, eps)
+
+
+def batchnorm_backward(dout, cache):
+    x_hat, gamma, var, eps = cache
+    n = dout.shape[0]
+    dx_hat = dout * gamma
+    dx = (n * dx_hat - dx_hat.sum(axis=0) - x_hat * (dx_hat * x_hat).sum(axis=0)) / (n * np.sqrt(var + eps))
+    return dx, (dout * x_hat).sum(axis=0), dout.sum(axis=0)
+
+
+def softmax_loss(x, y):
+    shifted = x - x.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    n = x.shape[0]
+    loss = -log_probs[np.arange(n), y].sum() / n
+    dx = np.exp(log_probs)
+    dx[np.arange(n), y] -= 1
+    return loss, dx / n
+
+
+def softmax_loss_no_mean(x, y):
+    """Forgets to divide dx by N."""
+    shifted = x - x.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    n = x.shape[0]
+    loss = -log_probs[np.arange(n), y].sum() / n
+    dx = np.exp(log_probs)
+    dx[np.arange(n), y] -= 1
+    return loss, dx
+
+
+def svm_loss(x, y):
+    n = x.shape[0]
+    correct = x[np.arange(n), y][:, None]
+    margins = np.maximum(0, x - correct + 1.0)
+    margins[np.arange(n), y] = 0
+    loss = margins.sum() / n
+    positive = (margins > 0).astype(x.dtype)
+    positive[np.arange(n), y] = -positive.sum(axis=1)
+    return loss, positive / n
+
+
+def svm_loss_flipped(x, y):
+    """dx with every sign flipped (the correct class pushed up where it should go down)."""
+    loss, dx = svm_loss(x, y)
+    return loss, -dx

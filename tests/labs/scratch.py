@@ -1,0 +1,118 @@
+"""Layers from the "from scratch" books: parameters and gradients kept as attributes.
+
+`forward` stores `self.output` and returns nothing; `backward(dvalues)` stores `dinputs`,
+`dweights`, `dbiases`. The bias is a (1, n) row.
+"""
+
+import numpy as np
+
+
+class Layer_Dense:
+    def __init__(self, n_inputs, n_neurons):
+        self.weights = 0.01 * np.random.default_rng(0).standard_normal((n_inputs, n_neurons))
+        self.biases = np.zeros((1, n_neurons))
+
+    def forward(self, inputs):
+        self.inputs = inputs
+        self.output = np.dot(inputs, self.weights) + self.biases
+
+    def backward(self, dvalues):
+        self.dweights = np.dot(self.inputs.T, dvalues)
+        self.dbiases = np.sum(dvalues, axis=0, keepdims=True)
+        self.dinputs = np.dot(dvalues, self.weights.T)
+
+
+class Layer_Dense_dweights_mean(Layer_Dense):
+    """Divides dweights by the number of samples, as if the layer took the mean."""
+
+    def backward(self, dvalues):
+        super().backward(dvalues)
+        self.dweights = self.dweights / len(dvalues)
+
+
+class Activation_ReLU:
+    def forward(self, inputs):
+        self.inputs = inputs
+        self.output = np.maximum(0, inputs)
+
+    def backward(self, dvalues):
+        self.dinputs = dvalues.copy()
+        self.dinputs[self.inputs <= 0] = 0
+
+
+class Activation_ReLU_no_copy:
+    """Zeroes the incoming gradient itself: dinputs is dvalues."""
+
+    def forward(self, inputs):
+        self.inputs = inputs
+        self.output = np.maximum(0, inputs)
+
+    def backward(self, dvalues):
+        self.dinputs = dvalues
+        self.dinputs[self.inputs <= 0] = 0
+
+
+class Activation_Sigmoid:
+    def forward(self, inputs):
+        self.inputs = inputs
+        self.output = np.exp(-np.logaddexp(0, -inputs))  # 1 / (1 + exp(-x)) without overflow
+
+    def backward(self, dvalues):
+        self.dinputs = dvalues * (1 - self.output) * self.output
+
+
+class Activation_Sigmoid_scales_state:
+    """Scales the stored output in place: a second backward sees another output."""
+
+    def forward(self, inputs):
+        self.output = np.exp(-np.logaddexp(0, -inputs))
+
+    def backward(self, dvalues):
+        self.output *= 1 - self.output
+        self.dinputs = dvalues * self.output
+
+
+class Loss_MeanSquaredError:
+    """The mean over every entry; backward(dvalues, y_true) starts backpropagation."""
+
+    def forward(self, y_pred, y_true):
+        return np.mean((y_true - y_pred) ** 2)
+
+    def backward(self, dvalues, y_true):
+        samples, outputs = dvalues.shape
+        self.dinputs = -2 * (y_true - dvalues) / outputs / samples
+
+
+class Loss_MeanSquaredError_rows(Loss_MeanSquaredError):
+    """Divides by the number of samples only: the mean over rows, where the loss is over entries."""
+
+    def backward(self, dvalues, y_true):
+        samples = len(dvalues)
+        self.dinputs = -2 * (y_true - dvalues) / samples
+
+
+class SquaredLoss:
+    """(1/n) sum (y_hat - y)^2; backward() takes no argument and returns both gradients."""
+
+    def forward(self, y_hat, y):
+        self.diff = y_hat - y
+        return np.sum(self.diff**2) / len(y)
+
+    def backward(self):
+        d = 2 * self.diff / len(self.diff)
+        return d, -d
+
+
+class SquaredLoss_flipped(SquaredLoss):
+    """Every sign flipped: the gradient of -loss."""
+
+    def backward(self):
+        d, dy = super().backward()
+        return -d, -dy
+
+
+class SquaredLoss_dout_one(SquaredLoss):
+    """backward(dout=1) that ignores dout: it always starts backpropagation."""
+
+    def backward(self, dout=1.0):
+        return super().backward()

@@ -1,0 +1,355 @@
+"""The conventions from Python: testing.check and testing.adapt take user code as it is written,
+testing.spec takes any reference; options that do not fit the code are errors."""
+
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from handlayers import testing
+from handlayers.__main__ import main
+from handlayers.testing.conventions import _param_dict
+from handlayers.testing.declared import parse_keywords, parse_labels, parse_shapes
+
+LABS = Path(__file__).parent / "labs"
+sys.path.insert(0, str(LABS))
+
+import attributes  # noqa: E402 (the labs folder is on the path only from here)
+import cs231n  # noqa: E402
+import kernels  # noqa: E402
+import refs  # noqa: E402
+import scratch  # noqa: E402
+
+
+def test_a_function_pair_from_python_passes():
+    """A (forward, backward) pair of functions is checked as it is, with no adapter."""
+    result = testing.check((cs231n.affine_forward, cs231n.affine_backward), "vector.affine", max_examples=20)
+    assert result.examples == 20
+
+
+def test_a_loss_returning_its_gradient_from_python_is_compared_at_dout_one():
+    """A loss function returning (loss, dx) is compared on its first input's gradient at dout = 1."""
+    adapted = testing.adapt(cs231n.softmax_loss, testing.SPECS["vector.softmax_cross_entropy"])
+    assert (adapted.kind, adapted.compared, adapted.unit_dout) == ("loss", (0,), True)
+    assert testing.check(cs231n.softmax_loss, "vector.softmax_cross_entropy", max_examples=20).examples == 20
+
+
+def test_attribute_options_from_python_match_the_flags():
+    """params, init, grads and output are the Python names of --param, --init, --grad, --output."""
+    options = {
+        "init": ["W.0", "W.1"],
+        "params": {"W": "weights", "b": "biases:row"},
+        "grads": {"dX": "dinputs", "dW": "dweights", "db": "dbiases"},
+        "output": "output",
+    }
+    assert testing.check(scratch.Layer_Dense, "vector.affine", max_examples=20, **options).examples == 20
+
+
+@pytest.mark.jax
+def test_a_custom_vjp_function_is_checked_eagerly_and_under_jit():
+    """A jax.custom_vjp function is checked twice per example: eagerly and under jax.jit."""
+    spec = testing.spec(jax.nn.gelu, shapes={"x": "n d"})
+    adapted = testing.adapt(kernels.gelu, spec)
+    assert [v.__name__ for v in adapted.variants()] == ["gelu", "jax.jit(gelu)"]
+    assert testing.check(kernels.gelu, spec, backend="jax", max_examples=10).examples == 10
+
+
+@pytest.mark.jax
+def test_a_backward_that_fails_only_under_jit_is_reported_under_that_name():
+    """A custom VJP whose backward calls numpy passes eagerly and fails under jax.jit, named so."""
+    with pytest.raises(testing.Mismatch, match=r"jax\.jit\(relu_numpy_backward\) raised TracerArrayConversionError"):
+        testing.check(kernels.relu_numpy_backward, "vector.relu", backend="jax", max_examples=5)
+
+
+def test_spec_orders_inputs_by_the_reference_signature():
+    """Declared inputs go in the reference's parameter order, whatever order they are declared in."""
+    spec = testing.spec(refs.dense, shapes="b: d_out; X: n d_in; W: d_in d_out")
+    assert spec.args == ("X", "W", "b")
+    assert spec.name == "refs.dense"
+
+
+def test_spec_keeps_the_declared_order_where_the_reference_has_other_names():
+    """Where the declared names are not the reference's parameters, the order declared is kept."""
+    spec = testing.spec(refs.multiply, shapes={"b": "n", "a": "n"}, name="product")
+    assert (spec.args, spec.name) == (("b", "a"), "product")
+
+
+def test_spec_draws_named_dimensions_alike_labels_in_range_and_the_kinks():
+    """The same name is the same size, labels lie in [0, k), and the kinks come up exactly."""
+    spec = testing.spec(refs.dense, shapes={"X": "n d_in", "W": "d_in d_out", "b": "d_out"}, kinks=(0.25,))
+    seen, labelled = set(), testing.spec(refs.multiply, shapes="x: n k", labels="y: n < k")
+    assert labelled.labels == (1,)
+
+    @testing.strategies.st.composite
+    def both(draw):
+        return draw(spec.draw(np.float64)), draw(labelled.draw(np.float32))
+
+    from hypothesis import given, settings
+
+    @settings(max_examples=60, derandomize=True)
+    @given(both())
+    def run(drawn):
+        ((X, W, b), kwargs), ((x, y), _) = drawn
+        assert (X.shape[1], W.shape[1], kwargs) == (W.shape[0], b.shape[0], {})
+        assert (x.dtype, y.dtype, y.shape) == (np.float32, np.int64, x.shape[:1])
+        assert np.all((y >= 0) & (y < x.shape[1]))
+        seen.update(np.concatenate([X.ravel(), W.ravel(), b.ravel()]).tolist())
+        seen.add(("n", X.shape[0]))
+        seen.add(("equal", X.shape[1] == W.shape[1]))
+
+    run()
+    assert {0.25, 0.0, 1.0, -1.0, ("n", 1), ("equal", True), ("equal", False)} <= seen
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("X: n d_in; W: d_in d_out; b: d_out", {"X": ("n", "d_in"), "W": ("d_in", "d_out"), "b": ("d_out",)}),
+        ({"x": "n 3", "s": ()}, {"x": ("n", 3), "s": ()}),
+        ("y:", {"y": ()}),
+    ],
+)
+def test_shapes_parse_names_and_sizes(text, parsed):
+    """Dimensions are names or literal sizes; an input with none is 0-d."""
+    assert parse_shapes(text) == parsed
+
+
+@pytest.mark.parametrize("text", ["X n d", "1X: n", "X: n-1"])
+def test_shapes_that_do_not_parse_are_refused(text):
+    """A shape without a colon, a name that is no identifier, or a dimension of neither kind raises."""
+    with pytest.raises(ValueError, match=r"expected|dimension"):
+        parse_shapes(text)
+
+
+def test_labels_and_keywords_parse():
+    """'labels: n < k' gives the shape and the bound; --kw values are Python literals, else text."""
+    assert parse_labels("labels: n < k") == {"labels": (("n",), "k")}
+    assert parse_labels({"y": "n < 4"}) == {"y": (("n",), 4)}
+    assert parse_keywords(["axis=1", "mode=train", "eps=1e-3", "pair=(1, 2)"]) == {
+        "axis": 1,
+        "mode": "train",
+        "eps": 1e-3,
+        "pair": (1, 2),
+    }
+    with pytest.raises(ValueError, match="DIMS < BOUND"):
+        parse_labels("labels: n")
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        parse_keywords(["axis"])
+
+
+def test_an_input_declared_twice_is_refused():
+    """A name among both shapes and labels is an error."""
+    with pytest.raises(ValueError, match="declared twice"):
+        testing.spec(refs.multiply, shapes="x: n", labels="x: n < k")
+
+
+def test_a_parameter_dict_gets_the_styles_names():
+    """size becomes pool_height and pool_width; stride, pad, eps, p keep their names; mode is train."""
+    got = _param_dict("pool_param", {"size": 2, "stride": 1, "pad": 0, "eps": 1e-5, "p": 0.5, "other": 3})
+    assert got == {
+        "mode": "train",
+        "pool_height": 2,
+        "pool_width": 2,
+        "stride": 1,
+        "pad": 0,
+        "eps": 1e-5,
+        "p": 0.5,
+        "other": 3,
+    }
+
+
+def test_a_parameter_dict_gets_the_references_defaults():
+    """A pair with a trailing bn_param gets the reference's eps even when no keyword is drawn."""
+    seen = []
+
+    def batchnorm_forward(x, gamma, beta, bn_param):
+        seen.append(dict(bn_param))
+        return cs231n.batchnorm_forward(x, gamma, beta, bn_param)
+
+    spec = testing.spec(refs.batch_norm, shapes="X: n d; gamma: d; beta: d")
+    testing.check((batchnorm_forward, cs231n.batchnorm_backward), spec, max_examples=3)
+    assert seen[0] == {"mode": "train", "eps": 1e-5}
+
+
+NOT_FITTING = [
+    (["cs231n.py:affine", "--param", "W=weights"], "--param fit a class, not the function pair affine"),
+    (["cs231n.py:softmax_loss", "--init", "X"], "--init fits a class or CLASS.METHOD"),
+    (["attributes.py:Dense", "--init", "W,b", "--param", "V=v"], "no input named 'V'"),
+    (["attributes.py:Dense", "--init", "W,b", "--grad", "dV=v"], "--grad dV: no such gradient"),
+    (["attributes.py:Dense", "--init", "W.x"], "expected INPUT or INPUT.AXIS"),
+    (["attributes.py:Dense"], "Dense's constructor (self, W, b) cannot take no arguments; pass them with --init"),
+    (["attributes.py:Dense", "--init", "W"], "cannot take W"),
+    (["cs231n.py:affine", "--backward-args", "dout,Z"], "no input named 'Z'"),
+    (["cs231n.py:affine", "--output", "out"], "--output fit a class, not the function pair affine"),
+    (["attributes.py:Dense", "--init", "W,b", "--param", "b=bias", "--no-grad", "Q"], "no input named 'Q'"),
+    (["attributes.py:Dense", "--init", "W,b", "--kw", "axis"], "expected NAME=VALUE"),
+    (["attributes.py:Dense", "--init", "W,b", "--param", "X"], "--param 'X': expected NAME=VALUE"),
+    (["attributes.py:Dense", "--shapes", "X: n d"], "--shapes declare a reference of your own"),
+    (["attributes.py:Dense", "--kinks", "0.5"], "--kinks declare a reference of your own"),
+    (["scratch.py:SquaredLoss", "--param", "Y=y"], "SquaredLoss's forward (self, y_hat, y) cannot take Y_hat"),
+]
+
+
+@pytest.mark.parametrize(("arguments", "message"), NOT_FITTING)
+def test_a_flag_that_does_not_fit_the_code_exits_2(arguments, message, capsys):
+    """A flag for another convention, an unknown input or gradient, or a constructor left without
+    its arguments exits 2 and says which."""
+    target, *flags = arguments
+    file, _, name = target.partition(":")
+    reference = "vector.squared_loss" if "SquaredLoss" in name else "vector.affine"
+    assert main(["check", f"{LABS / file}:{name}", "--against", reference, *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("against", "flags", "message"),
+    [
+        (f"{LABS / 'refs.py'}:dense", [], "needs --shapes"),
+        (f"{LABS / 'refs.py'}:nothing", ["--shapes", "X: n"], "has no function 'nothing'"),
+        (f"{LABS / 'nowhere.py'}:dense", ["--shapes", "X: n"], "no file"),
+        ("not_a_module_anywhere:f", ["--shapes", "X: n"], "cannot import 'not_a_module_anywhere'"),
+        (f"{LABS / 'refs.py'}:dense", ["--shapes", "X n"], "expected 'NAME: DIMS'"),
+    ],
+)
+def test_a_reference_that_cannot_be_had_exits_2(against, flags, message, capsys):
+    """A user reference that is missing, unimportable or declared wrong exits 2 with the reason."""
+    assert main(["check", f"{LABS / 'attributes.py'}:Dense", "--against", against, "--init", "W,b", *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("cs231n.py:nothing", "has no class 'nothing', function 'nothing' or pair nothing_forward"),
+        ("methods.py:Svm_loss.nothing", "has no class 'Svm_loss' with a method 'nothing'"),
+        ("methods.py:np.nothing", "has no class 'np' with a method 'nothing'"),
+    ],
+)
+def test_code_that_cannot_be_found_exits_2(target, message, capsys):
+    """A name that is neither a class, a function nor a pair, or a missing method, exits 2."""
+    file, _, name = target.partition(":")
+    assert main(["check", f"{LABS / file}:{name}", "--against", "vector.hinge_loss"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_keywords_reach_a_built_in_reference_and_the_layer(capsys):
+    """--kw on a built-in reference goes to every example (inputs it cannot take are not drawn)."""
+    args = ["check", "handlayers/vector/activations.py:Softmax", "--against", "vector.softmax", "--kw", "axis=1"]
+    assert main([*args, "--examples", "15"]) == 0
+    seen = []
+
+    class Recording(testing.SPECS["vector.softmax"].layer):
+        def __init__(self, **kwargs):
+            seen.append(kwargs)
+            super().__init__(**kwargs)
+
+    from handlayers.testing.declared import with_keywords
+
+    spec = with_keywords(testing.SPECS["vector.softmax"], {"axis": 1})
+    testing.check(Recording, spec, max_examples=10)
+    assert seen
+    assert all(kw == {"axis": 1} for kw in seen)
+    assert with_keywords(spec, {}) is spec
+
+
+def test_a_pair_whose_forward_returns_no_cache_is_reported():
+    """A 'pair' whose forward returns only the output raises a clear error in the report."""
+
+    def plain_forward(x):
+        return x
+
+    def plain_backward(dout, cache):
+        return dout
+
+    with pytest.raises(testing.Mismatch, match=r"plain returned ndarray, not the pair \(out, cache\)"):
+        testing.check((plain_forward, plain_backward), "vector.relu", max_examples=3)
+
+
+def test_a_backward_returning_too_few_gradients_is_counted():
+    """A class backward returning fewer values than the gradients it owes is told how many."""
+
+    class TwoOfThree(attributes.Dense):
+        def backward(self, dout):
+            return super().backward(dout), None
+
+    with pytest.raises(testing.Mismatch, match=r"backward returned 2 gradients, expected 3 \(dX, dW, db\)"):
+        testing.check(TwoOfThree, "vector.affine", init=["W", "b"], max_examples=3, params={})
+
+
+def test_labels_need_no_gradient_from_a_class_in_another_convention():
+    """A loss layer whose backward returns only dZ passes: the labels' None may be left out."""
+
+    class OnlyDZ:
+        def forward(self, Z, labels):
+            self.loss, self.dZ = cs231n.softmax_loss(Z, labels)
+            return self.loss
+
+        def backward(self):
+            return self.dZ
+
+    assert testing.check(OnlyDZ, "vector.softmax_cross_entropy", max_examples=10).examples == 10
+
+
+def test_cannot_check_what_is_not_code():
+    """A number is no layer: adapt says what it expected."""
+    with pytest.raises(testing.ConventionError, match="expected a class, functions or a jax function"):
+        testing.adapt(3, testing.SPECS["vector.relu"])
+
+
+def test_code_whose_signature_cannot_be_read_is_run_as_it_is():
+    """Where Python cannot read a signature (max), nothing is checked before running: it binds,
+    has no parameter dict and no keyword defaults, and a backward so written takes dout."""
+    from handlayers.testing.conventions import _keyword_defaults, _param_name, binds, signature, takes_no_dout
+
+    class BuiltinBackward:
+        backward = max
+
+    assert signature(max) is None
+    assert binds(max, 1, 2, 3)
+    assert not binds(lambda x: x, 1, 2)
+    assert _param_name(max) is None
+    assert _keyword_defaults(max) == {}
+    assert not takes_no_dout(BuiltinBackward)
+    assert testing.spec(max, shapes="b: n; a: n").args == ("b", "a")
+
+
+def test_a_check_whose_typical_search_finds_nothing_shows_the_smallest_example_alone(monkeypatch):
+    """A mistake on one rare example only: with no other failing example found, the report is
+    the smallest example, with no typical one and no guess."""
+    from handlayers.testing import compare
+
+    class WrongOnOneZero:
+        def forward(self, A):
+            self.A = A
+            return np.maximum(A, 0)
+
+        def backward(self, dA):
+            rare = self.A.shape == (1, 1) and self.A[0, 0] == 0 and dA[0, 0] == 0
+            return dA * (self.A > 0) + (1.0 if rare else 0.0)
+
+    monkeypatch.setattr(compare, "TYPICAL_TRIES", 1)
+    text = failure_text(WrongOnOneZero)
+    assert "A typical failing example" not in text
+    assert "Likely mistake" not in text
+
+
+def failure_text(layer):
+    with pytest.raises(testing.Mismatch) as failed:
+        testing.check(layer, "vector.relu")
+    return str(failed.value)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--against", "relu"], "no reference named 'relu'"),
+        (["--against", "not_a_module_anywhere.relu"], "no reference named 'not_a_module_anywhere.relu'"),
+        (["--against", "vector.affine", "--grad", "dW"], "--grad 'dW': expected NAME=VALUE"),
+    ],
+)
+def test_a_reference_or_flag_that_does_not_parse_exits_2(flags, message, capsys):
+    """A reference name with no module, or a NAME=VALUE flag without its value, exits 2."""
+    assert main(["check", f"{LABS / 'attributes.py'}:Dense", "--init", "W,b", *flags]) == 2
+    assert message in capsys.readouterr().err

@@ -1,0 +1,158 @@
+"""`handlayers check` on code as people write it: every convention, right and wrong.
+
+Each right layer passes in float64 and float32; each wrong one exits 1 with a report that names
+its mistake, or shows a typical failing example that makes it plain.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from handlayers.__main__ import main
+
+LABS = Path(__file__).parent / "labs"
+
+DENSE = ["--shapes", "X: n d_in; W: d_in d_out; b: d_out"]
+ATTRIBUTES = ["--init", "W,b", "--grad", "dW=dW", "--grad", "db=db"]
+SCRATCH_DENSE = [
+    *("--init", "W.0,W.1", "--param", "W=weights", "--param", "b=biases:row"),
+    *("--grad", "dX=dinputs", "--grad", "dW=dweights", "--grad", "db=dbiases", "--output", "output"),
+]
+SCRATCH_ACTIVATION = ["--grad", "dA=dinputs", "--output", "output"]
+MSE = ["--shapes", "Y_hat: n k; Y: n k", "--no-grad", "Y", "--backward-args", "Y_hat,Y", "--grad", "dY_hat=dinputs"]
+GELU = ["--shapes", "x: n d"]
+
+RIGHT = [
+    ("cs231n.py:affine", "vector.affine", []),
+    ("cs231n.py:relu", "vector.relu", []),
+    ("cs231n.py:tanh", "jax.numpy:tanh", ["--shapes", "x: n d"]),
+    ("cs231n.py:batchnorm", "refs.py:batch_norm", ["--shapes", "X: n d; gamma: d; beta: d", "--kw", "eps=0.5"]),
+    ("cs231n.py:softmax_loss", "vector.softmax_cross_entropy", []),
+    ("cs231n.py:svm_loss", "vector.hinge_loss", []),
+    ("scratch.py:Layer_Dense", "vector.affine", SCRATCH_DENSE),
+    ("scratch.py:Activation_ReLU", "vector.relu", SCRATCH_ACTIVATION),
+    ("scratch.py:Activation_Sigmoid", "vector.sigmoid", SCRATCH_ACTIVATION),
+    ("scratch.py:Loss_MeanSquaredError", "refs.py:mean_squared_error", MSE),
+    ("scratch.py:SquaredLoss", "vector.squared_loss", []),
+    ("scratch.py:SquaredLoss_dout_one", "vector.squared_loss", []),
+    ("attributes.py:Dense", "vector.affine", ATTRIBUTES),
+    ("attributes.py:Dense", "refs.py:dense", [*ATTRIBUTES, *DENSE]),
+    ("attributes.py:Linear", "refs.py:linear", [*ATTRIBUTES, "--shapes", "X: n d_in; W: d_out d_in; b: d_out"]),
+    (
+        "attributes.py:Gate",
+        "refs.py:multiply",
+        ["--shapes", "x: n d; y: n d", "--backward-args", "dout,x", "--kinks", "0.5"],
+    ),
+    ("methods.py:Svm_loss.loss", "vector.hinge_loss", []),
+    ("kernels.py:gelu", "jax.nn.gelu", GELU),
+    ("kernels.py:relu", "vector.relu", []),
+]
+
+
+def run(target, against, flags, *more):
+    file, _, name = target.partition(":")
+    against = str(LABS / against) if against.startswith("refs.py") else against
+    return main(["check", f"{LABS / file}:{name}", "--against", against, *flags, *more])
+
+
+@pytest.mark.parametrize(("target", "against", "flags"), RIGHT, ids=[f"{t}-{a}" for t, a, _ in RIGHT])
+def test_a_right_layer_in_any_convention_passes(target, against, flags, dtype, capsys):
+    """A right layer, written in its own convention and checked with that convention's flags,
+    passes in float64 and float32."""
+    assert run(target, against, flags, "--dtype", dtype, "--examples", "30") == 0, capsys.readouterr().out
+    assert capsys.readouterr().out.startswith("ok: ")
+
+
+WRONG = [
+    ("cs231n.py:affine_dw_transposed", "vector.affine", [], ["dW is transposed"]),
+    ("cs231n.py:affine_db_mean", "vector.affine", [], ["db is averaged, not summed, over the batch"]),
+    ("cs231n.py:relu_dout_mask", "vector.relu", [], ["dA is computed from dout where it should be from A"]),
+    ("cs231n.py:relu_in_place", "vector.relu", [], ["dout: backward wrote into it"]),
+    (
+        "cs231n.py:tanh_at_output",
+        "jax.numpy:tanh",
+        ["--shapes", "x: n d"],
+        ["dx is the derivative taken at the output where it should be at x"],
+    ),
+    ("cs231n.py:softmax_loss_no_mean", "vector.softmax_cross_entropy", [], ["dZ is missing the 1/n of the mean"]),
+    ("cs231n.py:svm_loss_flipped", "vector.hinge_loss", [], ["dS has the wrong sign"]),
+    ("scratch.py:Layer_Dense_dweights_mean", "vector.affine", SCRATCH_DENSE, ["dW is averaged, not summed"]),
+    ("scratch.py:Activation_ReLU_no_copy", "vector.relu", SCRATCH_ACTIVATION, ["dout: backward wrote into it"]),
+    (
+        "scratch.py:Activation_Sigmoid_scales_state",
+        "vector.sigmoid",
+        SCRATCH_ACTIVATION,
+        ["backward called a second time gave other values for dA", "backward wrote into forward's output"],
+    ),
+    (
+        "scratch.py:Loss_MeanSquaredError_rows",
+        "refs.py:mean_squared_error",
+        MSE,
+        ["dY_hat is k times too large (k entries a row): a mean over the n rows, not over every entry"],
+    ),
+    (
+        "scratch.py:SquaredLoss_flipped",
+        "vector.squared_loss",
+        [],
+        ["dY_hat and dY all have the wrong sign (every sign is flipped: not a swap)"],
+    ),
+    ("attributes.py:Dense_dW_over_n", "vector.affine", ATTRIBUTES, ["dW is averaged, not summed, over the batch"]),
+    ("attributes.py:Dense_zero_forward", "vector.affine", ATTRIBUTES, ["A typical failing example", "output: WRONG"]),
+    ("attributes.py:Linear", "vector.affine", ATTRIBUTES, ["dW is transposed"]),
+    (
+        "attributes.py:Gate_wrong_input",
+        "refs.py:multiply",
+        ["--shapes", "x: n d; y: n d", "--backward-args", "dout,x"],
+        ["A typical failing example", "dy: WRONG"],
+    ),
+    ("methods.py:Svm_loss_through.loss", "vector.hinge_loss", [], ["dS passes the gradient through at the kink"]),
+    ("kernels.py:gelu_sign", "jax.nn.gelu", GELU, ["gelu_sign does not match jax.nn.gelu (jax, float64)"]),
+    ("kernels.py:relu_dout_mask", "vector.relu", [], ["dA is computed from dout where it should be from A"]),
+]
+
+
+@pytest.mark.parametrize(("target", "against", "flags", "phrases"), WRONG, ids=[f"{t}-{a}" for t, a, *_ in WRONG])
+def test_a_wrong_layer_in_any_convention_fails_naming_its_mistake(target, against, flags, phrases, capsys):
+    """A layer with one realistic mistake, in its own convention, exits 1 with a report that
+    names the mistake or shows a typical example where it is plain."""
+    assert run(target, against, flags) == 1
+    out = capsys.readouterr().out
+    for phrase in phrases:
+        assert phrase in out, out
+
+
+def test_check_help_shows_every_flag_with_an_example(capsys):
+    """`handlayers check --help` shows each flag used in an example, and an example per convention."""
+    import argparse
+
+    commands = argparse.ArgumentParser().add_subparsers()
+    from handlayers.__main__ import _check_parser
+
+    parser = _check_parser(commands)
+    for action in parser._actions:
+        if action.option_strings and action.dest != "help":
+            assert action.option_strings[0] in action.help, action.dest
+    with pytest.raises(SystemExit):
+        main(["check", "--help"])
+    out = capsys.readouterr().out
+    for convention in ("layers.py:affine", "softmax_loss", "--param W=weights", "backward() takes no dout"):
+        assert convention in out
+    for convention in ("Svm_loss.loss", "custom VJP", "--labels", "exit status"):
+        assert convention in out
+
+
+VARIANTS = [
+    ("attributes.py:Linear", "vector.linear", ATTRIBUTES),
+    ("scratch.py:Loss_MeanSquaredError", "vector.mean_squared_error", MSE[2:]),
+]
+
+
+@pytest.mark.parametrize(("target", "against", "flags"), VARIANTS)
+def test_a_common_variant_passes_against_its_own_built_in_reference(target, against, flags, capsys):
+    """torch's (out, in) weight layout and the mean over every entry have built-in references of
+    their own, so right code in those conventions is not called wrong."""
+    from handlayers import testing
+
+    if against not in testing.SPECS:
+        pytest.skip(f"{against} is added with issue 13's layers; this test runs once it is in SPECS")
+    assert run(target, against, flags, "--examples", "30") == 0, capsys.readouterr().out
