@@ -263,13 +263,18 @@ def _reference(args: argparse.Namespace, keywords: dict[str, Any]) -> Any:
             return f"no reference named {against!r}; the references are: {known} (or FILE.py:FUNCTION)"
         against = f"{module}:{name}"  # package.module.FUNCTION (jax.nn.gelu) is package.module:FUNCTION
     if ":" not in against:
-        given = [flag for flag, value in (("--shapes", args.shapes), ("--labels", args.labels)) if value]
-        if given or args.kinks:
-            return f"{' and '.join(given) or '--kinks'} declare a reference of your own; {args.against} has its own"
-        return testing.SPECS[args.against]
-    function = _load_function(against)
-    if isinstance(function, str):
-        return function
+        if not args.shapes:  # the built-in reference draws its own shapes
+            given = [flag for flag, value in (("--labels", args.labels), ("--kinks", args.kinks)) if value]
+            if given:
+                return f"{' and '.join(given)} need --shapes with a built-in reference; {args.against} draws its own"
+            return testing.SPECS[args.against]
+        # --shapes narrows a built-in reference to the shapes the user's code takes (a "from scratch"
+        # loss of (n, k) only, where the reference takes any shape)
+        function = testing.SPECS[args.against].reference
+    else:
+        function = _load_function(against)
+        if isinstance(function, str):
+            return function
     if not args.shapes:
         return f'--against {args.against} needs --shapes, the shape of each input: --shapes "X: n d_in; W: d_in d_out"'
     kinks = [float(k) for k in _list(args.kinks)]

@@ -186,8 +186,8 @@ NOT_FITTING = [
     (["attributes.py:Dense", "--init", "W,b", "--param", "b=bias", "--no-grad", "Q"], "no input named 'Q'"),
     (["attributes.py:Dense", "--init", "W,b", "--kw", "axis"], "expected NAME=VALUE"),
     (["attributes.py:Dense", "--init", "W,b", "--param", "X"], "--param 'X': expected NAME=VALUE"),
-    (["attributes.py:Dense", "--shapes", "X: n d"], "--shapes declare a reference of your own"),
-    (["attributes.py:Dense", "--kinks", "0.5"], "--kinks declare a reference of your own"),
+    (["attributes.py:Dense", "--labels", "labels: n < k"], "--labels need --shapes with a built-in reference"),
+    (["attributes.py:Dense", "--kinks", "0.5"], "--kinks need --shapes with a built-in reference"),
     (["scratch.py:SquaredLoss", "--param", "Y=y"], "SquaredLoss's forward (self, y_hat, y) cannot take Y_hat"),
 ]
 
