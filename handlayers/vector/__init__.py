@@ -13,5 +13,7 @@ namespace holds them all.
 from handlayers.vector.activations import ReLU, Sigmoid, Softmax
 from handlayers.vector.dense import MLP, Affine
 from handlayers.vector.losses import HingeLoss, SoftmaxCrossEntropy, SquaredLoss
+from handlayers.vector.normalization import BatchNorm, LayerNorm
 
 __all__ = ["MLP", "Affine", "HingeLoss", "ReLU", "Sigmoid", "Softmax", "SoftmaxCrossEntropy", "SquaredLoss"]
+__all__ += ["BatchNorm", "LayerNorm"]  # issue 13: normalization

@@ -7,5 +7,7 @@ By family, as in :mod:`handlayers.vector`: :mod:`~reference.vector.dense`,
 from reference.vector.activations import relu, sigmoid, softmax
 from reference.vector.dense import affine, mlp
 from reference.vector.losses import hinge_loss, softmax_cross_entropy, squared_loss
+from reference.vector.normalization import batch_norm, layer_norm
 
 __all__ = ["affine", "hinge_loss", "mlp", "relu", "sigmoid", "softmax", "softmax_cross_entropy", "squared_loss"]
+__all__ += ["batch_norm", "layer_norm"]  # issue 13: normalization
