@@ -19,7 +19,7 @@ from handlayers.testing.compare import Mismatch, Result, check, check_backends, 
 from handlayers.testing.oracle import oracle, output_shape
 from handlayers.testing.specs import SPECS, Spec
 from handlayers.testing.strategies import MAX_SIDE, Example, arrays, broadcast_inputs, douts, examples, floats, grid
-from handlayers.testing.tolerance import OPS, tolerance
+from handlayers.testing.tolerance import OPS, tolerance, tolerances
 
 __all__ = [
     "MAX_SIDE",
@@ -43,4 +43,5 @@ __all__ = [
     "output_shape",
     "to_backend",
     "tolerance",
+    "tolerances",
 ]
