@@ -28,8 +28,7 @@ oracle, interpreted with a ``delta`` on every value, gives all of them at once. 
   then all that is left: the inputs are among the values);
 - cancellation inside the computation: ``1 - t**2`` for ``t = tanh(a)`` near 1 moves by
   ``2 * eps`` when ``t`` is rounded, a large relative error that no perturbation of ``a`` shows
-  (``t`` is among the values); a float32 sigmoid at ``a = 20`` rounds ``s`` to 1 and returns
-  ``s * (1 - s) = 0``, right for float32, and allowed only because of this;
+  (``t`` is among the values);
 - a sum of terms that cancel (each term is a value: ``sum |terms|`` counts, not the sum).
 
 Operations that round nothing (copies, reshapes, selections, negation, max) get no ``delta``;
@@ -39,12 +38,12 @@ accurate to a few ulps, not half of one (jax's float64 ``tanh`` was measured 28 
 ``w = ULPS = 4`` times, every other value once.
 
 **Points near the example.** A first-order bound can vanish where the problem is stationary:
-the gradient of a layer norm at a row with exactly zero variance does not move, to first
-order, when ``X`` moves, yet a float32 layer that rounds the row's mean leaves a variance of
-``ulp**2`` and a second-order error behind. So ``B`` is also measured at ``POINTS - 1`` points
+at ``a * b + c == y``, exact in float64, ``(a * b + c - y)**2`` and its first-order change are
+both 0, yet a float32 layer rounds ``a * b`` and leaves a residual whose square is a
+second-order error. So ``B`` is also measured at ``POINTS - 1`` points
 next to the example, each input and ``dout`` multiplied by ``1 + eps * u`` (``u`` drawn uniformly
-in ``[-1, 1]`` by a fixed seed), and the largest ``B`` counts: the layer's rounding moves it to
-such points. All points are one call: ``jax.vmap`` of the Jacobian, jitted once per reference,
+in ``[-1, 1]`` by a fixed seed), and the largest ``B`` counts: there the first-order change is
+of the size of the second-order one at the example, and the layer's rounding moves it there. All points are one call: ``jax.vmap`` of the Jacobian, jitted once per reference,
 keywords and shapes.
 
 **The tolerance.** For the output::
