@@ -122,14 +122,14 @@ def test_batch_gradient_is_the_mean_of_example_gradients(name, backend, data):
             x[i : i + 1] if j in BATCHED[name] or j in spec.labels else x for j, x in enumerate(example.inputs)
         )
         singles.append(forward_backward(spec, Example(inputs, {}, example.dout), backend)[1])
-    for j, (g, name) in enumerate(zip(batch, spec.grads, strict=True)):
+    for j, (g, grad_name) in enumerate(zip(batch, spec.grads, strict=True)):
         if g is None:
             continue
         if j in BATCHED[name]:
             mean = np.concatenate([single[j] for single in singles]) / n
         else:
             mean = sum(single[j] for single in singles) / n
-        assert np.max(np.abs(g - mean), initial=0.0) <= tolerance(spec, example, np.float64, name)
+        assert np.max(np.abs(g - mean), initial=0.0) <= tolerance(spec, example, np.float64, grad_name)
 
 
 @pytest.mark.jax
