@@ -40,11 +40,11 @@ accurate to a few ulps, not half of one (jax's float64 ``tanh`` was measured 28 
 **Points near the example.** A first-order bound can vanish where the problem is stationary:
 at ``a * b + c == y``, exact in float64, ``(a * b + c - y)**2`` and its first-order change are
 both 0, yet a float32 layer rounds ``a * b`` and leaves a residual whose square is a
-second-order error. So ``B`` is also measured at ``POINTS - 1`` points
-next to the example, each input and ``dout`` multiplied by ``1 + eps * u`` (``u`` drawn uniformly
-in ``[-1, 1]`` by a fixed seed), and the largest ``B`` counts: there the first-order change is
-of the size of the second-order one at the example, and the layer's rounding moves it there. All points are one call: ``jax.vmap`` of the Jacobian, jitted once per reference,
-keywords and shapes.
+second-order error. So ``B`` is also measured at ``POINTS - 1`` points next to the example,
+each input and ``dout`` multiplied by ``1 + eps * u`` (``u`` drawn uniformly in ``[-1, 1]`` by a
+fixed seed), and the largest ``B`` counts: there the first-order change is of the size of the
+second-order one at the example, and the layer's rounding moves it there. All points are one
+call: ``jax.vmap`` of the Jacobian, jitted once per reference, keywords and shapes.
 
 **The tolerance.** For the output::
 
