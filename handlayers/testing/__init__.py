@@ -35,7 +35,7 @@ from handlayers.testing.declared import spec
 from handlayers.testing.oracle import oracle, output_shape
 from handlayers.testing.specs import SPECS, Spec
 from handlayers.testing.strategies import MAX_SIDE, Example, arrays, broadcast_inputs, douts, examples, floats, grid
-from handlayers.testing.tolerance import OPS, tolerance
+from handlayers.testing.tolerance import OPS, tolerance, tolerances
 
 __all__ = [
     "MAX_SIDE",
@@ -66,5 +66,6 @@ __all__ = [
     "spec",
     "to_backend",
     "tolerance",
+    "tolerances",
     "typicality",
 ]

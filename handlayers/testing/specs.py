@@ -296,3 +296,40 @@ _PART_ONE = [
     ),
 ]
 SPECS.update((s.name, s) for s in _PART_ONE)
+
+
+# issue 13: normalization
+
+
+def _normalization_inputs(axis: int) -> Callable[[Any], Any]:
+    """``(X (n, d), gamma (d,), beta (d,))`` and sometimes ``eps``; often one slice of ``X``
+    along ``axis`` (a feature for batch norm, a row for layer norm) is constant, so that its
+    variance is 0 and ``eps`` is all that is left. Batch norm draws a batch of one a third of the time."""
+
+    def inputs(dtype: Any) -> st.SearchStrategy[tuple[tuple[Any, ...], dict[str, Any]]]:
+        @st.composite
+        def draw(data: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any]]:
+            n, d = data(_side()), data(_side())
+            X = data(arrays(dtype, (n, d), _wide(dtype)))
+            if data(st.booleans()):
+                constant = data(st.integers(0, X.shape[1 - axis] - 1))
+                value = data(floats(dtype, 100.0, specials=(0.0, 1.0, 0.1, -3.0)))
+                X[(slice(None), constant) if axis == 0 else (constant, slice(None))] = value
+            gamma, beta = (data(arrays(dtype, (d,), _wide(dtype))) for _ in "gb")
+            kwargs = data(st.sampled_from([{}, {"eps": 0.5}]))
+            return (X, gamma, beta), kwargs
+
+        return draw()
+
+    return inputs
+
+
+SPECS.update(
+    {
+        s.name: s
+        for s in [
+            _spec("vector.batch_norm", vector.BatchNorm, "X gamma beta", 0, _normalization_inputs(0)),
+            _spec("vector.layer_norm", vector.LayerNorm, "X gamma beta", 0, _normalization_inputs(1)),
+        ]
+    }
+)

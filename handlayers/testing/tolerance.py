@@ -1,55 +1,310 @@
-"""How far a layer's result may lie from the oracle's: the derivation, and :func:`tolerance`.
+"""How far a layer's result may lie from the oracle's: the derivation, and :func:`tolerances`.
 
-The oracle always runs in float64, on the very values the layer saw (a float32 input is exact in
-float64), so the only differences are the layer's own rounding. A gradient ``g`` passes when::
+The oracle runs in float64 on the very values the layer saw (a float32 input is exact in
+float64), so what separates a right layer from the oracle is rounding: the layer's, in its dtype,
+and the oracle's own, in float64. How much rounding can move a result is a property of the
+problem and of its values, not of the layer: a layer norm divides by ``sqrt(var + eps)``, which
+can be ``sqrt(eps)``; ``1 - tanh(a)**2`` cancels for a large ``a``; a sum of terms that cancel
+keeps the rounding of its terms. So the tolerance is measured, for each example, on the
+reference itself; no degree, bound or scale is asked of anyone.
 
-    max |got - expected|  <=  (OPS + K) * (eps(dtype) * (max |expected| + max |dout| * M**degree) + tiny)
+**What is measured.** Take the computation of the oracle: the reference's forward and its
+``jax.vjp``, as jax traces it (a list of primitive operations). A layer computes the same values
+in some order, each rounded: to first order, a computed value ``v`` is ``v * (1 + delta)`` with
+``|delta| <= eps`` of the dtype (the unit roundoff doubled). Give every value the oracle computes,
+and every float input and ``dout`` (a layer's first operation on them rounds), a relative
+perturbation ``delta_k`` of its own; the first-order change of a result ``r`` (the output or a
+gradient) is ``sum_k (dr/d delta_k) * delta_k``, and its worst case over all ``|delta_k| <= eps`` is
+``eps * B``, with::
 
-- ``eps(dtype)`` is the machine epsilon of the layer's dtype: 2**-52 for float64, 2**-23 for float32.
-- ``K`` is the total size of the inputs and the output: no sum in any layer has more terms, and a
-  sum of ``K`` terms may lose ``K`` roundings (Higham, *Accuracy and Stability*, §4.2).
-- ``OPS = 16`` bounds the roundings of the longest elementwise chain in any layer (the MLP).
-- The bound is normwise: the floor ``max |expected|`` keeps cancellation in one entry from failing
-  a correct result, and ``max |dout| * M**degree`` (``M`` the largest input magnitude, at least 1,
-  ``degree`` the degree of the layer's gradient in its inputs) is the size of the terms summed
-  into any entry, so that an exactly cancelling sum (a zero gradient) is compared fairly.
-- The output is checked the same way, with ``M**out_degree`` (no ``dout``) as its floor.
-- Each rounding may also lose up to the smallest normal number of the dtype: results below it
-  may be flushed to zero (XLA on CPU does), which is no error of the layer. So the bound is
-  ``(OPS + K) * (eps * scale + smallest_normal)``.
+    B = max over the entries of r of  sum_k  w_k * |dr / d delta_k|
 
-For float64 that is about 1e-13 of the scale: a gradient wrong by one part in a million fails.
+(the componentwise condition number of ``r`` in all the values of its computation, Higham,
+*Accuracy and Stability of Numerical Algorithms*, §3.1 and §2.6 on the first-order model).
+``dr/d delta_k`` is ``(dr / dv_k) * v_k``: one reverse-mode Jacobian (``jax.jacrev``) of the
+oracle, interpreted with a ``delta`` on every value, gives all of them at once. This sees:
+
+- the conditioning of the problem in its inputs (``X - mean`` where the variance is 0, ``eps``
+  then all that is left: the inputs are among the values);
+- cancellation inside the computation: ``1 - t**2`` for ``t = tanh(a)`` near 1 moves by
+  ``2 * eps`` when ``t`` is rounded, a large relative error that no perturbation of ``a`` shows
+  (``t`` is among the values);
+- a sum of terms that cancel (each term is a value: ``sum |terms|`` counts, not the sum).
+
+Operations that round nothing (copies, reshapes, selections, negation, max) get no ``delta``;
+XLA's transcendental functions (``exp``, ``log``, ``tanh``, ``logistic``, ``erf``, ...) are
+accurate to a few ulps, not half of one (jax's float64 ``tanh`` was measured 28 ulps off at
+``a = 7.25``, and GELU's derivative multiplies that error by about 47), so their results count
+``w = ULPS = 4`` times, every other value once.
+
+**Points near the example.** A first-order bound can vanish where the problem is stationary:
+at ``a * b + c == y``, exact in float64, ``(a * b + c - y)**2`` and its first-order change are
+both 0, yet a float32 layer rounds ``a * b`` and leaves a residual whose square is a
+second-order error. So ``B`` is also measured at ``POINTS - 1`` points next to the example,
+each input and ``dout`` multiplied by ``1 + eps * u`` (``u`` drawn uniformly in ``[-1, 1]`` by a
+fixed seed), and the largest ``B`` counts: there the first-order change is of the size of the
+second-order one at the example, and the layer's rounding moves it there. All points are one
+call: ``jax.vmap`` of the Jacobian, jitted once per reference, keywords and shapes.
+
+**The tolerance.** For the output::
+
+    tolerance = (OPS + K) * (eps(dtype) * B + smallest_normal(dtype))
+
+and for a gradient the same with ``max(B, max |dout|)`` for ``B``. That floor is for the layer's
+own algorithm, which need not be the reference's: a layer may form, from its stored output,
+values of the size of ``dout`` that the reference never forms. The textbook sigmoid returns
+``dout * s * (1 - s)``; near ``s = 1`` the rounding of ``s`` is an error of ``eps * |dout|`` in the
+gradient, while a reference written in the stable form ``e / (1 + e)**2`` (``e = exp(-|a|)``)
+has a ``B`` far smaller. Such a layer is right, and ``eps * |dout|`` is its error.
+
+- ``K``, the total size of the float inputs and of ``dout``, bounds the number of terms of any
+  sum the layer computes, and a sum of ``K`` terms may lose ``K - 1`` roundings where the
+  oracle's graph shows one (Higham §4.2);
+- ``OPS = 16`` allows for a layer that orders its operations differently from the reference,
+  and for transcendental errors beyond ``ULPS``;
+- each rounding may also lose up to the smallest normal number: XLA on CPU flushes results
+  below it to zero, which is no error of the layer.
+
+For a float64 layer, ``eps * B`` also covers the oracle's own rounding, which is the same
+first-order quantity in float64: a layer norm of a constant row, whose true ``dX`` is 0 where
+``dout * gamma`` is constant, gets ``dout - mean(dout)`` from the oracle, an ulp of ``dout``
+divided by ``sqrt(eps)``; the ``delta`` of that mean carries the same ``1 / sqrt(eps)`` into ``B``.
+
+In float64 the result is some 1e-13 of the size of the terms: a gradient wrong by one part in a
+million fails (``tests/test_contract.py`` shows it for every reference). The old per-reference
+polynomial degree is not used; ``B`` replaces its guess ``max |dout| * M**degree`` of the size of
+the terms by their actual size, and adds what the degree could not know (division by a small
+standard deviation, cancellation inside the oracle).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import jax
+import jax.extend.core as jex
+import jax.numpy as jnp
 import numpy as np
 
 if TYPE_CHECKING:
     from handlayers.testing.specs import Spec
     from handlayers.testing.strategies import Example
 
-__all__ = ["OPS", "tolerance"]
+__all__ = ["OPS", "POINTS", "ULPS", "normwise_tolerance", "rounding_sensitivity", "tolerance", "tolerances"]
 
-#: roundings in the longest elementwise chain of any layer (see the module docstring)
+#: a multiplier for layers that order their operations differently (see the module docstring)
 OPS = 16
+#: the weight of a transcendental function's result: XLA's are accurate to a few ulps
+ULPS = 4
+#: where ``B`` is measured: the example and ``POINTS - 1`` points a rounding away from it
+POINTS = 4
 
 
-# The comparison
+def _names(words: str) -> frozenset[str]:
+    return frozenset(words.split())
 
 
-def tolerance(
-    spec: Spec, example: Example, dtype: Any, expected: np.ndarray, *, degree: int, output: bool = False
-) -> float:
-    """The largest error allowed in ``expected``, a gradient or (``output``) the output; see the
-    module docstring for the derivation."""
-    floats_ = [np.asarray(x) for i, x in enumerate(example.inputs) if i not in spec.labels]
-    k = sum(x.size for x in floats_) + int(np.size(example.dout))
-    m = max([1.0] + [float(np.max(np.abs(x), initial=0.0)) for x in floats_])
-    scale = float(np.max(np.abs(expected), initial=0.0))
-    terms = 1.0 if output else float(np.max(np.abs(np.asarray(example.dout)), initial=0.0))
-    scale += terms * m**degree
+# primitives whose result is one of their inputs' values, or made of them: they round nothing
+_EXACT = _names(
+    "neg abs max min select_n reshape broadcast_in_dim transpose squeeze expand_dims slice dynamic_slice "
+    "dynamic_update_slice gather concatenate pad rev copy copy_p reduce_max reduce_min sign floor ceil "
+    "round clamp sort stop_gradient convert_element_type real imag iota"
+)
+_TRANSCENDENTAL = _names(
+    "exp exp2 log log1p expm1 tanh logistic sin cos tan asin acos atan atan2 sinh cosh asinh acosh atanh "
+    "erf erfc erf_inv lgamma digamma pow rsqrt cbrt"
+)
+# primitives that call a jaxpr of their own: the interpreter enters it
+_CALLS = _names("jit pjit closed_call core_call custom_jvp_call custom_vjp_call remat2 checkpoint")
+
+
+def tolerances(reference: Callable[..., Any], example: Example, dtype: Any) -> tuple[float, tuple[float | None, ...]]:
+    """The largest error allowed in the output and in the gradient of each input of ``example``,
+    for a layer computing in ``dtype``; see the module docstring for the derivation.
+
+    Works for any ``jax.numpy`` function ``reference(*example.inputs, **example.kwargs)`` and
+    needs nothing else: inputs that are not floating (integer labels or indices, boolean masks)
+    are held fixed and get ``None``.
+    """
+    output, grads = rounding_sensitivity(reference, example, dtype)
     info = np.finfo(dtype)
-    return (OPS + k) * (float(info.eps) * scale + float(info.smallest_normal))
+    floats = [np.asarray(x) for x in example.inputs if _is_float(x)]
+    k = OPS + sum(x.size for x in floats) + int(np.size(example.dout))
+    dout = float(np.max(np.abs(example.dout), initial=0.0))
+
+    def bound(b: float) -> float:
+        return k * (float(info.eps) * b + float(info.smallest_normal))
+
+    return bound(output), tuple(None if b is None else bound(max(b, dout)) for b in grads)
+
+
+def tolerance(spec: Spec, example: Example, dtype: Any, name: str = "output") -> float:
+    """The largest error allowed in ``name``: ``"output"`` or one of ``spec.grads`` (``"dX"``)."""
+    output, grads = tolerances(spec.reference, example, dtype)
+    tol = output if name == "output" else grads[spec.grads.index(name)]
+    if tol is None:
+        raise ValueError(f"{spec.name}: {name} is the gradient of an input that is not floating")
+    return tol
+
+
+def normwise_tolerance(example: Example, dtype: Any, expected: Any, degree: int) -> float:
+    """An a-priori bound for a computation too large to measure (a whole network's gradient in
+    the training audit): ``(OPS + K) * (eps * (max |expected| + max |dout| * M**degree) + tiny)``.
+
+    ``M`` is the largest float input's magnitude (at least 1) and ``degree`` the degree of the
+    gradient in the inputs' magnitude, so ``max |dout| * M**degree`` is the size of the terms a
+    sum of the gradient may cancel. Unlike :func:`tolerances` it assumes a well-conditioned problem
+    (no division by a small difference); it costs nothing beyond the example.
+    """
+    floats = [np.asarray(x, np.float64) for x in example.inputs if _is_float(x)]
+    k = OPS + sum(x.size for x in floats) + int(np.size(example.dout))
+    m = max([1.0] + [float(np.max(np.abs(x), initial=0.0)) for x in floats])
+    scale = float(np.max(np.abs(expected), initial=0.0)) + float(np.max(np.abs(example.dout), initial=0.0)) * m**degree
+    info = np.finfo(dtype)
+    return k * (float(info.eps) * scale + float(info.smallest_normal))
+
+
+def rounding_sensitivity(
+    reference: Callable[..., Any], example: Example, dtype: Any
+) -> tuple[float, tuple[float | None, ...]]:
+    """``B`` of the output and of each gradient (``None`` for an input that is not floating):
+    the largest first-order change of the oracle's result per unit of relative rounding of every
+    value in its computation, at the example and at ``POINTS - 1`` points a rounding of ``dtype``
+    away (see the module docstring). Cached for the last few examples."""
+    key = _example_key(reference, example, dtype)
+    if key in _RECENT:
+        _RECENT.move_to_end(key)
+        return _RECENT[key]
+    is_float = tuple(_is_float(x) for x in example.inputs)
+    floats = [np.asarray(x, np.float64) for x, f in zip(example.inputs, is_float, strict=True) if f]
+    others = [np.asarray(x) for x, f in zip(example.inputs, is_float, strict=True) if not f]
+    dout = np.asarray(example.dout, np.float64)
+    eps = float(np.finfo(dtype).eps)
+    rng = np.random.default_rng(0)  # fixed: the same example always gets the same tolerance
+
+    def points(x: np.ndarray) -> np.ndarray:
+        u = rng.uniform(-1.0, 1.0, (POINTS - 1, *x.shape))
+        return np.concatenate([x[None], x * (1 + eps * u)])
+
+    function = _sensitivity_function(reference, example.kwargs, is_float, floats, others, dout)
+    with jax.enable_x64(True):
+        output, grads = function([points(x) for x in floats], others, points(dout))
+    it = iter(np.asarray(grads).tolist())
+    result = float(output), tuple(next(it) if f else None for f in is_float)
+    _RECENT[key] = result
+    if len(_RECENT) > 16:
+        _RECENT.popitem(last=False)
+    return result
+
+
+_QUICK = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+_RECENT: OrderedDict[Any, tuple[float, tuple[float | None, ...]]] = OrderedDict()
+_FUNCTIONS: dict[Any, Callable[..., Any]] = {}
+
+
+def _is_float(x: Any) -> bool:
+    return np.issubdtype(np.asarray(x).dtype, np.floating)
+
+
+def _example_key(reference: Callable[..., Any], example: Example, dtype: Any) -> Any:
+    arrays = [np.asarray(x) for x in (*example.inputs, example.dout)]
+    values = tuple((a.shape, a.dtype.str, a.tobytes()) for a in arrays)
+    return reference, tuple(sorted(example.kwargs.items())), np.dtype(dtype).str, values
+
+
+def _sensitivity_function(
+    reference: Callable[..., Any],
+    kwargs: dict[str, Any],
+    is_float: tuple[bool, ...],
+    floats: list[np.ndarray],
+    others: list[np.ndarray],
+    dout: np.ndarray,
+) -> Callable[..., Any]:
+    """The jitted ``(points of floats, others, points of dout) -> (B of output, B of each
+    float input's gradient)``, made once per reference, keywords and shapes."""
+    shapes = tuple((x.shape, x.dtype.str) for x in (*floats, *others, dout))
+    key = (reference, tuple(sorted(kwargs.items())), is_float, shapes)
+    if key in _FUNCTIONS:
+        return _FUNCTIONS[key]
+
+    def oracle(floats_: list[Any], others_: list[Any], dout_: Any) -> list[Any]:
+        def f(*xs: Any) -> Any:
+            it, other = iter(xs), iter(others_)
+            return reference(*(next(it) if f else next(other) for f in is_float), **kwargs)
+
+        out, vjp = jax.vjp(f, *floats_)
+        return [out, *vjp(dout_)]
+
+    with jax.enable_x64(True):
+        closed = jax.make_jaxpr(oracle)(floats, others, dout)
+        slots: list[tuple[tuple[int, ...], int]] = []  # (shape, weight) of every perturbed value, in order
+
+        def record(x: Any, weight: int) -> Any:
+            slots.append((x.shape, weight))
+            return x
+
+        results = jax.eval_shape(lambda *args: _evaluate(closed, args, len(floats), record), *floats, *others, dout)
+    # one flat vector of deltas and one of results: one Jacobian matrix, which compiles fast
+    sizes = [int(np.prod(shape)) for shape, _ in slots]
+    starts = np.cumsum([0, *sizes])
+    weights = np.repeat([float(w) for _, w in slots], sizes)
+    ends = np.cumsum([int(np.prod(r.shape)) for r in results])
+
+    def at_point(floats_: list[Any], others_: list[Any], dout_: Any) -> tuple[Any, Any]:
+        def perturbed(deltas: Any) -> Any:
+            it = iter(range(len(slots)))
+
+            def perturb(x: Any, weight: int) -> Any:
+                k = next(it)
+                return x * (1 + jnp.reshape(deltas[starts[k] : starts[k + 1]], slots[k][0]))
+
+            values = _evaluate(closed, (*floats_, *others_, dout_), len(floats_), perturb)
+            return jnp.concatenate([jnp.ravel(v) for v in values])
+
+        bound = jnp.abs(jax.jacrev(perturbed)(jnp.zeros(len(weights)))) @ weights  # one B per result entry
+        per_result = [jnp.max(b, initial=0.0) for b in jnp.split(bound, ends[:-1])]
+        return per_result[0], jnp.stack(per_result[1:])
+
+    def at_points(floats_: list[Any], others_: list[Any], dout_: Any) -> tuple[Any, Any]:
+        output, grads = jax.vmap(at_point, in_axes=(0, None, 0))(floats_, others_, dout_)
+        return jnp.max(output), jnp.max(grads, axis=0)
+
+    # Little to optimize in a graph of a few hundred tiny operations: XLA's cheapest settings
+    # halve the compilation, the time that counts here (one compilation per shape).
+    _FUNCTIONS[key] = jax.jit(at_points, compiler_options=_QUICK)
+    return _FUNCTIONS[key]
+
+
+def _evaluate(closed: Any, args: tuple[Any, ...], n_floats: int, perturb: Callable[[Any, int], Any]) -> list[Any]:
+    """Run the oracle's jaxpr on ``args`` (the float inputs, the other inputs, ``dout``), passing
+    the float inputs, ``dout`` and every value that an operation rounds through ``perturb``."""
+    args = (*(perturb(x, 1) for x in args[:n_floats]), *args[n_floats:-1], perturb(args[-1], 1))
+    return _run(closed.jaxpr, closed.consts, args, perturb)
+
+
+def _run(jaxpr: Any, consts: Any, args: Any, perturb: Callable[[Any, int], Any]) -> list[Any]:
+    env: dict[Any, Any] = dict(zip(jaxpr.constvars, consts, strict=True))
+    env.update(zip(jaxpr.invars, args, strict=True))
+
+    def read(v: Any) -> Any:
+        return v.val if isinstance(v, jex.Literal) else env[v]
+
+    for eqn in jaxpr.eqns:
+        invals = [read(v) for v in eqn.invars]
+        name = eqn.primitive.name
+        inner = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr")) if name in _CALLS else None
+        if name == "stop_gradient":  # a value, not a derivative: the perturbation passes through
+            outs = invals
+        elif inner is not None:  # enter the call: its own operations are perturbed one by one
+            closed = inner if isinstance(inner, jex.ClosedJaxpr) else jex.ClosedJaxpr(inner, ())
+            outs = _run(closed.jaxpr, closed.consts, invals, perturb)
+        else:
+            outs = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
+            outs = list(outs) if eqn.primitive.multiple_results else [outs]
+            if name not in _EXACT:
+                weight = ULPS if name in _TRANSCENDENTAL else 1
+                outs = [perturb(o, weight) if jnp.issubdtype(o.dtype, jnp.floating) else o for o in outs]
+        env.update(zip(eqn.outvars, outs, strict=True))
+    return [read(v) for v in jaxpr.outvars]

@@ -8,7 +8,8 @@ The losses are means over the batch. Labels are integer arrays of shape ``(n,)``
 The layers live in modules by family: :mod:`~handlayers.vector.dense` (``Affine``, ``Linear``,
 ``MLP``), :mod:`~handlayers.vector.activations` (``ReLU``, ``Sigmoid``, ``Tanh``, ``LeakyReLU``,
 ``Softmax``), :mod:`~handlayers.vector.dropout` (``Dropout``), :mod:`~handlayers.vector.embedding`
-(``Embedding``) and :mod:`~handlayers.vector.losses` (``SquaredLoss``, ``HingeLoss``,
+(``Embedding``), :mod:`~handlayers.vector.normalization` (``BatchNorm``, ``LayerNorm``)
+and :mod:`~handlayers.vector.losses` (``SquaredLoss``, ``HingeLoss``,
 ``SoftmaxCrossEntropy``, ``MeanSquaredError``, ``BinaryCrossEntropyWithLogits``); this namespace
 holds them all.
 """
@@ -24,14 +25,17 @@ from handlayers.vector.losses import (
     SoftmaxCrossEntropy,
     SquaredLoss,
 )
+from handlayers.vector.normalization import BatchNorm, LayerNorm
 
 __all__ = [
     "MLP",
     "Affine",
+    "BatchNorm",
     "BinaryCrossEntropyWithLogits",
     "Dropout",
     "Embedding",
     "HingeLoss",
+    "LayerNorm",
     "LeakyReLU",
     "Linear",
     "MeanSquaredError",

@@ -2,7 +2,8 @@
 
 By family, as in :mod:`handlayers.vector`: :mod:`~reference.vector.dense`,
 :mod:`~reference.vector.activations`, :mod:`~reference.vector.dropout`,
-:mod:`~reference.vector.embedding`, :mod:`~reference.vector.losses`.
+:mod:`~reference.vector.embedding`, :mod:`~reference.vector.normalization`,
+:mod:`~reference.vector.losses`.
 """
 
 from reference.vector.activations import leaky_relu, relu, sigmoid, softmax, tanh
@@ -16,13 +17,16 @@ from reference.vector.losses import (
     softmax_cross_entropy,
     squared_loss,
 )
+from reference.vector.normalization import batch_norm, layer_norm
 
 __all__ = [
     "affine",
+    "batch_norm",
     "binary_cross_entropy_with_logits",
     "dropout",
     "embedding",
     "hinge_loss",
+    "layer_norm",
     "leaky_relu",
     "linear",
     "mean_squared_error",

@@ -1,0 +1,223 @@
+"""The tolerance measured on the reference: its formula, what it sees, and what it must allow."""
+
+import math
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from handlayers._layer import Layer
+from handlayers.testing import SPECS, Example, Mismatch, Spec, check_example, oracle, tolerance, tolerances
+
+T = sys.modules[tolerance.__module__]  # the module; handlayers.testing.tolerance is the function
+EPS64, TINY64 = float(np.finfo(np.float64).eps), float(np.finfo(np.float64).smallest_normal)
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+def user_spec(name, reference, layer, args):
+    """A spec for a reference of the test's own (its draw is never used: the examples are fixed)."""
+    return Spec(name, reference, layer, tuple(args.split()), SPECS["scalar.relu"].draw)
+
+
+def test_a_sum_counts_its_terms_and_its_result():
+    """For ``a + b`` the output's B is ``|a| + |b| + |a + b|`` (each input and the sum rounded) and
+    each gradient's is ``|dout|`` (the gradient is dout itself), up to the nearby points."""
+    example = Example((np.array(3.0), np.array(-1.0)), {}, np.array(2.0))
+    output, grads = T.rounding_sensitivity(SPECS["scalar.plus"].reference, example, np.float64)
+    assert output == pytest.approx(3 + 1 + 2, rel=8 * EPS64)
+    assert grads == pytest.approx((2.0, 2.0), rel=8 * EPS64)
+
+
+def test_the_tolerance_is_the_documented_formula(dtype):
+    """(OPS + K) * (eps * B + smallest_normal), K the size of the float inputs and dout, B at least
+    max |dout| for a gradient: integer labels count for nothing and get None."""
+    spec = SPECS["vector.hinge_loss"]
+    example = Example((np.array([[0.5, -0.25, 0.125]], dtype), np.array([2])), {}, np.array(3.0, dtype))
+    b_out, b_grads = T.rounding_sensitivity(spec.reference, example, dtype)
+    info = np.finfo(dtype)
+    k = T.OPS + 3 + 1  # the scores and dout, not the label
+    out, grads = tolerances(spec.reference, example, dtype)
+    assert out == k * (float(info.eps) * b_out + float(info.smallest_normal))
+    assert grads == (k * (float(info.eps) * max(b_grads[0], 3.0) + float(info.smallest_normal)), None)
+    assert tolerance(spec, example, dtype) == out
+    assert tolerance(spec, example, dtype, "dS") == grads[0]
+    with pytest.raises(ValueError, match="dlabels is the gradient of an input that is not floating"):
+        tolerance(spec, example, dtype, "dlabels")
+
+
+def test_boolean_and_integer_inputs_are_held_fixed():
+    """Any input that is not floating (a boolean mask, integer indices) gets None and counts for
+    nothing, with no spec: the reference and the example are all it takes."""
+
+    def masked_pick(A, keep, idx):
+        return jnp.sum((A * keep)[idx])
+
+    example = Example(
+        (np.array([[1.0, -2.0], [3.0, 4.0]]), np.array([[True, False], [True, True]]), np.array([1, 1])), {}, 1.0
+    )
+    out, grads = tolerances(masked_pick, example, np.float64)
+    assert grads[1:] == (None, None)
+    # B of the output: the entries of row 1 (kept, picked twice) and their products and sums
+    assert out > (T.OPS + 4 + 1) * EPS64 * (3 + 4)
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        jax.nn.relu,  # a custom_jvp inside
+        jax.nn.softplus,
+        lambda x: jax.nn.gelu(x, approximate=False),
+        lambda x: jax.lax.cumsum(x) * jax.lax.stop_gradient(x),
+        lambda x: jax.checkpoint(jnp.sin)(x),
+        lambda x: jax.lax.scan(lambda c, v: (c * v + 1, c), 1.0, x)[1],
+    ],
+    ids=["relu", "softplus", "gelu", "stop_gradient", "checkpoint", "scan"],
+)
+def test_any_jax_function_is_measured(reference):
+    """Calls (jit, custom_jvp, checkpoint), stop_gradient and loops are measured too: finite and
+    at least the rounding of the output's own size."""
+    x = np.array([-1.5, 0.0, 0.75, 2.0])
+    example = Example((x,), {}, np.array([1.0, -2.0, 0.5, 3.0]))
+    out, (dx,) = tolerances(reference, example, np.float64)
+    expected_out, (expected_dx,) = oracle(user_spec("f", reference, None, "x"), example)
+    assert math.isfinite(out)
+    assert math.isfinite(dx)
+    assert out >= (T.OPS + 8) * EPS64 * np.max(np.abs(expected_out))
+    assert dx >= (T.OPS + 8) * EPS64 * np.max(np.abs(expected_dx))
+
+
+def test_a_custom_vjp_reference_is_measured():
+    """A reference with a custom_vjp (its backward written by hand) is measured through its rules."""
+
+    @jax.custom_vjp
+    def cube(x):
+        return x * x * x
+
+    cube.defvjp(lambda x: (x * x * x, x), lambda x, g: (3 * x * x * g,))
+    example = Example((np.array([2.0, -1.0]),), {}, np.array([1.0, 1.0]))
+    out, (dx,) = tolerances(cube, example, np.float64)
+    assert out >= (T.OPS + 4) * EPS64 * 8
+    assert dx >= (T.OPS + 4) * EPS64 * 12
+
+
+def test_the_same_example_gets_the_same_tolerance():
+    """The nearby points are drawn with a fixed seed: measuring again, cache emptied, gives the same."""
+    spec = SPECS["vector.layer_norm"]
+    example = Example((np.array([[1.0, 2.0, 4.0]]), np.ones(3), np.zeros(3)), {"eps": 0.5}, np.ones((1, 3)))
+    first = tolerances(spec.reference, example, np.float32)
+    T._RECENT.clear()
+    assert tolerances(spec.reference, example, np.float32) == first
+
+
+class TextbookSigmoid(Layer):
+    """``s = 1 / (1 + exp(-a))`` and ``da = dout * s * (1 - s)``, as every course writes it."""
+
+    def _forward(self, a):
+        self.s = 1 / (1 + self._xp.exp(-a))
+        return self.s
+
+    def _backward(self, ds):
+        return ds * self.s * (1 - self.s)
+
+
+def test_a_gradient_computed_from_the_output_is_allowed():
+    """A float32 textbook sigmoid at a = 20 rounds s to 1 and returns da = s * (1 - s) = 0 where
+    the true value is 2e-9: right for float32 (an error of eps * |dout|), and allowed by the
+    floor max |dout| of a gradient's B, though the reference's stable form has a B of about 7e-8."""
+    spec = SPECS["scalar.sigmoid"]
+    example = Example((np.array(20.0, np.float32),), {}, np.array(1.0, np.float32))
+    layer = TextbookSigmoid()
+    layer.forward(example.inputs[0])
+    assert layer.backward(example.dout) == 0
+    check_example(TextbookSigmoid, spec, example, dtype=np.float32)
+    b = T.rounding_sensitivity(spec.reference, example, np.float32)[1][0]
+    assert (T.OPS + 2) * EPS32 * b < oracle(spec, example)[1][0] / 1000
+
+
+C = math.sqrt(2 / math.pi)
+
+
+class TanhGelu(Layer):
+    """GELU's tanh form in numpy, whose float64 tanh is accurate to an ulp."""
+
+    def _forward(self, x):
+        self.x, self.t = x, self._xp.tanh(C * (x + 0.044715 * x**3))
+        return 0.5 * x * (1 + self.t)
+
+    def _backward(self, dy):
+        x, t = self.x, self.t
+        return dy * (0.5 * (1 + t) + 0.5 * x * (1 - t) * (1 + t) * C * (1 + 3 * 0.044715 * x * x))
+
+
+def test_the_oracles_own_rounding_is_allowed():
+    """jax's float64 tanh is a few ulps off, and GELU's derivative multiplies that error where
+    ``1 - tanh**2`` cancels: a right float64 GELU passes at every point of [3, 6], where the
+    oracle misses by more than the old bound ``(OPS + K) * eps * (|expected| + |dout|)`` allowed."""
+    spec = user_spec("user.gelu", lambda x: jax.nn.gelu(x, approximate=True), TanhGelu, "x")
+    errors = []
+    for x in np.linspace(3.0, 6.0, 61):
+        example = Example((np.array([x]),), {}, np.array([1.0]))
+        check_example(TanhGelu, spec, example)
+        layer = TanhGelu()
+        layer.forward(np.array([x]))
+        expected = oracle(spec, example)[1][0]
+        errors.append(
+            abs(layer.backward(np.array([1.0]))[0] - expected[0]) / ((T.OPS + 2) * EPS64 * (abs(expected[0]) + 1))
+        )
+    assert max(errors) > 1
+
+
+def test_a_gelu_wrong_by_one_part_in_a_million_fails():
+    """The allowance for the oracle's rounding still catches a gradient wrong by 1e-6."""
+    spec = user_spec("user.gelu", lambda x: jax.nn.gelu(x, approximate=True), TanhGelu, "x")
+
+    class Wrong(TanhGelu):
+        def _backward(self, dy):
+            return super()._backward(dy) * (1 + 1e-6)
+
+    with pytest.raises(Mismatch, match="dx: WRONG"):
+        check_example(Wrong, spec, Example((np.array([4.63, 0.5, -1.0]),), {}, np.array([1.0, 2.0, 1.0])))
+
+
+class Residual(Layer):
+    """``(a * b + c - y) ** 2``, its backward by hand."""
+
+    def _forward(self, a, b, c, y):
+        self.a, self.b = a, b
+        self.u = a * b + c - y
+        return self.u * self.u
+
+    def _backward(self, dl):
+        du = 2 * self.u * dl
+        return du * self.b, du * self.a, du, -du
+
+
+def test_a_stationary_point_is_measured_nearby(monkeypatch):
+    """At ``a * b + c == y`` (exact in float64) the squared residual and its first-order
+    change are 0, but float32 rounds ``a * b`` and leaves a residual of 2**-24: the bound at the
+    points a rounding away allows it, the bound at the example alone would not."""
+    one = np.float32(1 + 2**-12)  # one * one needs 25 bits: float32 rounds it
+    inputs = (one, one, np.float32(-1.0), np.float32(2**-11 + 2**-24))
+    example = Example(tuple(np.array(x) for x in inputs), {}, np.array(1.0, np.float32))
+    spec = user_spec("user.residual", lambda a, b, c, y: (a * b + c - y) ** 2, Residual, "a b c y")
+    assert oracle(spec, example)[0] == 0
+    check_example(Residual, spec, example, dtype=np.float32)
+    monkeypatch.setattr(T, "POINTS", 1)
+    monkeypatch.setattr(T, "_FUNCTIONS", {})
+    monkeypatch.setattr(T, "_RECENT", T.OrderedDict())
+    with pytest.raises(Mismatch, match="output: WRONG"):
+        check_example(Residual, spec, example, dtype=np.float32)
+
+
+def test_recent_examples_are_kept_and_old_ones_dropped():
+    """The cache of measured examples keeps the last 16 and drops the oldest."""
+    spec = SPECS["scalar.square"]
+    T._RECENT.clear()
+    for i in range(17):
+        tolerances(spec.reference, Example((np.array(float(i)),), {}, np.array(1.0)), np.float64)
+    assert len(T._RECENT) == 16
+    first = Example((np.array(1.0),), {}, np.array(1.0))
+    tolerances(spec.reference, first, np.float64)  # a hit moves it to the end
+    assert next(reversed(T._RECENT)) == T._example_key(spec.reference, first, np.float64)
