@@ -199,6 +199,8 @@ def rounding_sensitivity(
     return result
 
 
+#: the most Jacobian entries held at once (a block of rows times every perturbed value): 32 MB
+_JACOBIAN_ENTRIES = 2**22
 _QUICK = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 _RECENT: OrderedDict[Any, tuple[float, tuple[float | None, ...]]] = OrderedDict()
 _FUNCTIONS: dict[Any, Callable[..., Any]] = {}
@@ -251,6 +253,9 @@ def _sensitivity_function(
     starts = np.cumsum([0, *sizes])
     weights = np.repeat([float(w) for _, w in slots], sizes)
     ends = np.cumsum([int(np.prod(r.shape)) for r in results])
+    n_results = int(ends[-1])
+    block = max(1, min(n_results, _JACOBIAN_ENTRIES // max(1, len(weights))))
+    n_blocks = -(-n_results // block)
 
     def at_point(floats_: list[Any], others_: list[Any], dout_: Any) -> tuple[Any, Any]:
         def perturbed(deltas: Any) -> Any:
@@ -263,7 +268,16 @@ def _sensitivity_function(
             values = _evaluate(closed, (*floats_, *others_, dout_), len(floats_), perturb)
             return jnp.concatenate([jnp.ravel(v) for v in values])
 
-        bound = jnp.abs(jax.jacrev(perturbed)(jnp.zeros(len(weights)))) @ weights  # one B per result entry
+        # one B per result entry: |Jacobian| @ weights, the Jacobian's rows pulled back a block at a
+        # time, so that a large example (a layer at its real size) never holds the whole matrix
+        _, pullback = jax.vjp(perturbed, jnp.zeros(len(weights)))
+        rows = np.arange(n_blocks * block).reshape(n_blocks, block) % n_results
+
+        def bound_of(block_rows: Any) -> Any:
+            basis = jax.nn.one_hot(block_rows, n_results, dtype=jnp.float64)  # the oracle runs in float64
+            return jnp.abs(jax.vmap(pullback)(basis)[0]) @ weights
+
+        bound = jnp.ravel(jax.lax.map(bound_of, rows))[:n_results]
         per_result = [jnp.max(b, initial=0.0) for b in jnp.split(bound, ends[:-1])]
         return per_result[0], jnp.stack(per_result[1:])
 
