@@ -88,11 +88,13 @@ def check_example(
     """
     dtype = np.dtype(dtype)
     name = getattr(layer, "__name__", type(layer).__name__)
+    several = len(spec.outputs) > 1  # then forward returns a tuple, and dout is one
     # TF32 (a GPU's default for float32 matmuls) is not float32: the tolerance is for float32
     with jax.enable_x64(True), jax.default_matmul_precision("highest"):
         inputs = tuple(to_backend(x, backend, dtype) for x in example.inputs)
-        dout = to_backend(example.dout, backend, dtype)
-        before = copy.deepcopy([np.asarray(x) for x in (*inputs, dout)])
+        douts = tuple(to_backend(d, backend, dtype) for d in (example.dout if several else (example.dout,)))
+        dout = douts if several else douts[0]
+        before = copy.deepcopy([np.asarray(x) for x in (*inputs, *douts)])
         try:
             instance = layer(**example.kwargs)
             out = instance.forward(*inputs)
@@ -107,6 +109,9 @@ def check_example(
     libraries = {"jax"} if "jax" in given else {"numpy"} if "numpy" in given else {"python", "numpy"}
     problems: list[str] = []
     rows = [_Row("output", expected_out, out)]
+    if several:
+        rows = _output_rows(spec, expected_out, out, problems)
+    outputs = len(rows)
     grads = (grads,) if len(spec.args) == 1 else grads
     if not isinstance(grads, tuple | list) or len(grads) != len(spec.args):
         n = len(grads) if isinstance(grads, tuple | list) else 1
@@ -116,17 +121,19 @@ def check_example(
         again = (again,) if len(spec.args) == 1 else again
         if not all(_same(g, h) for g, h in zip(grads, again, strict=False)):
             problems.append("backward called a second time gave other gradients")
-    for row, x in zip(rows, (None, *inputs), strict=False):
+    # the tolerance reads dout's size and largest entry: of all the douts of several outputs
+    sized = Example(example.inputs, example.kwargs, _flat(example.dout)) if several else example
+    for row, x in zip(rows, (*[None] * outputs, *inputs), strict=False):
         want_dtype = dtype if x is None or not isinstance(x, np.ndarray | jax.Array) else np.asarray(x).dtype
         expected = _as_float(row.expected)
-        tol = tolerance(spec, example, dtype, expected, degree=spec.out_degree, output=True) if x is None else None
-        _compare(row, libraries, want_dtype, tol or tolerance(spec, example, dtype, expected, degree=spec.degree))
-    for arg, x, old in zip((*spec.args, "dout"), (*inputs, dout), before, strict=True):
+        tol = tolerance(spec, sized, dtype, expected, degree=spec.out_degree, output=True) if x is None else None
+        _compare(row, libraries, want_dtype, tol or tolerance(spec, sized, dtype, expected, degree=spec.degree))
+    for arg, x, old in zip((*spec.args, *spec.douts), (*inputs, *douts), before, strict=True):
         if not np.array_equal(np.asarray(x), old, equal_nan=True):
-            problems.append(f"{arg}: forward or backward modified {'it' if arg == 'dout' else 'this input'}")
-    worst = max(row.ratio for row in rows)
+            problems.append(f"{arg}: forward or backward modified {'it' if arg in spec.douts else 'this input'}")
+    worst = max((row.ratio for row in rows), default=0.0)
     if problems or any(row.problem for row in rows):
-        hints = _hints(spec, example, rows)
+        hints = _hints(spec, example, rows[outputs:])
         raise Mismatch(report(name, spec, example, backend, dtype, rows, problems, hints))
     return worst
 
@@ -149,6 +156,21 @@ def check_backends(
     """
     expected = oracle(spec, example)
     return max(check_example(layer, spec, example, backend=b, dtype=dtype, expected=expected) for b in backends)
+
+
+def _output_rows(spec: Spec, expected: tuple[np.ndarray, ...], out: Any, problems: list[str]) -> list[_Row]:
+    """One row per output of a layer of several outputs, named as in ``spec.outputs``; none, and
+    a problem, when forward did not return a tuple of as many."""
+    if isinstance(out, tuple | list) and len(out) == len(spec.outputs):
+        return [_Row(name, e, got) for name, e, got in zip(spec.outputs, expected, out, strict=True)]
+    n = len(out) if isinstance(out, tuple | list) else "no tuple but one"
+    problems.append(f"forward returned {n} outputs, expected {len(spec.outputs)} ({', '.join(spec.outputs)})")
+    return []
+
+
+def _flat(douts: tuple[Any, ...]) -> np.ndarray:
+    """Every entry of several douts in one flat array."""
+    return np.concatenate([np.ravel(np.asarray(d, np.float64)) for d in douts])
 
 
 def _same(g: Any, h: Any) -> bool:
@@ -185,7 +207,8 @@ def _compare(row: _Row, libraries: set[str], want_dtype: Any, tol: float) -> Non
 def _hints(spec: Spec, example: Example, rows: list[_Row]) -> list[str]:
     def expected_for(case: str) -> list[tuple[str, Any]]:
         if case == "ones":
-            other = Example(example.inputs, example.kwargs, np.ones_like(np.asarray(example.dout, np.float64)))
+            ones = jax.tree.map(lambda d: np.ones_like(np.asarray(d, np.float64)), example.dout)
+            other = Example(example.inputs, example.kwargs, ones)
         else:
             sign = 1.0 if case == "above" else -1.0
             other = Example(
@@ -196,7 +219,7 @@ def _hints(spec: Spec, example: Example, rows: list[_Row]) -> list[str]:
         return list(zip(spec.grads, oracle(spec, other)[1], strict=True))
 
     batch = np.shape(example.inputs[0])[0] if spec.name.startswith("vector.") and np.ndim(example.inputs[0]) else None
-    dout_is_ones = bool(np.all(np.asarray(example.dout) == 1))
+    dout_is_ones = all(np.all(np.asarray(d) == 1) for d in jax.tree.leaves(example.dout))
     return diagnose(rows, batch=batch, dout_is_ones=dout_is_ones, expected_for=expected_for)
 
 

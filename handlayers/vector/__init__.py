@@ -11,7 +11,11 @@ namespace holds them all.
 """
 
 from handlayers.vector.activations import ReLU, Sigmoid, Softmax
+from handlayers.vector.attention import Attention
 from handlayers.vector.dense import MLP, Affine
 from handlayers.vector.losses import HingeLoss, SoftmaxCrossEntropy, SquaredLoss
+from handlayers.vector.recurrent import RNN, LSTMStep, RNNStep
 
 __all__ = ["MLP", "Affine", "HingeLoss", "ReLU", "Sigmoid", "Softmax", "SoftmaxCrossEntropy", "SquaredLoss"]
+__all__ += ["RNN", "LSTMStep", "RNNStep"]
+__all__ += ["Attention"]

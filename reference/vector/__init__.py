@@ -5,7 +5,11 @@ By family, as in :mod:`handlayers.vector`: :mod:`~reference.vector.dense`,
 """
 
 from reference.vector.activations import relu, sigmoid, softmax
+from reference.vector.attention import attention
 from reference.vector.dense import affine, mlp
 from reference.vector.losses import hinge_loss, softmax_cross_entropy, squared_loss
+from reference.vector.recurrent import lstm_step, rnn, rnn_step
 
 __all__ = ["affine", "hinge_loss", "mlp", "relu", "sigmoid", "softmax", "softmax_cross_entropy", "squared_loss"]
+__all__ += ["lstm_step", "rnn", "rnn_step"]
+__all__ += ["attention"]
