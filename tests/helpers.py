@@ -4,7 +4,10 @@ import numpy as np
 
 
 def backend_array(backend, x):
-    """``x`` as an array of ``backend``, keeping its dtype."""
+    """``x`` as an array of ``backend``, keeping its dtype (a tuple, the douts of a layer of
+    several outputs, stays a tuple of such arrays)."""
+    if isinstance(x, tuple):
+        return tuple(backend_array(backend, d) for d in x)
     if backend == "jax":
         import jax.numpy as jnp
 
@@ -13,5 +16,14 @@ def backend_array(backend, x):
 
 
 def as_numpy(x):
-    """Any array or number as a numpy array."""
-    return np.asarray(x)
+    """Any array or number as a numpy array (a tuple of them, several outputs, as a tuple)."""
+    return tuple(as_numpy(o) for o in x) if isinstance(x, tuple) else np.asarray(x)
+
+
+def flat_dout(example):
+    """``example`` with its douts (a tuple, for a layer of several outputs) as one flat array,
+    whose size and largest entry :func:`handlayers.testing.tolerance` reads."""
+    from handlayers.testing import Example
+
+    douts = example.dout if isinstance(example.dout, tuple) else (example.dout,)
+    return Example(example.inputs, example.kwargs, np.concatenate([np.ravel(d) for d in douts]))

@@ -163,8 +163,11 @@ def _output_rows(spec: Spec, expected: tuple[np.ndarray, ...], out: Any, problem
     a problem, when forward did not return a tuple of as many."""
     if isinstance(out, tuple | list) and len(out) == len(spec.outputs):
         return [_Row(name, e, got) for name, e, got in zip(spec.outputs, expected, out, strict=True)]
-    n = len(out) if isinstance(out, tuple | list) else "no tuple but one"
-    problems.append(f"forward returned {n} outputs, expected {len(spec.outputs)} ({', '.join(spec.outputs)})")
+    names = ", ".join(spec.outputs)
+    if isinstance(out, tuple | list):
+        problems.append(f"forward returned {len(out)} outputs, expected {len(spec.outputs)} ({names})")
+    else:
+        problems.append(f"forward returned one array, expected a tuple of {len(spec.outputs)} outputs ({names})")
     return []
 
 
