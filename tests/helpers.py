@@ -27,3 +27,16 @@ def flat_dout(example):
 
     douts = example.dout if isinstance(example.dout, tuple) else (example.dout,)
     return Example(example.inputs, example.kwargs, np.concatenate([np.ravel(d) for d in douts]))
+
+
+def seeded_example(spec, shapes, kwargs=None, seed=0, scale=1.0):
+    """An example of ``spec`` with inputs of ``shapes``: standard normal values times ``scale``,
+    and standard normal douts of the output's shape (a tuple of them for several outputs)."""
+    from handlayers.testing import Example, output_shape
+
+    rng = np.random.default_rng(seed)
+    inputs = tuple(scale * rng.standard_normal(s) for s in shapes)
+    shape = output_shape(spec, inputs, kwargs or {})
+    several = len(spec.outputs) > 1
+    dout = tuple(rng.standard_normal(s) for s in shape) if several else rng.standard_normal(shape)
+    return Example(inputs, kwargs or {}, dout)

@@ -17,21 +17,14 @@ from handlayers.scalar import Sigmoid
 __all__ = ["RNN", "LSTMStep", "RNNStep"]
 
 
-def _check_step(owner: str, gates: int, x: tuple, h_prev: tuple, Wx: tuple, Wh: tuple, b: tuple, **more: tuple) -> None:
-    """Raise unless ``x (n, d), h_prev (n, H), Wx (d, G), Wh (H, G), b (G,)`` fit, ``G = gates * H``
-    (and every array in ``more`` is ``(n, H)``)."""
-    fits = len(x) == len(h_prev) == len(Wx) == len(Wh) == 2 and len(b) == 1
-    if fits:
-        (n, d), (_, H) = x, h_prev
-        G = gates * H
-        fits = h_prev[0] == n and Wx == (d, G) and Wh == (H, G) and b == (G,)
-        fits = fits and all(s == (n, H) for s in more.values())
-    if not fits:
-        G = "H" if gates == 1 else f"{gates}H"
-        extra = "".join(f", {name} (n, H)" for name in more)
-        expected = f"x (n, d), h_prev (n, H){extra}, Wx (d, {G}), Wh (H, {G}), b ({G},)"
-        shapes = {"x": x, "h_prev": h_prev, **more, "Wx": Wx, "Wh": Wh, "b": b}
-        raise shape_error(owner, expected, **shapes)
+def _step_fits(gates: int, x: tuple, h_prev: tuple, Wx: tuple, Wh: tuple, b: tuple, *states: tuple) -> bool:
+    """Whether ``x (n, d), h_prev (n, H), Wx (d, G), Wh (H, G), b (G,)`` fit, ``G = gates * H``,
+    and every array in ``states`` is ``(n, H)`` too."""
+    if not (len(x) == len(h_prev) == len(Wx) == len(Wh) == 2 and len(b) == 1):
+        return False
+    (n, d), (_, H) = x, h_prev
+    G = gates * H
+    return h_prev[0] == n and Wx == (d, G) and Wh == (H, G) and b == (G,) and all(s == (n, H) for s in states)
 
 
 class RNNStep(Layer):
@@ -49,7 +42,9 @@ class RNNStep(Layer):
     """
 
     def _check_shapes(self, x: tuple, h_prev: tuple, Wx: tuple, Wh: tuple, b: tuple) -> None:
-        _check_step("RNNStep", 1, x, h_prev, Wx, Wh, b)
+        if not _step_fits(1, x, h_prev, Wx, Wh, b):
+            expected = "x (n, d), h_prev (n, H), Wx (d, H), Wh (H, H), b (H,)"
+            raise shape_error("RNNStep", expected, x=x, h_prev=h_prev, Wx=Wx, Wh=Wh, b=b)
 
     def _forward(self, x: Any, h_prev: Any, Wx: Any, Wh: Any, b: Any) -> Any:
         self.x, self.h_prev, self.Wx, self.Wh = x, h_prev, Wx, Wh
@@ -100,10 +95,7 @@ class RNN(Layer):
     """
 
     def _check_shapes(self, x: tuple, h0: tuple, Wx: tuple, Wh: tuple, b: tuple) -> None:
-        if len(x) == 3 and x[1] >= 1:
-            n, _, d = x
-            _check_step("RNN", 1, (n, d), h0, Wx, Wh, b)
-        else:
+        if not (len(x) == 3 and x[1] >= 1 and _step_fits(1, (x[0], x[2]), h0, Wx, Wh, b)):
             expected = "x (n, t, d) with t >= 1, h0 (n, H), Wx (d, H), Wh (H, H), b (H,)"
             raise shape_error("RNN", expected, x=x, h0=h0, Wx=Wx, Wh=Wh, b=b)
 
@@ -166,7 +158,9 @@ class LSTMStep(Layer):
         self.gates = Sigmoid()  # i, f and o, in one elementwise layer
 
     def _check_shapes(self, x: tuple, h_prev: tuple, c_prev: tuple, Wx: tuple, Wh: tuple, b: tuple) -> None:
-        _check_step("LSTMStep", 4, x, h_prev, Wx, Wh, b, c_prev=c_prev)
+        if not _step_fits(4, x, h_prev, Wx, Wh, b, c_prev):
+            expected = "x (n, d), h_prev (n, H), c_prev (n, H), Wx (d, 4H), Wh (H, 4H), b (4H,)"
+            raise shape_error("LSTMStep", expected, x=x, h_prev=h_prev, c_prev=c_prev, Wx=Wx, Wh=Wh, b=b)
 
     def _forward(self, x: Any, h_prev: Any, c_prev: Any, Wx: Any, Wh: Any, b: Any) -> tuple[Any, Any]:
         xp, H = self._xp, h_prev.shape[1]
