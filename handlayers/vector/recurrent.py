@@ -101,23 +101,19 @@ class RNN(Layer):
 
     def _forward(self, x: Any, h0: Any, Wx: Any, Wh: Any, b: Any) -> Any:
         xp = self._xp
-        n, t, d = x.shape
-        H = h0.shape[1]
-        xa = xp.reshape(xp.reshape(x, (n * t, d)) @ Wx + b, (n, t, H))  # the inputs' part of every step
+        xa = xp.tensordot(xp.swapaxes(x, 0, 1), Wx, 1) + b  # the inputs' part of every step, (t, n, H)
 
         def step(h: Any, xa_s: Any) -> tuple[Any, Any]:
             h = xp.tanh(xa_s + h @ Wh)
             return h, h
 
-        _, hs = _scan(xp, step, h0, xp.swapaxes(xa, 0, 1))  # time-major: (t, n, H)
+        _, hs = _scan(xp, step, h0, xa)  # time-major: (t, n, H)
         self.x, self.h0, self.Wx, self.Wh, self.hs = x, h0, Wx, Wh, hs
         h = xp.swapaxes(hs, 0, 1)
         return np.ascontiguousarray(h) if xp is np else h  # the caller's own array, no view of hs
 
     def _backward(self, dh: Any) -> tuple[Any, ...]:
-        xp, x, h0, Wh, hs = self._xp, self.x, self.h0, self.Wh, self.hs
-        n, t, d = x.shape
-        H = h0.shape[1]
+        xp, h0, Wh, hs = self._xp, self.h0, self.Wh, self.hs
         WhT = Wh.T
 
         def step(dh_next: Any, dh_and_h: tuple[Any, Any]) -> tuple[Any, Any]:
@@ -125,13 +121,13 @@ class RNN(Layer):
             da = (dh_s + dh_next) * (1 - h_s * h_s)  # h_s feeds the output and the next step
             return da @ WhT, da
 
-        dh0, da = _scan(xp, step, xp.zeros_like(h0), (xp.swapaxes(dh, 0, 1), hs), reverse=True)
-        da = xp.reshape(xp.swapaxes(da, 0, 1), (n * t, H))  # batch-major rows, as x's
-        h_prev = xp.concatenate([h0[:, None], xp.swapaxes(hs[:-1], 0, 1)], axis=1)  # h_{s-1} for each step
-        dx = xp.reshape(da @ self.Wx.T, (n, t, d))
-        dWx = xp.reshape(x, (n * t, d)).T @ da
-        dWh = xp.reshape(h_prev, (n * t, H)).T @ da
-        db = xp.sum(da, axis=0)
+        dh0, da = _scan(xp, step, xp.zeros_like(h0), (xp.swapaxes(dh, 0, 1), hs), reverse=True)  # da (t, n, H)
+        h_prev = xp.concatenate([h0[None], hs[:-1]])  # h_{s-1} of each step
+        # each a product over all n * t rows (tensordot: one matrix product, also under numpy)
+        dx = xp.swapaxes(xp.tensordot(da, self.Wx, (2, 1)), 0, 1)
+        dWx = xp.tensordot(self.x, da, ([0, 1], [1, 0]))
+        dWh = xp.tensordot(h_prev, da, ([0, 1], [0, 1]))
+        db = xp.sum(da, axis=(0, 1))
         return dx, dh0, dWx, dWh, db
 
 
