@@ -129,3 +129,17 @@ def test_shapes_that_do_not_fit_raise_naming_them(shapes, causal, message, backe
     """Shapes that do not fit, and a causal mask over tq != tk, raise ValueError naming every shape."""
     with pytest.raises(ValueError, match=re.escape(message)):
         vector.Attention(causal=causal).forward(*(backend_array(backend, np.zeros(s)) for s in shapes))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_a_nan_key_reaches_the_queries_that_see_it(causal, backend):
+    """A NaN in key j makes NaN every output row that weighs key j (all of them, or with the mask
+    the rows i >= j) and leaves the rows the mask hides it from finite, without a warning."""
+    Q, K, V = seeded_example(SPEC, [(1, 4, 2), (1, 4, 2), (1, 4, 3)], {"causal": causal}).inputs
+    K = K.copy()
+    K[0, 2, 1] = np.nan
+    Y = as_numpy(vector.Attention(causal=causal).forward(*(backend_array(backend, v) for v in (Q, K, V))))
+    seen = slice(2, None) if causal else slice(None)
+    assert np.all(np.isnan(Y[0, seen]))
+    if causal:
+        assert np.all(np.isfinite(Y[0, :2]))

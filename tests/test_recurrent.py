@@ -181,3 +181,22 @@ def test_shapes_that_do_not_fit_raise_naming_them(layer, shapes, message, backen
     every shape it got."""
     with pytest.raises(ValueError, match=re.escape(message)):
         layer().forward(*(backend_array(backend, np.zeros(s)) for s in shapes))
+
+
+def test_a_nan_input_reaches_the_states_that_depend_on_it(backend):
+    """A NaN in x at step s reaches every hidden state from s on and none before, without a
+    warning; a NaN in one entry of c_prev reaches that entry of c and h."""
+    x, h0, Wx, Wh, b = seeded_example(SPECS["vector.rnn"], SHAPES["vector.rnn"]).inputs
+    x = x.copy()
+    x[0, 1, 0] = np.nan
+    h = as_numpy(vector.RNN().forward(*(backend_array(backend, v) for v in (x, h0, Wx, Wh, b))))
+    assert np.all(np.isnan(h[0, 1:]))
+    assert np.all(np.isfinite(h[0, :1]))
+    assert np.all(np.isfinite(h[1:]))
+    inputs = list(seeded_example(SPECS["vector.lstm_step"], SHAPES["vector.lstm_step"]).inputs)
+    inputs[2] = inputs[2].copy()
+    inputs[2][1, 0] = np.nan  # c_prev
+    h, c = (as_numpy(o) for o in vector.LSTMStep().forward(*(backend_array(backend, v) for v in inputs)))
+    for out in (h, c):
+        assert np.isnan(out[1, 0])
+        assert np.sum(np.isnan(out)) == 1
