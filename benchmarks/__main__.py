@@ -1,11 +1,12 @@
 """``python -m benchmarks``: every measurement, printed as tables and written as JSON (and a plot).
 
     python -m benchmarks                 # all three, the CPU sizes
-    python -m benchmarks --only step     # one of: step, jit-start, checkers, suite, train
+    python -m benchmarks --only step     # one of: step, jit-start, checkers, suite, train, sequence
     python -m benchmarks --quick         # small sizes and few rounds: checks that it all runs
 
-On a GPU (jax's default backend), the training step uses sizes that fill the chip and times the
-jax ways only; the other measurements are CPU measurements and are skipped there.
+On a GPU (jax's default backend), the training step and the sequence layers use sizes that fill
+the chip and time the jax ways only; the other measurements are CPU measurements and are skipped
+there.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ QUICK_SHAPE = {"batch": 64, "d_in": 32, "hidden": 16, "classes": 4}
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["step", "jit-start", "checkers", "suite", "train"], action="append")
+    parser.add_argument(
+        "--only", choices=["step", "jit-start", "checkers", "suite", "train", "sequence"], action="append"
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, few rounds")
     parser.add_argument("--limit", type=float, default=60.0, help="seconds before a checker is stopped")
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="folder for the JSON and the plot")
@@ -36,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         help="threads for numpy's BLAS, XLA and torch, and cores for all (default: theirs, every core)",
     )
     args = parser.parse_args(argv)
-    only = set(args.only or ["step", "jit-start", "checkers", "suite", "train"])
+    only = set(args.only or ["step", "jit-start", "checkers", "suite", "train", "sequence"])
     if args.threads:  # before numpy, jax or torch load; the measuring subprocesses inherit it
         for threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[threads] = str(args.threads)
@@ -100,6 +103,13 @@ def main(argv: list[str] | None = None) -> int:
 
         results["train"] = training.run(rounds, quick=args.quick)
         tables.append(training.table(results["train"]))
+        print(tables[-1])
+    if "sequence" in only:
+        from benchmarks import sequence
+
+        sizes = sequence.QUICK_SIZES if args.quick else sequence.GPU_SIZES if gpu else sequence.SIZES
+        results["sequence"] = [sequence.run(dt, rounds=rounds, sizes=sizes) for dt in ("float32", "float64")]
+        tables.append(sequence.table(results["sequence"]))
         print(tables[-1])
     path = os.path.join(args.out, f"{name}{'-quick' if args.quick else ''}")
     with open(f"{path}.json", "w") as f:

@@ -154,6 +154,9 @@ class Layer:
     ``forward`` takes the inputs in the order the layer documents and returns the output;
     ``backward`` takes the gradient of the output (the output's shape) and returns the gradient of
     every input in forward's order: the array itself for a one-input layer, a tuple otherwise.
+    A layer of several outputs (``_forward`` returns a tuple) returns a tuple from ``forward``,
+    and ``backward`` takes a tuple of as many gradients, one of each output's shape, which
+    ``_backward`` receives as separate arguments.
 
     Inputs are turned into arrays of one library (``jax.numpy`` when any input is a jax array,
     numpy otherwise) and one floating dtype, found by that library's type promotion (Python numbers
@@ -188,30 +191,39 @@ class Layer:
         arrays = tuple(xp.asarray(x) if i in self.labels else xp.asarray(x, dtype=dtype) for i, x in enumerate(inputs))
         self._xp = xp
         out = self._forward(*arrays)
+        # several outputs (a tuple): one shape each, and backward takes a tuple of as many douts
+        several = isinstance(out, tuple)
         self._meta = (
             dtype,
-            xp.shape(out),
+            tuple(xp.shape(o) for o in out) if several else xp.shape(out),
             [None if i in self.labels else (xp.shape(x), _input_dtype(xp, x, dtype)) for i, x in enumerate(inputs)],
+            several,
         )
-        return _unwrap(xp, out)
+        return tuple(_unwrap(xp, o) for o in out) if several else _unwrap(xp, out)
 
     def backward(self, dout: Any) -> Any:
-        """The gradient of every forward input, given the gradient ``dout`` of the output."""
+        """The gradient of every forward input, given the gradient ``dout`` of the output (for a
+        layer of several outputs, a tuple of their gradients, in order)."""
         if getattr(self, "_meta", None) is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before a successful forward")
-        dtype, out_shape, inputs = self._meta
+        dtype, out_shape, inputs, several = self._meta
         xp = self._xp
-        dout = xp.asarray(as_input(f"{type(self).__name__}.backward", "dout", dout), dtype=dtype)
-        if xp.shape(dout) != out_shape:
+        owner = type(self).__name__
+        if several:
+            douts = _douts(owner, xp, dout, dtype, out_shape)
+        else:
+            douts = (xp.asarray(as_input(f"{owner}.backward", "dout", dout), dtype=dtype),)
+        if not several and xp.shape(douts[0]) != out_shape:
             raise ValueError(
-                f"{type(self).__name__}.backward: dout has shape {xp.shape(dout)}, but the output has shape {out_shape}"
+                f"{type(self).__name__}.backward: dout has shape {xp.shape(douts[0])}, "
+                f"but the output has shape {out_shape}"
             )
-        grads = self._backward(dout)
+        grads = self._backward(*douts)
         if len(inputs) == 1:
             grads = (grads,)
         # None: a label, or an input the layer was told needs no gradient (vector.Affine(input_grad=False))
         shaped = tuple(
-            None if meta is None or g is None else _own(xp, xp.asarray(sum_to_shape(xp, g, meta[0]), meta[1]), dout)
+            None if meta is None or g is None else _own(xp, xp.asarray(sum_to_shape(xp, g, meta[0]), meta[1]), douts)
             for g, meta in zip(grads, inputs, strict=True)
         )
         return shaped[0] if len(shaped) == 1 else shaped
@@ -242,10 +254,31 @@ def _input_dtype(xp: Any, x: Any, compute_dtype: Any) -> Any:
     return jax.dtypes.canonicalize_dtype(dtype)
 
 
-def _own(xp: Any, g: Any, dout: Any) -> Any:
-    """A gradient the caller may keep and write to: never a view of ``dout`` (Plus passes it on)
+def _douts(owner: str, xp: Any, dout: Any, dtype: Any, out_shapes: tuple[tuple[int, ...], ...]) -> tuple[Any, ...]:
+    """The gradients of a layer's several outputs: a tuple (or list) of one array per output, each
+    of its output's shape, as arrays of ``dtype``; else a ``ValueError`` saying what was expected."""
+    expected = ", ".join(str(s) for s in out_shapes)
+    if not isinstance(dout, tuple | list) or len(dout) != len(out_shapes):
+        got = f"{len(dout)} arrays" if isinstance(dout, tuple | list) else f"an array of shape {np.shape(dout)}"
+        raise ValueError(
+            f"{owner}.backward: dout must be a tuple of {len(out_shapes)} arrays, one per output, "
+            f"of shapes {expected}; got {got}"
+        )
+    douts = tuple(xp.asarray(d, dtype=dtype) for d in dout)
+    if any(xp.shape(d) != shape for d, shape in zip(douts, out_shapes, strict=True)):
+        got = ", ".join(str(xp.shape(d)) for d in douts)
+        raise ValueError(f"{owner}.backward: dout has shapes {got}, but the outputs have shapes {expected}")
+    return douts
+
+
+def _own(xp: Any, g: Any, douts: tuple[Any, ...]) -> Any:
+    """A gradient the caller may keep and write to: never a view of a ``dout`` (Plus passes it on)
     or a read-only broadcast, and, as numpy does for arithmetic, a scalar rather than a 0-d array."""
-    if xp is np and isinstance(g, np.ndarray) and (not g.flags.writeable or np.may_share_memory(g, dout)):
+    if (
+        xp is np
+        and isinstance(g, np.ndarray)
+        and (not g.flags.writeable or any(np.may_share_memory(g, d) for d in douts))
+    ):
         g = g.copy()
     return _unwrap(xp, g)
 

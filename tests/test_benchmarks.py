@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from benchmarks import __main__ as bench
-from benchmarks import checkers, jit_start, step
+from benchmarks import checkers, jit_start, sequence, step
 from benchmarks.jit_start import OneHotSoftmaxCrossEntropy
 from handlayers import vector
 
@@ -134,3 +134,34 @@ def test_the_old_backward_has_one_starting_operation_fewer_than_with_a_labels_ou
     assert starts(jax.jit(jit_start._one_hot_step_and_labels), *step.step_args(d)) == one_hot + 1
     autodiff, args = step.jitted_autodiff(d)
     assert starts(autodiff, *args) > 1
+
+
+SEQUENCE_CASES = sequence.cases(np.float64, sequence.QUICK_SIZES)
+
+
+@pytest.mark.parametrize("name", list(SEQUENCE_CASES))
+def test_each_sequence_case_computes_what_autodiff_computes(name):
+    """Each sequence case's hand-written step, in jax.jit, gives the output and gradients of
+    jax.jit of autodiff of the reference: the two ways time the same work."""
+    case = SEQUENCE_CASES[name]
+    ours = jax.jit(case["handlayers"])(*case["args"])
+    autodiff = jax.jit(case["autodiff"])(*case["args"])
+    assert jax.tree.structure(ours) == jax.tree.structure(autodiff)
+    for got, expected in zip(jax.tree.leaves(ours), jax.tree.leaves(autodiff), strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_the_sequence_table_says_whether_each_target_is_met():
+    """A ratio at most 1 is met; above 1 with the middle half reaching 1, within noise; else missed."""
+
+    def case(median, low):
+        return {
+            "seconds": {"handlayers jax.jit": 1e-3, "jax.jit(vjp)": 1e-3},
+            "ratio": {"median": median, "low": low, "high": 2.0, "at_most": 1.0},
+        }
+
+    run = {"dtype": "float32", "cases": {"met": case(0.9, 0.8), "noise": case(1.1, 0.95), "missed": case(1.2, 1.1)}}
+    rows = sequence.table([run]).splitlines()[4:]
+    assert rows[0].startswith("| met | float32 | 1 | 1 | 0.900 (0.800 to 2.000) | at most 1.00 |")
+    assert "1.100 (0.950 to 2.000) (within noise)" in rows[1]
+    assert "1.200 (1.100 to 2.000) (missed)" in rows[2]

@@ -30,5 +30,6 @@ def test_layer_computes_on_its_inputs_device(platform, name, data):
     layer = spec.layer(**example.kwargs)
     out = layer.forward(*(jax.device_put(x, device) for x in example.inputs))
     grads = layer.backward(jax.device_put(example.dout, device))
-    for value in (out, *(grads if isinstance(grads, tuple) else (grads,))):
+    outs = out if isinstance(out, tuple) else (out,)  # a tuple for a layer of several outputs
+    for value in (*outs, *(grads if isinstance(grads, tuple) else (grads,))):
         assert value is None or value.devices() == {device}

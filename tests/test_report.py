@@ -18,7 +18,9 @@ TOL = 1e-12
 
 
 def row(name, expected, got):
-    return SimpleNamespace(name=name, expected=np.asarray(expected, float), got=got, problem="wrong", tol=TOL)
+    return SimpleNamespace(
+        name=name, expected=np.asarray(expected, float), got=got, problem="wrong", tol=TOL, position=0
+    )
 
 
 def hints(rows, *, batch=None, dout_is_ones=False, cases=None):
@@ -87,7 +89,11 @@ def test_swapped_gradients_are_named_once():
 
 def test_rows_that_are_right_or_missing_are_not_diagnosed():
     """Right values (a dtype problem), None, and the output get no guess."""
-    rows = [row("dx", 1.0, np.float32(1.0)), row("output", [1.0], [-1.0]), row("dw", [1.0], None)]
+    rows = [
+        row("dx", 1.0, np.float32(1.0)),
+        SimpleNamespace(**{**vars(row("output", [1.0], [-1.0])), "position": None}),
+        row("dw", [1.0], None),
+    ]
     assert hints(rows) == []
 
 

@@ -73,13 +73,15 @@ def test_backward_is_linear_in_dout(name, backend, data):
     """backward(a*d1 + b*d2) = a*backward(d1) + b*backward(d2), within float64 rounding."""
     spec = SPECS[name]
     example = data.draw(examples(spec))
-    d2 = data.draw(douts(np.shape(example.dout)))
+    d2 = jax.tree.map(lambda d: data.draw(douts(np.shape(d))), example.dout)  # one per output
     a, b = data.draw(st.sampled_from([0.5, -2.0, 3.0])), data.draw(st.sampled_from([1.0, -0.25]))
-    combined = a * example.dout + b * d2
+    combined = jax.tree.map(lambda d1, d2: a * d1 + b * d2, example.dout, d2)
     _, g1 = forward_backward(spec, example, backend)
     _, g2 = forward_backward(spec, example, backend, dout=d2)
     _, g = forward_backward(spec, example, backend, dout=combined)
-    bound = Example(example.inputs, example.kwargs, np.abs(a * example.dout) + np.abs(b * d2))
+    bound = Example(
+        example.inputs, example.kwargs, jax.tree.map(lambda d1, d2: abs(a * d1) + abs(b * d2), example.dout, d2)
+    )
     for gi, g1i, g2i, name in zip(g, g1, g2, spec.grads, strict=True):
         if gi is not None:
             error = np.max(np.abs(gi - (a * g1i + b * g2i)), initial=0.0)
@@ -92,7 +94,7 @@ def test_zero_dout_gives_zero_gradients(name, backend, dtype, data):
     """A zero dout gives gradients that are exactly zero."""
     spec = SPECS[name]
     example = data.draw(examples(spec, dtype))
-    _, grads = forward_backward(spec, example, backend, dout=np.zeros_like(example.dout))
+    _, grads = forward_backward(spec, example, backend, dout=jax.tree.map(np.zeros_like, example.dout))
     for g in grads:
         assert g is None or not np.any(g)
 
@@ -150,7 +152,8 @@ def test_layer_runs_inside_jit(name, dtype, data):
     out, grads = step(inputs, backend_array("jax", example.dout))
     eager_out, eager_grads = forward_backward(spec, example, "jax")
     grads = grads if isinstance(grads, tuple) else (grads,)
-    assert np.max(np.abs(as_numpy(out) - eager_out)) <= tolerance(spec, example, dtype)
+    for o, eager in zip(jax.tree.leaves(as_numpy(out)), jax.tree.leaves(eager_out), strict=True):
+        assert np.max(np.abs(o - eager)) <= tolerance(spec, example, dtype)
     for g, eager, name in zip(grads, eager_grads, spec.grads, strict=True):
         if eager is None:
             assert g is None

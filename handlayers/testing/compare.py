@@ -149,11 +149,13 @@ def _run(
 ) -> tuple[Found | None, float]:
     name = getattr(layer, "__name__", type(layer).__name__)
     adapted = isinstance(layer, Adapted)
+    several = len(spec.outputs) > 1  # then forward returns a tuple, and dout is one
     # TF32 (a GPU's default for float32 matmuls) is not float32: the tolerance is for float32
     with jax.enable_x64(True), jax.default_matmul_precision("highest"):
         inputs = tuple(to_backend(x, backend, dtype) for x in example.inputs)
-        dout = to_backend(example.dout, backend, dtype)
-        before = copy.deepcopy([np.asarray(x) for x in (*inputs, dout)])
+        douts = tuple(to_backend(d, backend, dtype) for d in (example.dout if several else (example.dout,)))
+        dout = douts if several else douts[0]
+        before = copy.deepcopy([np.asarray(x) for x in (*inputs, *douts)])
         try:
             instance = layer(**example.kwargs)
             out = instance.forward(*inputs)
@@ -172,6 +174,8 @@ def _run(
     compared = layer.compared if adapted else tuple(range(len(spec.args)))
     problems: list[str] = []
     rows = [_Row("output", expected_out, out if kept is None else kept)]  # the output as forward gave it
+    if several:
+        rows = _output_rows(spec, expected_out, out, problems)
     grads, again = (grads, again) if adapted or len(spec.args) != 1 else ((grads,), (again,))
     if isinstance(grads, Miscount):
         problems.append(str(grads))
@@ -190,17 +194,17 @@ def _run(
     for row in rows:
         x = None if row.position is None else inputs[row.position]
         want_dtype = dtype if x is None or not isinstance(x, np.ndarray | jax.Array) else np.asarray(x).dtype
-        tol = tol_out if row.position is None else tol_grads[row.position]
+        tol = tol_out if row.position is None else tol_grads[row.position]  # one tolerance for every output
         _compare(row, libraries, want_dtype, tol or 0.0)  # None: an input that is not floating, whose gradient is None
     if kept is not None and not np.array_equal(out, kept, equal_nan=True):
         problems.append("output: backward wrote into forward's output (it changes what forward stored in place)")
-    for arg, x, old in zip((*spec.args, "dout"), (*inputs, dout), before, strict=True):
+    for arg, x, old in zip((*spec.args, *spec.douts), (*inputs, *douts), before, strict=True):
         if not np.array_equal(np.asarray(x), old, equal_nan=True):
-            if arg == "dout":
-                problems.append("dout: backward wrote into it (copy it before changing it: dA = dout.copy())")
+            if arg in spec.douts:
+                problems.append(f"{arg}: backward wrote into it (copy it before changing it: dA = dout.copy())")
             else:
                 problems.append(f"{arg}: forward or backward wrote into this input")
-    worst = max(row.ratio for row in rows)
+    worst = max((row.ratio for row in rows), default=0.0)
     if problems or any(row.problem for row in rows):
         return Found(name, spec, example, backend, dtype, rows, problems, _mistakes(spec, example, rows)), worst
     return None, worst
@@ -231,6 +235,24 @@ def check_backends(
     """
     expected = oracle(spec, example)
     return max(check_example(layer, spec, example, backend=b, dtype=dtype, expected=expected) for b in backends)
+
+
+def _output_rows(spec: Spec, expected: tuple[np.ndarray, ...], out: Any, problems: list[str]) -> list[_Row]:
+    """One row per output of a layer of several outputs, named as in ``spec.outputs``; none, and
+    a problem, when forward did not return a tuple of as many."""
+    if isinstance(out, tuple | list) and len(out) == len(spec.outputs):
+        return [_Row(name, e, got) for name, e, got in zip(spec.outputs, expected, out, strict=True)]
+    names = ", ".join(spec.outputs)
+    if isinstance(out, tuple | list):
+        problems.append(f"forward returned {len(out)} outputs, expected {len(spec.outputs)} ({names})")
+    else:
+        problems.append(f"forward returned one array, expected a tuple of {len(spec.outputs)} outputs ({names})")
+    return []
+
+
+def _flat(douts: tuple[Any, ...]) -> np.ndarray:
+    """Every entry of several douts in one flat array."""
+    return np.concatenate([np.ravel(np.asarray(d, np.float64)) for d in douts])
 
 
 def _same(g: Any, h: Any) -> bool:
@@ -266,7 +288,7 @@ def _mistakes(spec: Spec, example: Example, rows: list[_Row]) -> list[Hint]:
     """The known mistakes that explain this example's wrong gradients (see :func:`report.mistakes`)."""
     floats_ = [i for i in range(len(spec.args)) if i not in spec.labels]
     dout_shape = np.shape(example.dout)
-    out_shape = np.shape(rows[0].expected)
+    out_shape = np.shape(rows[0].expected) if rows else ()
     cases = [
         (
             f"at:dout:{i}",
@@ -274,7 +296,9 @@ def _mistakes(spec: Spec, example: Example, rows: list[_Row]) -> list[Hint]:
             "taken from the wrong array)",
         )
         for i in floats_
-        if np.shape(example.inputs[i]) == dout_shape and np.size(example.dout) > 0
+        if not isinstance(example.dout, tuple)
+        and np.shape(example.inputs[i]) == dout_shape
+        and np.size(example.dout) > 0
     ]
     cases += [
         (
@@ -290,7 +314,7 @@ def _mistakes(spec: Spec, example: Example, rows: list[_Row]) -> list[Hint]:
         inputs = list(example.inputs)
         dout = example.dout
         if case == "ones":
-            dout = np.ones_like(np.asarray(example.dout, np.float64))
+            dout = jax.tree.map(lambda d: np.ones_like(np.asarray(d, np.float64)), example.dout)
         elif case.startswith("at:"):
             _, source, i = case.split(":")
             value = example.dout if source == "dout" else rows[0].expected
@@ -304,7 +328,7 @@ def _mistakes(spec: Spec, example: Example, rows: list[_Row]) -> list[Hint]:
     vector = len(first) >= 1 and not spec.name.startswith("scalar.")
     batch = first[0] if vector else None
     width = int(np.prod(first[1:])) if vector and len(first) >= 2 else None
-    dout_is_ones = bool(np.all(np.asarray(example.dout) == 1))
+    dout_is_ones = all(np.all(np.asarray(d) == 1) for d in jax.tree.leaves(example.dout))
     return mistakes(rows, batch=batch, dout_is_ones=dout_is_ones, expected_for=expected_for, cases=cases, width=width)
 
 

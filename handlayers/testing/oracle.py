@@ -15,24 +15,28 @@ if TYPE_CHECKING:
 __all__ = ["oracle", "output_shape"]
 
 
-def output_shape(spec: Spec, inputs: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[int, ...]:
-    """The shape of the reference's output for these inputs, found without computing it."""
+def output_shape(spec: Spec, inputs: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """The shape of the reference's output for these inputs (a tuple of shapes for a reference of
+    several outputs), found without computing it."""
     key = (spec.name, spec.reference, tuple(sorted(kwargs.items())))
     key += tuple((np.shape(x), np.asarray(x).dtype.name) for x in inputs)
     if key not in _OUTPUT_SHAPES:  # tracing the reference takes milliseconds: once per shape
         structs = [jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype) for x in inputs]
-        _OUTPUT_SHAPES[key] = tuple(jax.eval_shape(lambda *xs: spec.reference(*xs, **kwargs), *structs).shape)
+        out = jax.eval_shape(lambda *xs: spec.reference(*xs, **kwargs), *structs)
+        # a reference of several outputs returns a tuple: then a tuple of their shapes
+        _OUTPUT_SHAPES[key] = tuple(tuple(o.shape) for o in out) if isinstance(out, tuple) else tuple(out.shape)
     return _OUTPUT_SHAPES[key]
 
 
-_OUTPUT_SHAPES: dict[tuple[Any, ...], tuple[int, ...]] = {}
+_OUTPUT_SHAPES: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 
 
 _ORACLES: dict[tuple[Any, ...], Callable[..., Any]] = {}
 
 
 def oracle(spec: Spec, example: Example) -> tuple[np.ndarray, tuple[np.ndarray | None, ...]]:
-    """``(output, gradients)`` of ``spec.reference`` by ``jax.vjp``, in float64 on jax's default device.
+    """``(output, gradients)`` of ``spec.reference`` by ``jax.vjp``, in float64 on jax's default device
+    (for a reference of several outputs, ``output`` is a tuple and ``example.dout`` one too).
 
     The jitted vjp is cached per reference and keywords, so each new shape compiles once.
     """
@@ -42,11 +46,13 @@ def oracle(spec: Spec, example: Example) -> tuple[np.ndarray, tuple[np.ndarray |
         _ORACLES[key] = jax.jit(_vjp_function(spec, example.kwargs))
     floats_ = [np.asarray(x, np.float64) for i, x in enumerate(example.inputs) if i not in spec.labels]
     labels = [np.asarray(example.inputs[i]) for i in spec.labels]
+    # several outputs: dout is a tuple, the cotangent of the reference's tuple of outputs
+    dout = jax.tree.map(lambda d: np.asarray(d, np.float64), example.dout)
     with jax.enable_x64(True):
-        out, grads = _ORACLES[key](floats_, labels, np.asarray(example.dout, np.float64))
+        out, grads = _ORACLES[key](floats_, labels, dout)
     grads_iter = iter(grads)
     full = tuple(None if i in spec.labels else np.asarray(next(grads_iter)) for i in range(len(spec.args)))
-    return np.asarray(out), full
+    return jax.tree.map(np.asarray, out), full
 
 
 def _vjp_function(spec: Spec, kwargs: dict[str, Any]) -> Callable[..., Any]:

@@ -48,11 +48,14 @@ def show(x: Any) -> str:
     return text.replace("\n", "\n" + " " * 13)
 
 
-def example_lines(args: Sequence[str], inputs: Sequence[Any], kwargs: dict[str, Any], dout: Any) -> list[str]:
-    """The example, one ``name = value`` line each."""
+def example_lines(
+    args: Sequence[str], inputs: Sequence[Any], kwargs: dict[str, Any], dout: Any, douts: Sequence[str] = ("dout",)
+) -> list[str]:
+    """The example, one ``name = value`` line each; ``douts`` names the gradients of several
+    outputs (``dh``, ``dc``), of which ``dout`` is then a tuple."""
     lines = [f"  {name:<9} = {show(x)}" for name, x in zip(args, inputs, strict=True)]
     lines += [f"  {name:<9} = {value!r}  (constructor keyword)" for name, value in kwargs.items()]
-    lines.append(f"  {'dout':<9} = {show(dout)}")
+    lines += [f"  {name:<9} = {show(d)}" for name, d in zip(douts, dout if len(douts) > 1 else (dout,), strict=True)]
     return lines
 
 
@@ -116,7 +119,8 @@ def mistakes(
         width: ``k``, the entries per row of a vector layer's first input (for a mean over rows
             where the reference takes one over every entry).
     """
-    wrong = [r for r in rows if r.problem and r.expected is not None and r.got is not None and r.name != "output"]
+    # the gradients only: an output's row has no position (``"output"``, or ``h`` and ``c``)
+    wrong = [r for r in rows if r.problem and r.expected is not None and r.got is not None and r.position is not None]
     wrong = [r for r in wrong if np.shape(r.got) == np.shape(r.expected) or np.ndim(r.got) > 0]
     found = _sign_flips(wrong)
     flipped = {name for hint in found for name in hint.subject}
@@ -240,7 +244,7 @@ def _swaps(wrong: Sequence[Any]) -> list[Hint]:
 
 def raised_report(name: str, spec: Spec, example: Any, backend: str, dtype: Any, error: Exception) -> str:
     lines = [f"{name} raised {type(error).__name__} against {spec.name} ({_where(backend, dtype)}) on:"]
-    lines += example_lines(spec.args, example.inputs, example.kwargs, example.dout)
+    lines += example_lines(spec.args, example.inputs, example.kwargs, example.dout, spec.douts)
     lines.append("Traceback (the layer's own lines):")
     lines += ["  " + line for line in user_traceback(error)]
     return "\n".join(lines)
@@ -261,7 +265,7 @@ def report(
     hints: list[str],
 ) -> str:
     lines = [f"{name} does not match {spec.name} ({_where(backend, dtype)}) on:"]
-    lines += example_lines(spec.args, example.inputs, example.kwargs, example.dout)
+    lines += example_lines(spec.args, example.inputs, example.kwargs, example.dout, spec.douts)
     for row in rows:
         lines += value_lines(row.name, row.expected, row.got, row.problem)
     lines += [f"  {p}" for p in problems]

@@ -39,6 +39,10 @@ class Spec:
         out_degree: the same for the output (default ``degree + 1``; 0 for a bounded output).
         elements: for elementwise (scalar) references, ``elements[i](dtype)`` draws the values of
             input ``i``; it lets :func:`examples` draw plain Python floats.
+        outputs: the names of the outputs: ``("output",)`` for a reference of one output; for one
+            that returns a tuple (``vector.lstm_step``: ``("h", "c")``), one name each, and then
+            ``dout`` is a tuple of as many arrays.
+        douts: the names of the output gradients: ``("dout",)``, or ``d`` + each output's name.
     """
 
     name: str
@@ -50,10 +54,14 @@ class Spec:
     degree: int = 0
     out_degree: int = -1
     elements: tuple[Callable[[Any], st.SearchStrategy[float]], ...] = ()
+    outputs: tuple[str, ...] = ("output",)
     grads: tuple[str, ...] = field(init=False)
+    douts: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "grads", tuple("d" + a for a in self.args))
+        several = len(self.outputs) > 1
+        object.__setattr__(self, "douts", tuple("d" + o for o in self.outputs) if several else ("dout",))
         if self.out_degree < 0:
             object.__setattr__(self, "out_degree", self.degree + 1)
 
@@ -330,6 +338,80 @@ SPECS.update(
         for s in [
             _spec("vector.batch_norm", vector.BatchNorm, "X gamma beta", 0, _normalization_inputs(0)),
             _spec("vector.layer_norm", vector.LayerNorm, "X gamma beta", 0, _normalization_inputs(1)),
+        ]
+    }
+)
+
+
+# issue 14: recurrent and attention
+#
+# Sides of 1 to MAX_SIDE draw batches of 1, sequences of length 1 (RNN), one query or key
+# (Attention), and unequal sides, where a missing transpose shows; Attention draws tq != tk and
+# the causal mask (then tq == tk). The values stay small: an RNN's gradient is a product of up to
+# MAX_SIDE weight matrices, and a large value only loosens the tolerance (M ** degree). Where
+# rounding can grow with a chain of steps, the degrees below bound it: an error of eps * M**2 in a
+# pre-activation reaches a gradient through one more weight (RNNStep, LSTMStep: 3), and through
+# one more step each (RNN: 2 + MAX_SIDE); Attention's scores are of degree 2, and the softmax
+# carries their error to the output (3) and its gradients (4).
+
+
+def _small(dtype: Any) -> st.SearchStrategy[float]:
+    return floats(dtype, 4.0)
+
+
+def _step_inputs(gates: int, cell: bool) -> Callable[[Any], Any]:
+    """x (n, d), h_prev (n, H) [, c_prev (n, H)], Wx (d, G), Wh (H, G), b (G,), with G = gates * H."""
+
+    def inputs(dtype: Any) -> st.SearchStrategy[tuple[tuple[Any, ...], dict[str, Any]]]:
+        @st.composite
+        def draw(data: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any]]:
+            n, d, H = data(_side()), data(_side()), data(_side())
+            shapes = [(n, d), (n, H), *([(n, H)] if cell else []), (d, gates * H), (H, gates * H), (gates * H,)]
+            return tuple(data(arrays(dtype, shape, _small(dtype))) for shape in shapes), {}
+
+        return draw()
+
+    return inputs
+
+
+def _rnn_inputs(dtype: Any) -> st.SearchStrategy[tuple[tuple[Any, ...], dict[str, Any]]]:
+    @st.composite
+    def draw(data: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        n, t, d, H = data(_side()), data(_side()), data(_side()), data(_side())
+        shapes = [(n, t, d), (n, H), (d, H), (H, H), (H,)]
+        return tuple(data(arrays(dtype, shape, _small(dtype))) for shape in shapes), {}
+
+    return draw()
+
+
+def _attention_inputs(dtype: Any) -> st.SearchStrategy[tuple[tuple[Any, ...], dict[str, Any]]]:
+    @st.composite
+    def draw(data: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        causal = data(st.booleans())
+        n, tq, d, dv = data(_side()), data(_side()), data(_side()), data(_side())
+        tk = tq if causal else data(_side())
+        e = floats(dtype, 8.0)  # scores up to 64 * d / sqrt(d): the softmax saturates at times
+        shapes = [(n, tq, d), (n, tk, d), (n, tk, dv)]
+        return tuple(data(arrays(dtype, shape, e)) for shape in shapes), {"causal": causal}
+
+    return draw()
+
+
+SPECS.update(
+    {
+        s.name: s
+        for s in [
+            _spec("vector.rnn_step", vector.RNNStep, "x h_prev Wx Wh b", 3, _step_inputs(1, cell=False)),
+            _spec("vector.rnn", vector.RNN, "x h0 Wx Wh b", 2 + MAX_SIDE, _rnn_inputs, out_degree=1 + MAX_SIDE),
+            _spec(
+                "vector.lstm_step",
+                vector.LSTMStep,
+                "x h_prev c_prev Wx Wh b",
+                3,
+                _step_inputs(4, cell=True),
+                outputs=("h", "c"),
+            ),
+            _spec("vector.attention", vector.Attention, "Q K V", 4, _attention_inputs, out_degree=3),
         ]
     }
 )

@@ -29,7 +29,8 @@ MAX_SIDE = 3
 
 @dataclass(frozen=True)
 class Example:
-    """One drawn case: the forward inputs, the layer's constructor keywords, and ``dout``."""
+    """One drawn case: the forward inputs, the layer's constructor keywords, and ``dout`` (a tuple
+    of one array per output for a layer of several outputs)."""
 
     inputs: tuple[Any, ...]
     kwargs: dict[str, Any]
@@ -102,7 +103,8 @@ def douts(shape: tuple[int, ...], dtype: Any = np.float64) -> st.SearchStrategy[
 
 
 def examples(spec: Spec, dtype: Any = np.float64, *, python_floats: bool = False) -> st.SearchStrategy[Example]:
-    """Examples for ``spec``: inputs, constructor keywords and a random ``dout`` of the output's shape.
+    """Examples for ``spec``: inputs, constructor keywords and a random ``dout`` of the output's shape
+    (for a reference of several outputs, a tuple of one ``dout`` per output).
 
     With ``python_floats`` (elementwise references only), every input and ``dout`` is a plain
     Python float, as the lab's layers expect.
@@ -118,6 +120,8 @@ def examples(spec: Spec, dtype: Any = np.float64, *, python_floats: bool = False
     def draw(data: st.DrawFn) -> Example:
         inputs, kwargs = data(spec.draw(dtype))
         shape = output_shape(spec, inputs, kwargs)
+        if len(spec.outputs) > 1:  # one dout per output
+            return Example(inputs, kwargs, tuple(data(douts(s, dtype)) for s in shape))
         return Example(inputs, kwargs, data(douts(shape, dtype)))
 
     return draw()

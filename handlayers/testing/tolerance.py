@@ -79,8 +79,9 @@ standard deviation, cancellation inside the oracle).
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -128,6 +129,8 @@ def tolerances(reference: Callable[..., Any], example: Example, dtype: Any) -> t
     needs nothing else: inputs that are not floating (integer labels or indices, boolean masks)
     are held fixed and get ``None``.
     """
+    if isinstance(example.dout, tuple | list):  # several outputs: one flat output and one flat dout
+        reference, example = _flattened(reference), dataclasses.replace(example, dout=_flat(example.dout))
     output, grads = rounding_sensitivity(reference, example, dtype)
     info = np.finfo(dtype)
     floats = [np.asarray(x) for x in example.inputs if _is_float(x)]
@@ -138,6 +141,26 @@ def tolerances(reference: Callable[..., Any], example: Example, dtype: Any) -> t
         return k * (float(info.eps) * b + float(info.smallest_normal))
 
     return bound(output), tuple(None if b is None else bound(max(b, dout)) for b in grads)
+
+
+def _flattened(reference: Callable[..., Any]) -> Callable[..., Any]:
+    """``reference`` of several outputs as a function of one: their entries in one flat array (its
+    vjp at the douts' entries, flattened the same way, is the reference's vjp at the douts)."""
+    if reference not in _FLATTENED:  # one function per reference: the compiled sensitivity is cached by it
+
+        def flat(*args: Any, **kwargs: Any) -> Any:
+            return jnp.concatenate([jnp.ravel(out) for out in reference(*args, **kwargs)])
+
+        _FLATTENED[reference] = flat
+    return _FLATTENED[reference]
+
+
+def _flat(douts: Sequence[Any]) -> np.ndarray:
+    """Every entry of several douts in one flat array."""
+    return np.concatenate([np.ravel(np.asarray(d, np.float64)) for d in douts])
+
+
+_FLATTENED: dict[Callable[..., Any], Callable[..., Any]] = {}
 
 
 def tolerance(spec: Spec, example: Example, dtype: Any, name: str = "output") -> float:

@@ -5,16 +5,21 @@ The losses are means over the batch. Labels are integer arrays of shape ``(n,)``
 ``[0, k)``; they get the gradient ``None``, as do the other inputs that are not floating
 (``Embedding``'s indices, ``Dropout``'s mask).
 
-The layers live in modules by family: :mod:`~handlayers.vector.dense` (``Affine``, ``Linear``,
-``MLP``), :mod:`~handlayers.vector.activations` (``ReLU``, ``Sigmoid``, ``Tanh``, ``LeakyReLU``,
-``Softmax``), :mod:`~handlayers.vector.dropout` (``Dropout``), :mod:`~handlayers.vector.embedding`
-(``Embedding``), :mod:`~handlayers.vector.normalization` (``BatchNorm``, ``LayerNorm``)
-and :mod:`~handlayers.vector.losses` (``SquaredLoss``, ``HingeLoss``,
-``SoftmaxCrossEntropy``, ``MeanSquaredError``, ``BinaryCrossEntropyWithLogits``); this namespace
-holds them all.
+The layers live in modules by family, and this namespace holds them all:
+
+- :mod:`~handlayers.vector.dense`: ``Affine``, ``Linear``, ``MLP``;
+- :mod:`~handlayers.vector.activations`: ``ReLU``, ``Sigmoid``, ``Tanh``, ``LeakyReLU``, ``Softmax``;
+- :mod:`~handlayers.vector.dropout`: ``Dropout``; :mod:`~handlayers.vector.embedding`: ``Embedding``;
+- :mod:`~handlayers.vector.normalization`: ``BatchNorm``, ``LayerNorm``;
+- :mod:`~handlayers.vector.conv`: ``Conv2d``, ``MaxPool2d``;
+- :mod:`~handlayers.vector.recurrent`: ``RNNStep``, ``RNN``, ``LSTMStep``;
+- :mod:`~handlayers.vector.attention`: ``Attention``;
+- :mod:`~handlayers.vector.losses`: ``SquaredLoss``, ``HingeLoss``, ``SoftmaxCrossEntropy``,
+  ``MeanSquaredError``, ``BinaryCrossEntropyWithLogits``.
 """
 
 from handlayers.vector.activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from handlayers.vector.attention import Attention
 from handlayers.vector.dense import MLP, Affine, Linear
 from handlayers.vector.dropout import Dropout
 from handlayers.vector.embedding import Embedding
@@ -26,19 +31,24 @@ from handlayers.vector.losses import (
     SquaredLoss,
 )
 from handlayers.vector.normalization import BatchNorm, LayerNorm
+from handlayers.vector.recurrent import RNN, LSTMStep, RNNStep
 
 __all__ = [
     "MLP",
+    "RNN",
     "Affine",
+    "Attention",
     "BatchNorm",
     "BinaryCrossEntropyWithLogits",
     "Dropout",
     "Embedding",
     "HingeLoss",
+    "LSTMStep",
     "LayerNorm",
     "LeakyReLU",
     "Linear",
     "MeanSquaredError",
+    "RNNStep",
     "ReLU",
     "Sigmoid",
     "Softmax",

@@ -3,10 +3,12 @@
 By family, as in :mod:`handlayers.vector`: :mod:`~reference.vector.dense`,
 :mod:`~reference.vector.activations`, :mod:`~reference.vector.dropout`,
 :mod:`~reference.vector.embedding`, :mod:`~reference.vector.normalization`,
+:mod:`~reference.vector.recurrent`, :mod:`~reference.vector.attention`,
 :mod:`~reference.vector.losses`.
 """
 
 from reference.vector.activations import leaky_relu, relu, sigmoid, softmax, tanh
+from reference.vector.attention import attention
 from reference.vector.dense import affine, linear, mlp
 from reference.vector.dropout import dropout
 from reference.vector.embedding import embedding
@@ -18,9 +20,11 @@ from reference.vector.losses import (
     squared_loss,
 )
 from reference.vector.normalization import batch_norm, layer_norm
+from reference.vector.recurrent import lstm_step, rnn, rnn_step
 
 __all__ = [
     "affine",
+    "attention",
     "batch_norm",
     "binary_cross_entropy_with_logits",
     "dropout",
@@ -29,9 +33,12 @@ __all__ = [
     "layer_norm",
     "leaky_relu",
     "linear",
+    "lstm_step",
     "mean_squared_error",
     "mlp",
     "relu",
+    "rnn",
+    "rnn_step",
     "sigmoid",
     "softmax",
     "softmax_cross_entropy",

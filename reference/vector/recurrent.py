@@ -1,0 +1,32 @@
+"""Recurrent layers: ``rnn_step``, ``rnn`` (``rnn_step`` along the time axis) and ``lstm_step``."""
+
+import jax
+import jax.numpy as jnp
+
+from reference.scalar import sigmoid
+
+__all__ = ["lstm_step", "rnn", "rnn_step"]
+
+
+def rnn_step(x, h_prev, Wx, Wh, b):
+    """``tanh(x @ Wx + h_prev @ Wh + b)`` for x (n, d), h_prev (n, H), Wx (d, H), Wh (H, H), b (H,)."""
+    return jnp.tanh(x @ Wx + h_prev @ Wh + b)
+
+
+def rnn(x, h0, Wx, Wh, b):
+    """Every hidden state (n, t, H) of ``rnn_step`` applied along the t steps of x (n, t, d), from h0 (n, H)."""
+
+    def step(h, x_s):
+        h = rnn_step(x_s, h, Wx, Wh, b)
+        return h, h
+
+    _, hs = jax.lax.scan(step, h0, jnp.swapaxes(x, 0, 1))
+    return jnp.swapaxes(hs, 0, 1)
+
+
+def lstm_step(x, h_prev, c_prev, Wx, Wh, b):
+    """``(h, c)``: ``a = x @ Wx + h_prev @ Wh + b`` split in gates i, f, o, g;
+    ``c = sigmoid(f) * c_prev + sigmoid(i) * tanh(g)``, ``h = sigmoid(o) * tanh(c)``."""
+    i, f, o, g = jnp.split(x @ Wx + h_prev @ Wh + b, 4, axis=1)
+    c = sigmoid(f) * c_prev + sigmoid(i) * jnp.tanh(g)
+    return sigmoid(o) * jnp.tanh(c), c
