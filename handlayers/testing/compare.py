@@ -443,7 +443,7 @@ def typicality(spec: Spec, example: Example) -> float:
     if sides:
         score += min(sides) >= 2 + len(set(sides)) / len(sides)
     score += float(np.mean([np.mean(_plain(x)) * _varied(x) for x in floats_])) if floats_ else 1.0
-    dout = np.asarray(example.dout, np.float64)
+    dout = np.concatenate([np.ravel(np.asarray(d, np.float64)) for d in jax.tree.leaves(example.dout)])
     score += float(np.mean(_plain(dout) & (np.abs(dout) != 1))) if dout.size else 1.0
     return score
 
@@ -457,7 +457,8 @@ def _spread(spec: Spec, found: Found, variants: list[Any]) -> list[Found]:
     for _ in range(TYPICAL_TRIES // 4):
         example = found.example
         inputs = tuple(x if i in spec.labels else _scatter(x, rng) for i, x in enumerate(example.inputs))
-        candidate = Example(inputs, example.kwargs, _scatter(example.dout, rng))
+        dout = jax.tree.map(lambda d: _scatter(d, rng), example.dout)  # each dout of several outputs
+        candidate = Example(inputs, example.kwargs, dout)
         for variant in variants:
             try:
                 check_example(variant, spec, candidate, backend=found.backend, dtype=found.dtype)

@@ -286,7 +286,11 @@ def _sensitivity_function(
 
             def perturb(x: Any, weight: int) -> Any:
                 k = next(it)
-                return x * (1 + jnp.reshape(deltas[starts[k] : starts[k + 1]], slots[k][0]))
+                delta = jnp.reshape(deltas[starts[k] : starts[k + 1]], slots[k][0])
+                # an infinite value (a -inf mask) has no rounding to perturb, and inf * delta's
+                # derivative would be NaN: it passes unperturbed, and its derivative is 0
+                finite = jnp.isfinite(x)
+                return jnp.where(finite, jnp.where(finite, x, 0) * (1 + delta), x)
 
             values = _evaluate(closed, (*floats_, *others_, dout_), len(floats_), perturb)
             return jnp.concatenate([jnp.ravel(v) for v in values])
