@@ -1,0 +1,341 @@
+"""Convolution and pooling over images: ``Conv2d`` and ``MaxPool2d``.
+
+Images are ``(n, c, h, w)``: ``n`` examples, ``c`` channels, ``h`` rows, ``w`` columns (torch's and
+CS231n's layout). A kernel is ``(f, c, hh, ww)``: ``f`` filters of ``hh`` rows and ``ww`` columns.
+
+numpy computes a convolution as matrix products over the ``hh * ww`` kernel offsets, with no
+im2col matrix: see :class:`Conv2d`. jax computes it with ``lax.conv_general_dilated``, forward
+and backward alike.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import numpy as np
+
+from handlayers._layer import Layer, keep_where, shape_error
+
+__all__ = ["Conv2d", "MaxPool2d"]
+
+#: bytes of one block of the numpy convolution's accumulator: images are taken a few at a time so
+#: that the block they accumulate into stays in the cache across the kernel offsets
+_BLOCK_BYTES = 2**18
+
+
+def _hyperparameter(owner: str, name: str, value: Any, least: int) -> int:
+    """``value`` as an ``int`` of at least ``least``, or a clear error."""
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{owner}: {name} must be an integer, got {value!r}") from None
+    if value < least:
+        raise ValueError(f"{owner}: {name} must be at least {least}, got {value}")
+    return value
+
+
+def _out_size(size: int, kernel: int, stride: int) -> int:
+    return 1 + (size - kernel) // stride
+
+
+class Conv2d(Layer):
+    """Cross-correlation of the zero-padded images with each filter, plus its bias.
+
+    ``out[n, f, y, x] = b[f] + sum_{c, i, j} W[f, c, i, j] * Xp[n, c, stride*y + i, stride*x + j]``,
+    where ``Xp`` is ``X`` with ``pad`` zeros added on each side of both spatial axes (what every
+    framework calls a convolution).
+
+    Args:
+        X: (n, c, h, w) images.
+        W: (f, c, hh, ww) filters, no larger than the padded images.
+        b: (f,) biases.
+
+    Returns:
+        out: (n, f, oh, ow), ``oh = 1 + (h + 2*pad - hh) // stride``, ``ow`` likewise.
+        ``backward(dout)`` returns ``(dX, dW, db)`` of the shapes of ``X, W, b``.
+
+    numpy works on the padded images flattened row by row (the polyphase planes
+    ``Xp[:, :, a::stride, b::stride]``, one per ``(a, b)``, when ``stride > 1``): kernel offset
+    ``(i, j)`` then reads one contiguous stretch of each plane, so the convolution is ``hh * ww``
+    matrix products ``W[:, :, i, j] @ stretch`` with no im2col copy. An output row so computed runs
+    on past ``ow`` into the padding (a few columns, cropped); ``dout`` is zero there in backward.
+    ``dW[:, :, i, j]`` is ``dout @ stretch.T``, and ``dX`` adds ``W[:, :, i, j].T @ dout`` into each
+    stretch. jax: ``lax.conv_general_dilated`` forward; backward ``dX`` is the transposed
+    convolution (``dout`` dilated by ``stride``, correlated with the flipped kernel) and ``dW``
+    the correlation of ``X`` with ``dout``, each one ``conv_general_dilated``.
+    """
+
+    def __init__(self, stride: int = 1, pad: int = 0) -> None:
+        self.stride = _hyperparameter("Conv2d", "stride", stride, 1)
+        self.pad = _hyperparameter("Conv2d", "pad", pad, 0)
+
+    def _check_shapes(self, X: tuple, W: tuple, b: tuple) -> None:
+        p = self.pad
+        if not (
+            len(X) == len(W) == 4
+            and len(b) == 1
+            and X[1] == W[1]
+            and W[0] == b[0]
+            and 1 <= W[2] <= X[2] + 2 * p
+            and 1 <= W[3] <= X[3] + 2 * p
+        ):
+            raise shape_error(
+                "Conv2d",
+                f"X (n, c, h, w), W (f, c, hh, ww), b (f,) with 1 <= hh <= h + 2*pad and 1 <= ww <= w + 2*pad (pad {p})",
+                X=X, W=W, b=b,
+            )  # fmt: skip
+
+    def _forward(self, X: Any, W: Any, b: Any) -> Any:
+        self.W = W
+        if self._xp is np:
+            # numpy keeps the padded planes, not X; the bias add also copies out of the wider rows
+            self.X_shape = X.shape
+            out, self.planes = _conv_numpy(X, W, self.stride, self.pad)
+        else:
+            self.X = X
+            out = _conv_jax(X, W, self.stride, self.pad)
+        return out + b[:, None, None]
+
+    def _backward(self, dout: Any) -> tuple[Any, Any, Any]:
+        if self._xp is np:
+            dX, dW = _conv_numpy_backward(dout, self.planes, self.W, self.X_shape, self.stride, self.pad)
+        else:
+            dX, dW = _conv_jax_backward(dout, self.X, self.W, self.stride, self.pad)
+        db = dout.sum(axis=(0, 2, 3))  # b was broadcast over the batch and every position
+        return dX, dW, db
+
+
+# ---------------------------------------------------------------------------------------------
+# Conv2d in numpy: matrix products over the kernel offsets, on flattened (polyphase) planes
+
+
+def _phase(a: int, s: int, p: int, size: int) -> tuple[int, int, int]:
+    """Where an axis of ``size`` lands in polyphase plane ``a``: padded index ``s*y' + a`` holds
+    input index ``s*y' + a - p``. Returns (first input index, first plane index, count)."""
+    first = (a - p) % s
+    return first, (first + p - a) // s, len(range(first, size, s))
+
+
+def _layout(X_shape: tuple[int, ...], W_shape: tuple[int, ...], s: int, p: int) -> dict[str, Any]:
+    n, c, h, w = X_shape
+    f, _, hh, ww = W_shape
+    oh, ow = _out_size(h + 2 * p, hh, s), _out_size(w + 2 * p, ww, s)
+    # plane sizes; one more row, into which the last stretches of an image run on (by < ww elements)
+    hq, wq = -(-(h + 2 * p) // s), -(-(w + 2 * p) // s)
+    # kernel offset (i, j) reads plane (i % s, j % s) from flat index (i // s) * wq + j // s
+    offsets = [(i, j, i % s, j % s, (i // s) * wq + j // s) for i in range(hh) for j in range(ww)]
+    return {"n": n, "c": c, "f": f, "oh": oh, "ow": ow, "hq": hq, "wq": wq, "length": oh * wq, "offsets": offsets}
+
+
+def _block(n: int, row_bytes: int) -> int:
+    """How many images to take at a time: about ``_BLOCK_BYTES`` of rows of ``row_bytes`` each."""
+    return max(1, min(n, _BLOCK_BYTES // max(1, row_bytes)))
+
+
+def _conv_numpy(X: np.ndarray, W: np.ndarray, s: int, p: int) -> tuple[np.ndarray, np.ndarray]:
+    """The convolution without bias, (n, f, oh, ow) (a view into a wider array), and the flattened
+    planes (s, s, n, c, (hq + 1) * wq) that backward reads."""
+    k = _layout(X.shape, W.shape, s, p)
+    n, c, f, oh, ow, hq, wq, length = (k[key] for key in ("n", "c", "f", "oh", "ow", "hq", "wq", "length"))
+    h, w = X.shape[2:]
+    planes = np.zeros((s, s, n, c, hq + 1, wq), X.dtype)
+    for a in range(s):
+        row, plane_row, rows = _phase(a, s, p, h)
+        for b in range(s):
+            col, plane_col, cols = _phase(b, s, p, w)
+            planes[a, b, :, :, plane_row : plane_row + rows, plane_col : plane_col + cols] = X[:, :, row::s, col::s]
+    planes = planes.reshape(s, s, n, c, (hq + 1) * wq)
+    kernel = np.ascontiguousarray(W.transpose(2, 3, 0, 1))  # (hh, ww, f, c): each offset's matrix
+    out = np.empty((n, f, length), X.dtype)
+    step = _block(n, f * length * X.itemsize)
+    scratch = np.empty((step, f, length), X.dtype)
+    for start in range(0, n, step):
+        block = slice(start, start + step)
+        acc = out[block]
+        tmp = scratch[: len(acc)]
+        for q, (i, j, a, b, offset) in enumerate(k["offsets"]):
+            stretch = planes[a, b, block, :, offset : offset + length]  # (images, c, length)
+            if q == 0:
+                np.matmul(kernel[i, j], stretch, out=acc)
+            else:
+                np.matmul(kernel[i, j], stretch, out=tmp)
+                acc += tmp
+    return out.reshape(n, f, oh, wq)[..., :ow], planes
+
+
+def _conv_numpy_backward(
+    dout: np.ndarray, planes: np.ndarray, W: np.ndarray, X_shape: tuple[int, ...], s: int, p: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(dX, dW)`` from ``dout`` and what :func:`_conv_numpy` kept."""
+    k = _layout(X_shape, W.shape, s, p)
+    n, c, f, oh, ow, hq, wq, length = (k[key] for key in ("n", "c", "f", "oh", "ow", "hq", "wq", "length"))
+    dtype = dout.dtype
+    dz = np.zeros((n, f, oh, wq), dtype)  # dout, and 0 on the columns that ran on into the padding
+    dz[..., :ow] = dout
+    dz = dz.reshape(n, f, length)
+    kernel = np.ascontiguousarray(W.transpose(2, 3, 0, 1))
+    dkernel = np.zeros(kernel.shape, dtype)
+    dplanes = np.zeros(planes.shape, dtype)
+    step = _block(n, (f + c) * length * dtype.itemsize)
+    scratch, products = np.empty((step, c, length), dtype), np.empty((step, f, c), dtype)
+    for start in range(0, n, step):
+        block = slice(start, start + step)
+        d = dz[block]
+        tmp, product = scratch[: len(d)], products[: len(d)]
+        for i, j, a, b, offset in k["offsets"]:
+            stretch = planes[a, b, block, :, offset : offset + length]
+            # out += W_ij @ stretch, so dW_ij += dout @ stretch.T and d(stretch) += W_ij.T @ dout
+            np.matmul(d, stretch.transpose(0, 2, 1), out=product)
+            dkernel[i, j] += product.sum(axis=0)
+            np.matmul(kernel[i, j].T, d, out=tmp)
+            dplanes[a, b, block, :, offset : offset + length] += tmp
+    dplanes = dplanes.reshape(s, s, n, c, hq + 1, wq)
+    dX = np.empty(X_shape, dtype)
+    h, w = X_shape[2:]
+    for a in range(s):
+        row, plane_row, rows = _phase(a, s, p, h)
+        for b in range(s):
+            col, plane_col, cols = _phase(b, s, p, w)
+            dX[:, :, row::s, col::s] = dplanes[a, b, :, :, plane_row : plane_row + rows, plane_col : plane_col + cols]
+    return dX, np.ascontiguousarray(dkernel.transpose(2, 3, 0, 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Conv2d in jax: three convolutions
+
+
+def _conv_jax(X: Any, W: Any, s: int, p: int) -> Any:
+    from jax import lax
+
+    return lax.conv_general_dilated(X, W, (s, s), [(p, p), (p, p)], dimension_numbers=("NCHW", "OIHW", "NCHW"))
+
+
+def _conv_jax_backward(dout: Any, X: Any, W: Any, s: int, p: int) -> tuple[Any, Any]:
+    """``(dX, dW)``: the two convolutions jax's own transpose rules would build, written out."""
+    from jax import lax
+
+    (h, w), (hh, ww), (oh, ow) = X.shape[2:], W.shape[2:], dout.shape[2:]
+
+    def dx_padding(size: int, kernel: int, out: int) -> tuple[int, int]:
+        # dout dilated by s spans s*(out - 1) + 1; padded so that input position t meets every
+        # kernel entry that touched it: kernel - 1 - p before, and to a length of size + kernel - 1
+        before = kernel - 1 - p
+        return before, size + kernel - 1 - (s * (out - 1) + 1) - before
+
+    # dX: the transposed convolution: dout dilated by the stride, correlated with the kernel
+    # flipped in both spatial axes, its channel axes swapped (IOHW: f in, c out)
+    dX = lax.conv_general_dilated(
+        dout,
+        W[:, :, ::-1, ::-1],
+        (1, 1),
+        [dx_padding(h, hh, oh), dx_padding(w, ww, ow)],
+        lhs_dilation=(s, s),
+        dimension_numbers=("NCHW", "IOHW", "NCHW"),
+    )
+    # dW[f, c, i, j] = sum_{n, y, x} dout[n, f, y, x] * Xp[n, c, s*y + i, s*x + j]: a correlation
+    # of Xp (channels as the batch, examples as the features) with dout dilated by s as the kernel
+    dW = lax.conv_general_dilated(
+        X,
+        dout,
+        (1, 1),
+        [(p, s * (oh - 1) + hh - h - p), (p, s * (ow - 1) + ww - w - p)],
+        rhs_dilation=(s, s),
+        dimension_numbers=("CNHW", "IOHW", "CNHW"),
+    )
+    return dX, dW
+
+
+# ---------------------------------------------------------------------------------------------
+# MaxPool2d
+
+
+class MaxPool2d(Layer):
+    """The max of each ``size x size`` window of each image's channels, windows ``stride`` apart.
+
+    ``out[n, c, y, x] = max_{i, j < size} X[n, c, stride*y + i, stride*x + j]``, no padding.
+
+    Args:
+        X: (n, c, h, w) images, ``h`` and ``w`` at least ``size``.
+
+    Returns:
+        out: (n, c, 1 + (h - size) // stride, 1 + (w - size) // stride). ``backward(dout)``
+        returns ``dX``: each window's gradient goes to its first maximum in row-major order (we
+        take numpy's ``argmax`` at a tie); windows that overlap (``stride < size``) add up.
+
+    Both libraries scan the ``size * size`` offsets of the windows in row-major order, keeping the
+    running max and the offset that first reached it (a later entry takes over only when it is
+    strictly greater); backward adds ``dout`` back at each window's kept offset.
+    """
+
+    def __init__(self, size: int = 2, stride: int = 2) -> None:
+        self.size = _hyperparameter("MaxPool2d", "size", size, 1)
+        self.stride = _hyperparameter("MaxPool2d", "stride", stride, 1)
+
+    def _check_shapes(self, X: tuple) -> None:
+        if not (len(X) == 4 and X[2] >= self.size and X[3] >= self.size):
+            raise shape_error("MaxPool2d", f"X (n, c, h, w) with h, w >= size {self.size}", X=X)
+
+    def _windows(self, X_shape: tuple[int, ...]) -> list[tuple[int, int, tuple[slice, ...]]]:
+        """Each offset (i, j) of the windows and the slices of X that hold it, in row-major order."""
+        k, s = self.size, self.stride
+        oh, ow = _out_size(X_shape[2], k, s), _out_size(X_shape[3], k, s)
+        return [
+            (i, j, (slice(None), slice(None), slice(i, i + s * (oh - 1) + 1, s), slice(j, j + s * (ow - 1) + 1, s)))
+            for i in range(k)
+            for j in range(k)
+        ]
+
+    def _forward(self, X: Any) -> Any:
+        xp, windows = self._xp, self._windows(X.shape)
+        self.X_shape = X.shape
+        index = np.min_scalar_type(len(windows) - 1)
+        if xp is np:
+            out = X[windows[0][2]].copy()
+            first = np.zeros(out.shape, index)
+            greater = np.empty(out.shape, bool)
+            for q, (_, _, where) in enumerate(windows[1:], 1):
+                entry = X[where]
+                np.greater(entry, out, out=greater)  # strictly: a tie keeps the earlier offset
+                np.maximum(out, entry, out=out)  # NaN propagates
+                np.copyto(first, q, where=greater)
+        else:
+            out = _strided(X, windows[0][2])
+            first = xp.zeros(out.shape, index)
+            for q, (_, _, where) in enumerate(windows[1:], 1):
+                entry = _strided(X, where)
+                first = xp.where(entry > out, q, first).astype(index)
+                out = xp.maximum(out, entry)
+        self.first = first
+        return out
+
+    def _backward(self, dout: Any) -> Any:
+        xp, windows, first = self._xp, self._windows(self.X_shape), self.first
+        if xp is np:
+            dX = np.zeros(self.X_shape, dout.dtype)
+            for q, (_, _, where) in enumerate(windows):
+                dX[where] += keep_where(np, first == q, dout)
+            return dX
+        from jax import lax
+
+        h, w = self.X_shape[2:]
+        zero = xp.zeros((), dout.dtype)
+        dX = xp.zeros(self.X_shape, dout.dtype)
+        for q, (i, j, where) in enumerate(windows):
+            # dout at the windows whose max sits at offset (i, j), spread out to the X positions
+            # of that offset: s - 1 zeros between entries, and i (j) before
+            spread = [(0, 0, 0), (0, 0, 0)] + [
+                (start, size - start - (sl.stop - sl.start), self.stride - 1)
+                for start, size, sl in ((i, h, where[2]), (j, w, where[3]))
+            ]
+            dX = dX + lax.pad(xp.where(first == q, dout, zero), zero, spread)
+        return dX
+
+
+def _strided(X: Any, where: tuple[slice, ...]) -> Any:
+    """``X[where]`` for a jax array, by ``lax.slice`` (jax.numpy would gather a strided slice)."""
+    from jax import lax
+
+    starts = [sl.start or 0 for sl in where]
+    stops = [X.shape[d] if sl.stop is None else sl.stop for d, sl in enumerate(where)]
+    return lax.slice(X, starts, stops, [sl.step or 1 for sl in where])
