@@ -11,7 +11,9 @@ namespace holds them all.
 """
 
 from handlayers.vector.activations import ReLU, Sigmoid, Softmax
+from handlayers.vector.conv import Conv2d, MaxPool2d
 from handlayers.vector.dense import MLP, Affine
 from handlayers.vector.losses import HingeLoss, SoftmaxCrossEntropy, SquaredLoss
 
 __all__ = ["MLP", "Affine", "HingeLoss", "ReLU", "Sigmoid", "Softmax", "SoftmaxCrossEntropy", "SquaredLoss"]
+__all__ += ["Conv2d", "MaxPool2d"]  # issue 14: convolution and pooling

@@ -10,7 +10,10 @@ and backward alike.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import operator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -71,20 +74,16 @@ class Conv2d(Layer):
         self.pad = _hyperparameter("Conv2d", "pad", pad, 0)
 
     def _check_shapes(self, X: tuple, W: tuple, b: tuple) -> None:
-        p = self.pad
-        if not (
-            len(X) == len(W) == 4
-            and len(b) == 1
-            and X[1] == W[1]
-            and W[0] == b[0]
-            and 1 <= W[2] <= X[2] + 2 * p
-            and 1 <= W[3] <= X[3] + 2 * p
-        ):
-            raise shape_error(
-                "Conv2d",
-                f"X (n, c, h, w), W (f, c, hh, ww), b (f,) with 1 <= hh <= h + 2*pad and 1 <= ww <= w + 2*pad (pad {p})",
-                X=X, W=W, b=b,
-            )  # fmt: skip
+        padded = (X[2] + 2 * self.pad, X[3] + 2 * self.pad) if len(X) == 4 else None
+        if not (len(X) == len(W) == 4 and len(b) == 1 and W[0] == b[0]):
+            expected = "X (n, c, h, w), W (f, c, hh, ww), b (f,)"
+        elif X[1] != W[1]:
+            expected = "X and W with the same channels c"
+        elif not (1 <= W[2] <= padded[0] and 1 <= W[3] <= padded[1]):
+            expected = f"a kernel (hh, ww) no larger than the padded input (h + 2*pad, w + 2*pad) = {padded}"
+        else:
+            return
+        raise shape_error("Conv2d", expected, X=X, W=W, b=b)
 
     def _forward(self, X: Any, W: Any, b: Any) -> Any:
         self.W = W
@@ -101,7 +100,7 @@ class Conv2d(Layer):
         if self._xp is np:
             dX, dW = _conv_numpy_backward(dout, self.planes, self.W, self.X_shape, self.stride, self.pad)
         else:
-            dX, dW = _conv_jax_backward(dout, self.X, self.W, self.stride, self.pad)
+            dX, dW = _jit(_conv_jax_backward)(dout, self.X, self.W, self.stride, self.pad)
         db = dout.sum(axis=(0, 2, 3))  # b was broadcast over the batch and every position
         return dX, dW, db
 
@@ -264,8 +263,8 @@ class MaxPool2d(Layer):
         take numpy's ``argmax`` at a tie); windows that overlap (``stride < size``) add up.
 
     Both libraries scan the ``size * size`` offsets of the windows in row-major order, keeping the
-    running max and the offset that first reached it (a later entry takes over only when it is
-    strictly greater); backward adds ``dout`` back at each window's kept offset.
+    running max and the first offset that reached it (a later entry takes over only when strictly
+    greater); backward adds ``dout`` back at each window's kept offset.
     """
 
     def __init__(self, size: int = 2, stride: int = 2) -> None:
@@ -276,66 +275,102 @@ class MaxPool2d(Layer):
         if not (len(X) == 4 and X[2] >= self.size and X[3] >= self.size):
             raise shape_error("MaxPool2d", f"X (n, c, h, w) with h, w >= size {self.size}", X=X)
 
-    def _windows(self, X_shape: tuple[int, ...]) -> list[tuple[int, int, tuple[slice, ...]]]:
-        """Each offset (i, j) of the windows and the slices of X that hold it, in row-major order."""
-        k, s = self.size, self.stride
-        oh, ow = _out_size(X_shape[2], k, s), _out_size(X_shape[3], k, s)
-        return [
-            (i, j, (slice(None), slice(None), slice(i, i + s * (oh - 1) + 1, s), slice(j, j + s * (ow - 1) + 1, s)))
-            for i in range(k)
-            for j in range(k)
-        ]
-
     def _forward(self, X: Any) -> Any:
-        xp, windows = self._xp, self._windows(X.shape)
-        self.X_shape = X.shape
-        index = np.min_scalar_type(len(windows) - 1)
-        if xp is np:
-            out = X[windows[0][2]].copy()
-            first = np.zeros(out.shape, index)
-            greater = np.empty(out.shape, bool)
-            for q, (_, _, where) in enumerate(windows[1:], 1):
-                entry = X[where]
-                np.greater(entry, out, out=greater)  # strictly: a tie keeps the earlier offset
-                np.maximum(out, entry, out=out)  # NaN propagates
-                np.copyto(first, q, where=greater)
-        else:
-            out = _strided(X, windows[0][2])
-            first = xp.zeros(out.shape, index)
-            for q, (_, _, where) in enumerate(windows[1:], 1):
-                entry = _strided(X, where)
-                first = xp.where(entry > out, q, first).astype(index)
-                out = xp.maximum(out, entry)
-        self.first = first
+        self.X_shape = tuple(X.shape)
+        pool = _pool_numpy if self._xp is np else _jit(_pool_jax)
+        out, self.first = pool(X, self.size, self.stride)
         return out
 
     def _backward(self, dout: Any) -> Any:
-        xp, windows, first = self._xp, self._windows(self.X_shape), self.first
-        if xp is np:
-            dX = np.zeros(self.X_shape, dout.dtype)
-            for q, (_, _, where) in enumerate(windows):
-                dX[where] += keep_where(np, first == q, dout)
-            return dX
-        from jax import lax
+        unpool = _unpool_numpy if self._xp is np else _jit(_unpool_jax)
+        return unpool(dout, self.first, self.X_shape, self.size, self.stride)
 
-        h, w = self.X_shape[2:]
-        zero = xp.zeros((), dout.dtype)
-        dX = xp.zeros(self.X_shape, dout.dtype)
-        for q, (i, j, where) in enumerate(windows):
-            # dout at the windows whose max sits at offset (i, j), spread out to the X positions
-            # of that offset: s - 1 zeros between entries, and i (j) before
-            spread = [(0, 0, 0), (0, 0, 0)] + [
-                (start, size - start - (sl.stop - sl.start), self.stride - 1)
-                for start, size, sl in ((i, h, where[2]), (j, w, where[3]))
-            ]
-            dX = dX + lax.pad(xp.where(first == q, dout, zero), zero, spread)
-        return dX
+
+def _offsets(X_shape: tuple[int, ...], k: int, s: int) -> list[tuple[int, int, tuple[slice, ...]]]:
+    """Each offset ``(i, j)`` of a ``k x k`` window, in row-major order, and the slices of X that
+    hold that entry of every window."""
+    oh, ow = _out_size(X_shape[2], k, s), _out_size(X_shape[3], k, s)
+    every = slice(None)
+    return [
+        (i, j, (every, every, slice(i, i + s * (oh - 1) + 1, s), slice(j, j + s * (ow - 1) + 1, s)))
+        for i in range(k)
+        for j in range(k)
+    ]
+
+
+def _pool_numpy(X: np.ndarray, k: int, s: int) -> tuple[np.ndarray, np.ndarray]:
+    """The windows' max and, for each window, the index ``i*k + j`` of its first maximum."""
+    offsets = _offsets(X.shape, k, s)
+    out = X[offsets[0][2]].copy()
+    first = np.zeros(out.shape, np.min_scalar_type(k * k - 1))
+    greater = np.empty(out.shape, bool)
+    for q, (_, _, where) in enumerate(offsets[1:], 1):
+        entry = X[where]
+        np.greater(entry, out, out=greater)  # strictly: at a tie the earlier offset stays
+        np.maximum(out, entry, out=out)  # NaN propagates
+        np.copyto(first, q, where=greater)
+    return out, first
+
+
+def _unpool_numpy(dout: np.ndarray, first: np.ndarray, X_shape: tuple[int, ...], k: int, s: int) -> np.ndarray:
+    dX = np.zeros(X_shape, dout.dtype)
+    for q, (_, _, where) in enumerate(_offsets(X_shape, k, s)):
+        dX[where] += keep_where(np, first == q, dout)  # += : overlapping windows add up
+    return dX
+
+
+def _pool_jax(X: Any, k: int, s: int) -> tuple[Any, Any]:
+    """:func:`_pool_numpy` in jax."""
+    import jax.numpy as jnp
+
+    offsets = _offsets(X.shape, k, s)
+    out = _strided(X, offsets[0][2])
+    index = np.min_scalar_type(k * k - 1)
+    first = jnp.zeros(out.shape, index)
+    for q, (_, _, where) in enumerate(offsets[1:], 1):
+        entry = _strided(X, where)
+        first = jnp.where(entry > out, jnp.asarray(q, index), first)
+        out = jnp.maximum(out, entry)
+    return out, first
+
+
+def _unpool_jax(dout: Any, first: Any, X_shape: tuple[int, ...], k: int, s: int) -> Any:
+    """:func:`_unpool_numpy` in jax: each offset's share of ``dout`` spread out to the positions of
+    X that hold it (``i`` zeros before, ``s - 1`` between entries) by ``lax.pad``, and summed."""
+    import jax.numpy as jnp
+    from jax import lax
+
+    zero = jnp.zeros((), dout.dtype)
+    dX = jnp.zeros(X_shape, dout.dtype)
+    for q, (_, _, where) in enumerate(_offsets(X_shape, k, s)):
+        spread = [(0, 0, 0), (0, 0, 0)] + [
+            (sl.start, size - sl.stop, s - 1) for sl, size in zip(where[2:], X_shape[2:], strict=True)
+        ]
+        dX = dX + lax.pad(jnp.where(first == q, dout, zero), zero, spread)
+    return dX
 
 
 def _strided(X: Any, where: tuple[slice, ...]) -> Any:
-    """``X[where]`` for a jax array, by ``lax.slice`` (jax.numpy would gather a strided slice)."""
+    """``X[where]`` for a jax array, by ``lax.slice`` (jax.numpy gathers a strided slice)."""
     from jax import lax
 
     starts = [sl.start or 0 for sl in where]
     stops = [X.shape[d] if sl.stop is None else sl.stop for d, sl in enumerate(where)]
     return lax.slice(X, starts, stops, [sl.step or 1 for sl in where])
+
+
+@functools.cache
+def _jit(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` compiled by ``jax.jit``, its Python-number and shape arguments static.
+
+    Eagerly, jax compiles each operation for each new shape: one program per layer call instead
+    compiles once per shape. Inside an outer ``jax.jit`` it is simply inlined.
+    """
+    import jax
+
+    names = list(inspect.signature(function).parameters)
+    return jax.jit(function, static_argnames=[name for name in names if name in _STATIC])
+
+
+#: the arguments of the jitted helpers that are Python numbers or shapes, not arrays
+_STATIC = {"k", "s", "p", "X_shape"}
