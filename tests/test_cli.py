@@ -124,7 +124,8 @@ def test_verify_passes_and_writes_json(capsys):
         (name, dtype) for name in testing.SPECS for dtype in ("float64", "float32")
     }
     assert all(r["verdict"] == "pass" and r["examples"] == 3 for r in report["results"])
-    assert "[1/32] scalar.plus numpy float64: pass" in captured.err  # plain lines off a terminal
+    total = 2 * len(testing.SPECS)  # every layer in both dtypes
+    assert f"[1/{total}] scalar.plus numpy float64: pass" in captured.err  # plain lines off a terminal
 
 
 def test_verify_fails_with_a_table_and_the_report(monkeypatch, capsys):
