@@ -9,7 +9,9 @@ pooling of its output ``(64, 32, 32, 32)``. The ways, timed side by side:
 - ``handlayers numpy``: ``Conv2d`` forward then backward, numpy.
 - ``handlayers jax.jit`` and ``jax.jit(vjp)``: the layer's forward and backward traced by
   ``jax.jit``, and ``jax.jit`` of ``jax.vjp`` of the reference, each returning the output and
-  every gradient; for ``Conv2d`` and for ``MaxPool2d``.
+  every gradient; for ``Conv2d`` and for ``MaxPool2d``. The reference convolution is a sum of
+  one product per kernel offset, so ``jax.jit(vjp) lax conv`` also times autodiff of jax's own
+  ``lax.conv_general_dilated``, what a jax user would write.
 - ``torch autograd``: torch's CPU convolution forward and backward, when torch is installed.
 """
 
@@ -86,6 +88,18 @@ def conv_autodiff(X: Any, W: Any, b: Any, dout: Any, *, pad: int) -> Any:
     return out, vjp(dout)
 
 
+def lax_conv_autodiff(X: Any, W: Any, b: Any, dout: Any, *, pad: int) -> Any:
+    """The same from ``jax.vjp`` of ``lax.conv_general_dilated``: jax's own convolution."""
+    import jax
+
+    def conv(X: Any, W: Any, b: Any) -> Any:
+        out = jax.lax.conv_general_dilated(X, W, (1, 1), [(pad, pad)] * 2, dimension_numbers=("NCHW", "OIHW", "NCHW"))
+        return out + b[:, None, None]
+
+    out, vjp = jax.vjp(conv, X, W, b)
+    return out, vjp(dout)
+
+
 def pool_autodiff(A: Any, dout: Any, *, size: int) -> Any:
     """The same from ``jax.vjp`` of ``reference.vector.max_pool2d``."""
     import jax
@@ -122,6 +136,7 @@ TARGETS = {
     "numpy conv / gemm floor": ("handlayers numpy", "gemm floor", 1.30),
     "numpy conv / torch autograd": ("handlayers numpy", "torch autograd", 1.00),
     "jit conv / jit autodiff": ("handlayers jax.jit conv", "jax.jit(vjp) conv", 1.00),
+    "jit conv / jit autodiff of lax conv": ("handlayers jax.jit conv", "jax.jit(vjp) lax conv", 1.00),
     "jit pool / jit autodiff": ("handlayers jax.jit pool", "jax.jit(vjp) pool", 1.00),
 }
 
@@ -167,12 +182,14 @@ def run(dtype: Any, *, rounds: int = 9, shape: dict[str, int] | None = None, cpu
     conv_args, pool_args = (a["X"], a["W"], a["b"], a["dout"]), (a["A"], a["dpool"])
     ours_conv = jax.jit(functools.partial(conv_step, pad=pad))
     autodiff_conv = jax.jit(functools.partial(conv_autodiff, pad=pad))
+    autodiff_lax_conv = jax.jit(functools.partial(lax_conv_autodiff, pad=pad))
     ours_pool = jax.jit(functools.partial(pool_step, size=size))
     autodiff_pool = jax.jit(functools.partial(pool_autodiff, size=size))
     groups.append(
         {
             "handlayers jax.jit conv": lambda: ours_conv(*conv_args),
             "jax.jit(vjp) conv": lambda: autodiff_conv(*conv_args),
+            "jax.jit(vjp) lax conv": lambda: autodiff_lax_conv(*conv_args),
             "handlayers jax.jit pool": lambda: ours_pool(*pool_args),
             "jax.jit(vjp) pool": lambda: autodiff_pool(*pool_args),
         }

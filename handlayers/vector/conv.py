@@ -14,7 +14,7 @@ import functools
 import inspect
 import operator
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -109,22 +109,44 @@ class Conv2d(Layer):
 # Conv2d in numpy: matrix products over the kernel offsets, on flattened (polyphase) planes
 
 
-def _phase(a: int, s: int, p: int, size: int) -> tuple[int, int, int]:
-    """Where an axis of ``size`` lands in polyphase plane ``a``: padded index ``s*y' + a`` holds
-    input index ``s*y' + a - p``. Returns (first input index, first plane index, count)."""
-    first = (a - p) % s
-    return first, (first + p - a) // s, len(range(first, size, s))
+class _Layout(NamedTuple):
+    """How the numpy convolution lays out images of one shape in flattened polyphase planes."""
+
+    oh: int
+    ow: int
+    hq: int  # plane rows; the planes get one more, into which an image's last stretches run on
+    wq: int  # plane columns: the length of a plane's row, output rows included
+    #: each kernel offset (i, j): its plane (a, b) = (i % s, j % s) and where its stretch starts
+    offsets: list[tuple[int, int, int, int, int]]
+    #: each plane (a, b): the slices of X it holds, and where they go in the plane
+    phases: list[tuple[int, int, tuple[slice, ...], tuple[slice, ...]]]
+
+    @property
+    def length(self) -> int:
+        """The length of a stretch: ``oh`` output rows of ``wq`` columns."""
+        return self.oh * self.wq
 
 
-def _layout(X_shape: tuple[int, ...], W_shape: tuple[int, ...], s: int, p: int) -> dict[str, Any]:
-    n, c, h, w = X_shape
-    f, _, hh, ww = W_shape
-    oh, ow = _out_size(h + 2 * p, hh, s), _out_size(w + 2 * p, ww, s)
-    # plane sizes; one more row, into which the last stretches of an image run on (by < ww elements)
+def _layout(X_shape: tuple[int, ...], W_shape: tuple[int, ...], s: int, p: int) -> _Layout:
+    h, w = X_shape[2:]
+    hh, ww = W_shape[2:]
     hq, wq = -(-(h + 2 * p) // s), -(-(w + 2 * p) // s)
-    # kernel offset (i, j) reads plane (i % s, j % s) from flat index (i // s) * wq + j // s
     offsets = [(i, j, i % s, j % s, (i // s) * wq + j // s) for i in range(hh) for j in range(ww)]
-    return {"n": n, "c": c, "f": f, "oh": oh, "ow": ow, "hq": hq, "wq": wq, "length": oh * wq, "offsets": offsets}
+
+    def phase(a: int, size: int) -> tuple[slice, slice]:
+        # plane a holds the padded indices s*y' + a, which are input indices s*y' + a - p
+        first = (a - p) % s
+        at = (first + p - a) // s
+        return slice(first, None, s), slice(at, at + len(range(first, size, s)))
+
+    every = slice(None)
+    phases = []
+    for a in range(s):
+        rows, plane_rows = phase(a, h)
+        for b in range(s):
+            cols, plane_cols = phase(b, w)
+            phases.append((a, b, (every, every, rows, cols), (every, every, plane_rows, plane_cols)))
+    return _Layout(_out_size(h + 2 * p, hh, s), _out_size(w + 2 * p, ww, s), hq, wq, offsets, phases)
 
 
 def _block(n: int, row_bytes: int) -> int:
@@ -135,68 +157,58 @@ def _block(n: int, row_bytes: int) -> int:
 def _conv_numpy(X: np.ndarray, W: np.ndarray, s: int, p: int) -> tuple[np.ndarray, np.ndarray]:
     """The convolution without bias, (n, f, oh, ow) (a view into a wider array), and the flattened
     planes (s, s, n, c, (hq + 1) * wq) that backward reads."""
-    k = _layout(X.shape, W.shape, s, p)
-    n, c, f, oh, ow, hq, wq, length = (k[key] for key in ("n", "c", "f", "oh", "ow", "hq", "wq", "length"))
-    h, w = X.shape[2:]
-    planes = np.zeros((s, s, n, c, hq + 1, wq), X.dtype)
-    for a in range(s):
-        row, plane_row, rows = _phase(a, s, p, h)
-        for b in range(s):
-            col, plane_col, cols = _phase(b, s, p, w)
-            planes[a, b, :, :, plane_row : plane_row + rows, plane_col : plane_col + cols] = X[:, :, row::s, col::s]
-    planes = planes.reshape(s, s, n, c, (hq + 1) * wq)
+    (n, c), f, k = X.shape[:2], W.shape[0], _layout(X.shape, W.shape, s, p)
+    planes = np.zeros((s, s, n, c, k.hq + 1, k.wq), X.dtype)
+    for a, b, x_at, plane_at in k.phases:
+        planes[a, b][plane_at] = X[x_at]
+    planes = planes.reshape(s, s, n, c, (k.hq + 1) * k.wq)
     kernel = np.ascontiguousarray(W.transpose(2, 3, 0, 1))  # (hh, ww, f, c): each offset's matrix
-    out = np.empty((n, f, length), X.dtype)
-    step = _block(n, f * length * X.itemsize)
-    scratch = np.empty((step, f, length), X.dtype)
+    out = np.empty((n, f, k.length), X.dtype)
+    step = _block(n, f * k.length * X.itemsize)
+    scratch = np.empty((step, f, k.length), X.dtype)
     for start in range(0, n, step):
         block = slice(start, start + step)
         acc = out[block]
         tmp = scratch[: len(acc)]
-        for q, (i, j, a, b, offset) in enumerate(k["offsets"]):
-            stretch = planes[a, b, block, :, offset : offset + length]  # (images, c, length)
+        for q, (i, j, a, b, offset) in enumerate(k.offsets):
+            stretch = planes[a, b, block, :, offset : offset + k.length]  # (images, c, length)
             if q == 0:
                 np.matmul(kernel[i, j], stretch, out=acc)
             else:
                 np.matmul(kernel[i, j], stretch, out=tmp)
                 acc += tmp
-    return out.reshape(n, f, oh, wq)[..., :ow], planes
+    return out.reshape(n, f, k.oh, k.wq)[..., : k.ow], planes
 
 
 def _conv_numpy_backward(
     dout: np.ndarray, planes: np.ndarray, W: np.ndarray, X_shape: tuple[int, ...], s: int, p: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(dX, dW)`` from ``dout`` and what :func:`_conv_numpy` kept."""
-    k = _layout(X_shape, W.shape, s, p)
-    n, c, f, oh, ow, hq, wq, length = (k[key] for key in ("n", "c", "f", "oh", "ow", "hq", "wq", "length"))
+    (n, c), f, k = X_shape[:2], W.shape[0], _layout(X_shape, W.shape, s, p)
     dtype = dout.dtype
-    dz = np.zeros((n, f, oh, wq), dtype)  # dout, and 0 on the columns that ran on into the padding
-    dz[..., :ow] = dout
-    dz = dz.reshape(n, f, length)
+    dz = np.zeros((n, f, k.oh, k.wq), dtype)  # dout, and 0 on the columns that ran on into the padding
+    dz[..., : k.ow] = dout
+    dz = dz.reshape(n, f, k.length)
     kernel = np.ascontiguousarray(W.transpose(2, 3, 0, 1))
     dkernel = np.zeros(kernel.shape, dtype)
     dplanes = np.zeros(planes.shape, dtype)
-    step = _block(n, (f + c) * length * dtype.itemsize)
-    scratch, products = np.empty((step, c, length), dtype), np.empty((step, f, c), dtype)
+    step = _block(n, (f + c) * k.length * dtype.itemsize)
+    scratch, products = np.empty((step, c, k.length), dtype), np.empty((step, f, c), dtype)
     for start in range(0, n, step):
         block = slice(start, start + step)
         d = dz[block]
         tmp, product = scratch[: len(d)], products[: len(d)]
-        for i, j, a, b, offset in k["offsets"]:
-            stretch = planes[a, b, block, :, offset : offset + length]
+        for i, j, a, b, offset in k.offsets:
+            stretch = planes[a, b, block, :, offset : offset + k.length]
             # out += W_ij @ stretch, so dW_ij += dout @ stretch.T and d(stretch) += W_ij.T @ dout
             np.matmul(d, stretch.transpose(0, 2, 1), out=product)
             dkernel[i, j] += product.sum(axis=0)
             np.matmul(kernel[i, j].T, d, out=tmp)
-            dplanes[a, b, block, :, offset : offset + length] += tmp
-    dplanes = dplanes.reshape(s, s, n, c, hq + 1, wq)
+            dplanes[a, b, block, :, offset : offset + k.length] += tmp
+    dplanes = dplanes.reshape(s, s, n, c, k.hq + 1, k.wq)
     dX = np.empty(X_shape, dtype)
-    h, w = X_shape[2:]
-    for a in range(s):
-        row, plane_row, rows = _phase(a, s, p, h)
-        for b in range(s):
-            col, plane_col, cols = _phase(b, s, p, w)
-            dX[:, :, row::s, col::s] = dplanes[a, b, :, :, plane_row : plane_row + rows, plane_col : plane_col + cols]
+    for a, b, x_at, plane_at in k.phases:
+        dX[x_at] = dplanes[a, b][plane_at]
     return dX, np.ascontiguousarray(dkernel.transpose(2, 3, 0, 1))
 
 
@@ -211,26 +223,33 @@ def _conv_jax(X: Any, W: Any, s: int, p: int) -> Any:
 
 
 def _conv_jax_backward(dout: Any, X: Any, W: Any, s: int, p: int) -> tuple[Any, Any]:
-    """``(dX, dW)``: the two convolutions jax's own transpose rules would build, written out."""
+    """``(dX, dW)``: the transposed convolution and the correlation of X with dout, written out."""
+    import jax.numpy as jnp
     from jax import lax
 
     (h, w), (hh, ww), (oh, ow) = X.shape[2:], W.shape[2:], dout.shape[2:]
 
-    def dx_padding(size: int, kernel: int, out: int) -> tuple[int, int]:
-        # dout dilated by s spans s*(out - 1) + 1; padded so that input position t meets every
-        # kernel entry that touched it: kernel - 1 - p before, and to a length of size + kernel - 1
+    def spread(size: int, kernel: int, out: int) -> tuple[int, int, int]:
+        # dout dilated by s (s - 1 zeros between entries) spans s*(out - 1) + 1; padded so that
+        # input position t meets every kernel entry that touched it: kernel - 1 - p before (a
+        # negative padding crops), and after it up to a length of size + kernel - 1
         before = kernel - 1 - p
-        return before, size + kernel - 1 - (s * (out - 1) + 1) - before
+        return before, size + kernel - 1 - (s * (out - 1) + 1) - before, s - 1
 
-    # dX: the transposed convolution: dout dilated by the stride, correlated with the kernel
-    # flipped in both spatial axes, its channel axes swapped (IOHW: f in, c out)
+    # dX: the transposed convolution: dout dilated by the stride and padded, correlated with the
+    # kernel flipped in both spatial axes, its channel axes swapped (IOHW: f in, c out). With a
+    # stride, lax.pad dilates dout rather than the convolution's lhs_dilation: XLA's algebraic
+    # simplifier aborts the process on some of those (jax 0.10.2: X (1, 3, 6, 4), W (3, 3, 7, 2),
+    # stride 2, pad 1, a case in the tests), and autodiff of lax.conv_general_dilated builds them.
+    # Without one, the padding is the convolution's own, as in autodiff's program.
+    padding = [spread(h, hh, oh), spread(w, ww, ow)]
+    if s > 1:
+        zero = jnp.zeros((), dout.dtype)
+        dilated, padding = lax.pad(dout, zero, [(0, 0, 0), (0, 0, 0), *padding]), "VALID"
+    else:
+        dilated, padding = dout, [(before, after) for before, after, _ in padding]
     dX = lax.conv_general_dilated(
-        dout,
-        W[:, :, ::-1, ::-1],
-        (1, 1),
-        [dx_padding(h, hh, oh), dx_padding(w, ww, ow)],
-        lhs_dilation=(s, s),
-        dimension_numbers=("NCHW", "IOHW", "NCHW"),
+        dilated, W[:, :, ::-1, ::-1], (1, 1), padding, dimension_numbers=("NCHW", "IOHW", "NCHW")
     )
     # dW[f, c, i, j] = sum_{n, y, x} dout[n, f, y, x] * Xp[n, c, s*y + i, s*x + j]: a correlation
     # of Xp (channels as the batch, examples as the features) with dout dilated by s as the kernel

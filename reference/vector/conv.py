@@ -1,6 +1,5 @@
 """Convolution and pooling on images of shape ``(n, c, h, w)``: ``conv2d`` and ``max_pool2d``."""
 
-import jax
 import jax.numpy as jnp
 
 __all__ = ["conv2d", "max_pool2d"]
@@ -12,9 +11,21 @@ def conv2d(X, W, b, stride=1, pad=0):
     ``out[n, f, y, x] = b[f] + sum_{c, i, j} W[f, c, i, j] * Xp[n, c, stride*y + i, stride*x + j]``
     for X (n, c, h, w), W (f, c, hh, ww), b (f,); out (n, f, oh, ow) with
     ``oh = 1 + (h + 2*pad - hh) // stride`` and ``ow`` likewise.
+
+    Written as that sum, one product per kernel offset, not as ``lax.conv_general_dilated``:
+    autodiff of the latter builds convolutions that abort XLA:CPU for some shapes (jax 0.10.2).
     """
-    out = jax.lax.conv_general_dilated(
-        X, W, (stride, stride), [(pad, pad), (pad, pad)], dimension_numbers=("NCHW", "OIHW", "NCHW")
+    hh, ww = W.shape[2:]
+    Xp = jnp.pad(X, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    oh, ow = 1 + (Xp.shape[2] - hh) // stride, 1 + (Xp.shape[3] - ww) // stride
+    out = sum(
+        jnp.einsum(
+            "fc,ncyx->nfyx",
+            W[:, :, i, j],
+            Xp[:, :, i : i + stride * (oh - 1) + 1 : stride, j : j + stride * (ow - 1) + 1 : stride],
+        )
+        for i in range(hh)
+        for j in range(ww)
     )
     return out + b[:, None, None]
 
