@@ -1,7 +1,7 @@
 """``python -m benchmarks``: every measurement, printed as tables and written as JSON (and a plot).
 
     python -m benchmarks                 # all three, the CPU sizes
-    python -m benchmarks --only step     # one of: step, jit-start, checkers, suite, train, sequence
+    python -m benchmarks --only step     # one of: step, jit-start, checkers, suite, train, sequence, conv
     python -m benchmarks --quick         # small sizes and few rounds: checks that it all runs
 
 On a GPU (jax's default backend), the training step and the sequence layers use sizes that fill
@@ -23,12 +23,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 #: the training step on a GPU: large enough that the matmuls, not the launches, take the time
 GPU_SHAPE = {"batch": 16384, "d_in": 4096, "hidden": 4096, "classes": 1000}
 QUICK_SHAPE = {"batch": 64, "d_in": 32, "hidden": 16, "classes": 4}
+#: the convolution and pooling on a GPU: a batch of 1024 images, wider channels
+CONV_GPU_SHAPE = {"n": 1024, "c": 64, "h": 32, "w": 32, "f": 64, "k": 3, "pad": 1, "pool": 2}
+CONV_QUICK_SHAPE = {"n": 4, "c": 2, "h": 8, "w": 8, "f": 3, "k": 3, "pad": 1, "pool": 2}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--only", choices=["step", "jit-start", "checkers", "suite", "train", "sequence"], action="append"
+        "--only", choices=["step", "jit-start", "checkers", "suite", "train", "sequence", "conv"], action="append"
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, few rounds")
     parser.add_argument("--limit", type=float, default=60.0, help="seconds before a checker is stopped")
@@ -39,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         help="threads for numpy's BLAS, XLA and torch, and cores for all (default: theirs, every core)",
     )
     args = parser.parse_args(argv)
-    only = set(args.only or ["step", "jit-start", "checkers", "suite", "train", "sequence"])
+    only = set(args.only or ["step", "jit-start", "checkers", "suite", "train", "sequence", "conv"])
     if args.threads:  # before numpy, jax or torch load; the measuring subprocesses inherit it
         for threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[threads] = str(args.threads)
@@ -111,7 +114,16 @@ def main(argv: list[str] | None = None) -> int:
         results["sequence"] = [sequence.run(dt, rounds=rounds, sizes=sizes) for dt in ("float32", "float64")]
         tables.append(sequence.table(results["sequence"]))
         print(tables[-1])
-    path = os.path.join(args.out, f"{name}{'-quick' if args.quick else ''}")
+    if "conv" in only:
+        from benchmarks import conv
+
+        shape = CONV_QUICK_SHAPE if args.quick else CONV_GPU_SHAPE if gpu else conv.SHAPE
+        results["conv"] = [conv.run(dtype, rounds=rounds, shape=shape, cpu=not gpu) for dtype in ("float32", "float64")]
+        tables.append(conv.table(results["conv"]))
+        print(tables[-1])
+    # a run of some measurements only writes files of its own, beside those of a full run
+    part = "-" + "-".join(sorted(only)) if args.only else ""
+    path = os.path.join(args.out, f"{name}{part}{'-quick' if args.quick else ''}")
     with open(f"{path}.json", "w") as f:
         json.dump(results, f, indent=1, default=str)
     with open(f"{path}.md", "w") as f:

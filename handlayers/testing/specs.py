@@ -179,6 +179,40 @@ def _mlp_inputs(dtype: Any) -> st.SearchStrategy[tuple[tuple[Any, ...], dict[str
     return draw()
 
 
+# issue 14: convolution and pooling
+
+
+def _conv_inputs(dtype: Any) -> st.SearchStrategy[tuple[tuple[Any, ...], dict[str, Any]]]:
+    @st.composite
+    def draw(data: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        # strides of 2 with padding 1 and a batch of 1 come up often; each new shape compiles
+        # under jax, so the images stay small
+        stride, pad = data(st.sampled_from([1, 2, 3])), data(st.sampled_from([0, 1, 2]))
+        n, c, f = data(_side(2)), data(_side()), data(_side())
+        h, w = data(st.integers(1, 4)), data(st.integers(1, 4))
+        # a kernel as large as the padded input (one output position), often
+        hh, ww = (data(st.one_of(st.just(size + 2 * pad), st.integers(1, size + 2 * pad))) for size in (h, w))
+        e = _wide(dtype)
+        X, W, b = (data(arrays(dtype, shape, e)) for shape in ((n, c, h, w), (f, c, hh, ww), (f,)))
+        return (X, W, b), {"stride": stride, "pad": pad}
+
+    return draw()
+
+
+def _pool_inputs(dtype: Any) -> st.SearchStrategy[tuple[tuple[Any, ...], dict[str, Any]]]:
+    @st.composite
+    def draw(data: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        size, stride = data(st.integers(1, 3)), data(st.integers(1, 3))  # stride < size: windows overlap
+        n, c = data(_side(2)), data(_side(2))
+        h, w = data(st.integers(size, size + 3)), data(st.integers(size, size + 3))
+        # half the examples on a coarse grid, where windows tie (the first maximum takes the
+        # gradient), half without ties (where finite differences can check the reference)
+        values = grid(2.0, step=0.5) if data(st.booleans()) else _wide(dtype)
+        return (data(arrays(dtype, (n, c, h, w), values)),), {"size": size, "stride": stride}
+
+    return draw()
+
+
 SPECS: dict[str, Spec] = {
     s.name: s
     for s in [
@@ -209,6 +243,9 @@ SPECS: dict[str, Spec] = {
             labels=(1,),
         ),
         _spec("vector.mlp", vector.MLP, "X W1 b1 W2 b2 Y", 5, _mlp_inputs),
+        # issue 14: convolution and pooling
+        _spec("vector.conv2d", vector.Conv2d, "X W b", 1, _conv_inputs),
+        _spec("vector.max_pool2d", vector.MaxPool2d, "X", 0, _pool_inputs),
     ]
 }
 

@@ -20,6 +20,7 @@ The layers live in modules by family, and this namespace holds them all:
 
 from handlayers.vector.activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from handlayers.vector.attention import Attention
+from handlayers.vector.conv import Conv2d, MaxPool2d
 from handlayers.vector.dense import MLP, Affine, Linear
 from handlayers.vector.dropout import Dropout
 from handlayers.vector.embedding import Embedding
@@ -40,6 +41,7 @@ __all__ = [
     "Attention",
     "BatchNorm",
     "BinaryCrossEntropyWithLogits",
+    "Conv2d",
     "Dropout",
     "Embedding",
     "HingeLoss",
@@ -47,6 +49,7 @@ __all__ = [
     "LayerNorm",
     "LeakyReLU",
     "Linear",
+    "MaxPool2d",
     "MeanSquaredError",
     "RNNStep",
     "ReLU",

@@ -3,12 +3,13 @@
 By family, as in :mod:`handlayers.vector`: :mod:`~reference.vector.dense`,
 :mod:`~reference.vector.activations`, :mod:`~reference.vector.dropout`,
 :mod:`~reference.vector.embedding`, :mod:`~reference.vector.normalization`,
-:mod:`~reference.vector.recurrent`, :mod:`~reference.vector.attention`,
+:mod:`~reference.vector.conv`, :mod:`~reference.vector.recurrent`, :mod:`~reference.vector.attention`,
 :mod:`~reference.vector.losses`.
 """
 
 from reference.vector.activations import leaky_relu, relu, sigmoid, softmax, tanh
 from reference.vector.attention import attention
+from reference.vector.conv import conv2d, max_pool2d
 from reference.vector.dense import affine, linear, mlp
 from reference.vector.dropout import dropout
 from reference.vector.embedding import embedding
@@ -27,6 +28,7 @@ __all__ = [
     "attention",
     "batch_norm",
     "binary_cross_entropy_with_logits",
+    "conv2d",
     "dropout",
     "embedding",
     "hinge_loss",
@@ -34,6 +36,7 @@ __all__ = [
     "leaky_relu",
     "linear",
     "lstm_step",
+    "max_pool2d",
     "mean_squared_error",
     "mlp",
     "relu",
