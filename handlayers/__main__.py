@@ -492,10 +492,8 @@ class _Progress:
 
 def _train(args: argparse.Namespace) -> int:
 
-    from handlayers import train, vector
+    from handlayers import train
 
-    if args.model == "cnn" and not hasattr(vector, "Conv2d"):
-        return _usage("--model cnn needs handlayers.vector.Conv2d and MaxPool2d, which this version lacks")
     with _Progress(args.epochs) as progress:
 
         def epoch(record: dict[str, Any]) -> None:

@@ -96,7 +96,7 @@ def conv2d(c: int, f: int, size: int, *, stride: int = 1, pad: int = 0) -> Piece
     """``f`` filters of ``c`` channels, ``size x size``: ``vector.Conv2d`` with ``W (f, c, size, size)``, ``b (f,)``."""
     return Piece(
         "vector.conv2d",
-        lambda **kwargs: vector.Conv2d(**kwargs),  # looked up when used: Conv2d may not exist at import
+        vector.Conv2d,
         ((f, c, size, size), (f,)),
         (c * size * size, f * size * size),
         {"stride": stride, "pad": pad},
@@ -105,9 +105,7 @@ def conv2d(c: int, f: int, size: int, *, stride: int = 1, pad: int = 0) -> Piece
 
 def max_pool2d(size: int = 2, stride: int = 2) -> Piece:
     """The max of each ``size x size`` window: ``vector.MaxPool2d``."""
-    return Piece(
-        "vector.max_pool2d", lambda **kwargs: vector.MaxPool2d(**kwargs), kwargs={"size": size, "stride": stride}
-    )
+    return Piece("vector.max_pool2d", vector.MaxPool2d, kwargs={"size": size, "stride": stride})
 
 
 def flatten() -> Piece:

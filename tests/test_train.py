@@ -207,14 +207,6 @@ def test_train_command_exits_1_with_the_audit_report(monkeypatch, capsys):
     assert "layer 2 (vector.affine) is wrong:" in capsys.readouterr().out
 
 
-def test_train_command_refuses_the_cnn_without_conv2d(monkeypatch, capsys):
-    """Where handlayers.vector has no Conv2d, `train --model cnn` exits 2 saying so."""
-    monkeypatch.delattr(vector, "Conv2d", raising=False)
-    assert main(["train", "--model", "cnn"]) == 2
-    assert "--model cnn needs handlayers.vector.Conv2d" in capsys.readouterr().err
-
-
-@pytest.mark.skipif(not hasattr(vector, "Conv2d"), reason="handlayers.vector has no Conv2d yet (another issue adds it)")
 def test_cnn_trains_an_epoch(backend):
     """The CNN trains an epoch on either backend, its gradients audited, and learns."""
     result = train.train("cnn", backend=backend, epochs=1, audit_every=20)

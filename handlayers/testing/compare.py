@@ -250,11 +250,6 @@ def _output_rows(spec: Spec, expected: tuple[np.ndarray, ...], out: Any, problem
     return []
 
 
-def _flat(douts: tuple[Any, ...]) -> np.ndarray:
-    """Every entry of several douts in one flat array."""
-    return np.concatenate([np.ravel(np.asarray(d, np.float64)) for d in douts])
-
-
 def _same(g: Any, h: Any) -> bool:
     if h is _MISSING:
         return False
