@@ -1,5 +1,6 @@
 """The tolerance measured on the reference: its formula, what it sees, and what it must allow."""
 
+import dataclasses
 import math
 import sys
 
@@ -41,10 +42,27 @@ def test_the_tolerance_is_the_documented_formula(dtype):
     out, grads = tolerances(spec.reference, example, dtype)
     assert out == k * (float(info.eps) * b_out + float(info.smallest_normal))
     assert grads == (k * (float(info.eps) * max(b_grads[0], 3.0) + float(info.smallest_normal)), None)
-    assert tolerance(spec, example, dtype) == out
-    assert tolerance(spec, example, dtype, "dS") == grads[0]
+    measured = dataclasses.replace(spec, degree=None)  # a spec without a degree measures its tolerance
+    assert tolerance(measured, example, dtype) == out
+    assert tolerance(measured, example, dtype, "dS") == grads[0]
     with pytest.raises(ValueError, match="dlabels is the gradient of an input that is not floating"):
-        tolerance(spec, example, dtype, "dlabels")
+        tolerance(measured, example, dtype, "dlabels")
+
+
+def test_a_spec_with_a_degree_gets_the_normwise_bound(dtype):
+    """A built-in spec with a degree is checked with the a-priori normwise bound of that degree,
+    (OPS + K) * (eps * (max |expected| + max |dout| * M**degree) + smallest_normal), the output
+    with M**out_degree alone; it needs no compilation. Several outputs count their largest."""
+    spec = SPECS["vector.affine"]
+    X, W, b = np.array([[2.0, -3.0]], dtype), np.array([[0.5], [0.25]], dtype), np.array([1.0], dtype)
+    example = Example((X, W, b), {}, np.array([[-4.0]], dtype))
+    out, (_, dW, _) = oracle(spec, example)
+    eps, tiny, k = float(np.finfo(dtype).eps), float(np.finfo(dtype).smallest_normal), T.OPS + 2 + 2 + 1 + 1
+    assert tolerance(spec, example, dtype) == k * (eps * (np.abs(out).max() + 3.0**2) + tiny)
+    assert tolerance(spec, example, dtype, "dW") == k * (eps * (np.abs(dW).max() + 4.0 * 3.0) + tiny)
+    several = Example((X,), {}, (np.ones(2), -np.ones(3)))
+    got = T.normwise_tolerance(several, dtype, (np.ones(1), np.full(1, 5.0)), 0)
+    assert got == (T.OPS + 2 + 5) * (eps * (5.0 + 1.0) + tiny)
 
 
 def test_boolean_and_integer_inputs_are_held_fixed():

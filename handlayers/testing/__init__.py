@@ -35,7 +35,7 @@ from handlayers.testing.declared import spec
 from handlayers.testing.oracle import oracle, output_shape
 from handlayers.testing.specs import SPECS, Spec
 from handlayers.testing.strategies import MAX_SIDE, Example, arrays, broadcast_inputs, douts, examples, floats, grid
-from handlayers.testing.tolerance import OPS, tolerance, tolerances
+from handlayers.testing.tolerance import OPS, spec_tolerances, tolerance, tolerances
 
 __all__ = [
     "MAX_SIDE",
@@ -64,6 +64,7 @@ __all__ = [
     "oracle",
     "output_shape",
     "spec",
+    "spec_tolerances",
     "to_backend",
     "tolerance",
     "tolerances",

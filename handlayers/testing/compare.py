@@ -18,7 +18,7 @@ from handlayers.testing.oracle import oracle
 from handlayers.testing.report import Hint, explained, mistakes, phrase, raised_report, report, typical_lines
 from handlayers.testing.specs import SPECS, Spec
 from handlayers.testing.strategies import Example, examples
-from handlayers.testing.tolerance import tolerances
+from handlayers.testing.tolerance import spec_tolerances
 
 __all__ = [
     "Found",
@@ -190,7 +190,7 @@ def _run(
                 f"backward called a second time gave other values for {', '.join(changed)}: it changes what "
                 "forward stored (or what it read) in place"
             )
-    tol_out, tol_grads = tolerances(spec.reference, example, dtype)
+    tol_out, tol_grads = spec_tolerances(spec, example, dtype, (expected_out, expected_grads))
     for row in rows:
         x = None if row.position is None else inputs[row.position]
         want_dtype = dtype if x is None or not isinstance(x, np.ndarray | jax.Array) else np.asarray(x).dtype

@@ -35,7 +35,10 @@ class Spec:
         labels: the positions of the inputs that are not floating: integer labels or indices,
             boolean masks. They get the gradient ``None`` and reach the layer and the reference
             with their own dtype.
-        degree: the degree of the gradients in the inputs' magnitude (for the tolerance).
+        degree: the degree of the gradients in the inputs' magnitude, for the a-priori (normwise)
+            tolerance; ``None`` (the default) measures the tolerance on the reference instead
+            (:func:`~handlayers.testing.tolerances`), for ill-conditioned layers and references
+            of unknown degree.
         out_degree: the same for the output (default ``degree + 1``; 0 for a bounded output).
         elements: for elementwise (scalar) references, ``elements[i](dtype)`` draws the values of
             input ``i``; it lets :func:`examples` draw plain Python floats.
@@ -51,7 +54,7 @@ class Spec:
     args: tuple[str, ...]
     draw: Callable[[Any], st.SearchStrategy[tuple[tuple[Any, ...], dict[str, Any]]]]
     labels: tuple[int, ...] = ()
-    degree: int = 0
+    degree: int | None = None
     out_degree: int = -1
     elements: tuple[Callable[[Any], st.SearchStrategy[float]], ...] = ()
     outputs: tuple[str, ...] = ("output",)
@@ -62,11 +65,11 @@ class Spec:
         object.__setattr__(self, "grads", tuple("d" + a for a in self.args))
         several = len(self.outputs) > 1
         object.__setattr__(self, "douts", tuple("d" + o for o in self.outputs) if several else ("dout",))
-        if self.out_degree < 0:
+        if self.degree is not None and self.out_degree < 0:
             object.__setattr__(self, "out_degree", self.degree + 1)
 
 
-def _spec(name: str, layer: type, args: str, degree: int, draw: Callable[[Any], Any], **extra: Any) -> Spec:
+def _spec(name: str, layer: type, args: str, degree: int | None, draw: Callable[[Any], Any], **extra: Any) -> Spec:
     family, function = name.split(".")
     module = getattr(reference, family)
     return Spec(name, getattr(module, function), layer, tuple(args.split()), draw, degree=degree, **extra)
@@ -373,8 +376,10 @@ SPECS.update(
     {
         s.name: s
         for s in [
-            _spec("vector.batch_norm", vector.BatchNorm, "X gamma beta", 0, _normalization_inputs(0)),
-            _spec("vector.layer_norm", vector.LayerNorm, "X gamma beta", 0, _normalization_inputs(1)),
+            # None: the tolerance is measured, since a normalization divides by a standard
+            # deviation that can be as small as sqrt(eps), which no degree describes
+            _spec("vector.batch_norm", vector.BatchNorm, "X gamma beta", None, _normalization_inputs(0)),
+            _spec("vector.layer_norm", vector.LayerNorm, "X gamma beta", None, _normalization_inputs(1)),
         ]
     }
 )
