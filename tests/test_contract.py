@@ -247,7 +247,7 @@ def test_a_backward_that_changes_on_a_second_call_is_reported(name, data):
 
     example = data.draw(examples(spec))
     assume(any(g is not None and np.max(np.abs(g), initial=0) > 1e-6 for g in oracle(spec, example)[1]))
-    with pytest.raises(AssertionError, match="backward called a second time gave other gradients"):
+    with pytest.raises(AssertionError, match="backward called a second time gave other values for"):
         check_example(with_grads(spec, drifting), spec, example)
 
 

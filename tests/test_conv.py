@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from handlayers import vector
-from handlayers.testing import SPECS, Example, Mismatch, check_example, examples, oracle, tolerance
+from handlayers.testing import SPECS, Example, Mismatch, check_example, examples, oracle
+from handlayers.testing.tolerance import normwise_tolerance
 from handlayers.vector import conv
 from tests.helpers import as_numpy, backend_array
 
@@ -128,7 +129,7 @@ def test_a_gradient_wrong_by_one_part_in_a_million_fails(name, data):
                 return wrong if len(wrong) > 1 else wrong[0]
 
         expected = oracle(spec, example)[1][index]
-        if np.max(np.abs(expected)) * 1e-6 > tolerance(spec, example, np.float64, expected, degree=spec.degree):
+        if np.max(np.abs(expected)) * 1e-6 > normwise_tolerance(example, np.float64, expected, spec.degree):
             with pytest.raises(Mismatch, match=f"{name_}: WRONG"):
                 check_example(Wrong, spec, example)
 
@@ -149,10 +150,10 @@ def test_a_strided_convolution_is_the_stride_1_one_subsampled(backend, data):
     spread[:, :, : s * oh : s, : s * ow : s] = example.dout
     dense_grads = dense.backward(backend_array(backend, spread))
     # each side lies within the tolerance of the exact value
-    assert np.max(np.abs(out - sampled)) <= 2 * tolerance(spec, example, np.float64, sampled, degree=2, output=True)
+    assert np.max(np.abs(out - sampled)) <= 2 * normwise_tolerance(example, np.float64, sampled, 2, output=True)
     for g, expected in zip(grads, dense_grads, strict=True):
         error = np.max(np.abs(g - as_numpy(expected)))
-        assert error <= 2 * tolerance(spec, example, np.float64, as_numpy(expected), degree=1)
+        assert error <= 2 * normwise_tolerance(example, np.float64, as_numpy(expected), 1)
 
 
 def test_conv2d_where_autodiff_of_lax_conv_aborts_xla(backend, dtype):

@@ -98,7 +98,8 @@ WRONG = [
     ),
     ("attributes.py:Dense_dW_over_n", "vector.affine", ATTRIBUTES, ["dW is averaged, not summed, over the batch"]),
     ("attributes.py:Dense_zero_forward", "vector.affine", ATTRIBUTES, ["A typical failing example", "output: WRONG"]),
-    ("attributes.py:Linear", "vector.affine", ATTRIBUTES, ["dW is transposed"]),
+    # torch's layout against X @ W + b: a shape error where d_in != d_out, else a transposed dW
+    ("attributes.py:Linear", "vector.affine", ATTRIBUTES, ["Linear raised ValueError", "X @ self.W.T"]),
     (
         "attributes.py:Gate_wrong_input",
         "refs.py:multiply",
