@@ -239,3 +239,22 @@ def test_recent_examples_are_kept_and_old_ones_dropped():
     first = Example((np.array(1.0),), {}, np.array(1.0))
     tolerances(spec.reference, first, np.float64)  # a hit moves it to the end
     assert next(reversed(T._RECENT)) == T._example_key(spec.reference, first, np.float64)
+
+
+def test_several_outputs_are_measured_as_one_flat_output():
+    """A reference of several outputs (LSTMStep's (h, c)) is measured with its douts flattened into
+    one: the same tolerance as a reference returning their entries in one flat array."""
+    spec = SPECS["vector.lstm_step"]
+    rng = np.random.default_rng(0)
+    shapes = [(1, 2), (1, 1), (1, 1), (2, 4), (1, 4), (4,)]
+    inputs = tuple(rng.uniform(-1, 1, s) for s in shapes)
+    example = Example(inputs, {}, (np.array([[0.5]]), np.array([[-2.0]])))
+    measured = dataclasses.replace(spec, degree=None)
+    out, grads = tolerances(spec.reference, example, np.float64)
+    assert tolerance(measured, example, np.float64) == out
+
+    def flat(*args):
+        return jnp.concatenate([jnp.ravel(o) for o in spec.reference(*args)])
+
+    flat_example = Example(inputs, {}, np.array([0.5, -2.0]))
+    assert (out, grads) == tolerances(flat, flat_example, np.float64)
