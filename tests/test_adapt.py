@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from handlayers import testing
+from handlayers import testing, vector
 from handlayers.__main__ import main
 from handlayers.testing.conventions import _param_dict
 from handlayers.testing.declared import parse_keywords, parse_labels, parse_shapes
@@ -236,7 +236,9 @@ def test_code_that_cannot_be_found_exits_2(target, message, capsys):
 
 def test_keywords_reach_a_built_in_reference_and_the_layer(capsys):
     """--kw on a built-in reference goes to every example (inputs it cannot take are not drawn)."""
-    args = ["check", "handlayers/vector/activations.py:Softmax", "--against", "vector.softmax", "--kw", "axis=1"]
+    # the package's own file, wherever the checkout is and whatever the current directory
+    softmax = Path(vector.__file__).parent / "activations.py"
+    args = ["check", f"{softmax}:Softmax", "--against", "vector.softmax", "--kw", "axis=1"]
     assert main([*args, "--examples", "15"]) == 0
     seen = []
 
