@@ -1,15 +1,16 @@
 """The benchmarks compare like with like: every way of taking a step or checking a layer computes
 the same thing (timing itself is never tested)."""
 
-import functools
 import os
+import re
+from functools import partial
 
 import jax
 import numpy as np
 import pytest
 
 from benchmarks import __main__ as bench
-from benchmarks import checkers, jit_start, sequence, step
+from benchmarks import checkers, conv, jit_start, sequence, step
 from benchmarks.jit_start import OneHotSoftmaxCrossEntropy
 from handlayers import vector
 
@@ -25,7 +26,7 @@ def test_handlayers_step_gives_the_reference_gradients(input_grad, loss, jit):
     """The hand-written step's loss and parameter gradients are jax.grad of the reference's, on
     numpy and in jax.jit, with the loss's backward as it is and as it was (benchmarks.jit_start)."""
     d = step.data(np.float64, **SHAPE)
-    take_step = functools.partial(step.handlayers_step, input_grad=input_grad, loss=loss)
+    take_step = partial(step.handlayers_step, input_grad=input_grad, loss=loss)
     if jit:
         take_step = jax.jit(take_step)
     value, grads = take_step(*step.step_args(d))
@@ -165,3 +166,49 @@ def test_the_sequence_table_says_whether_each_target_is_met():
     assert rows[0].startswith("| met | float32 | 1 | 1 | 0.900 (0.800 to 2.000) | at most 1.00 |")
     assert "1.100 (0.950 to 2.000) (within noise)" in rows[1]
     assert "1.200 (1.100 to 2.000) (missed)" in rows[2]
+
+
+CONV_SHAPE = {"n": 2, "c": 3, "h": 5, "w": 6, "f": 4, "k": 3, "pad": 1, "pool": 2}
+
+
+@pytest.mark.jax
+@pytest.mark.parametrize("jit", [False, True])
+def test_the_benchmarks_ways_compute_the_same(jit):
+    """The benchmark's hand-written conv and pool steps give the output and gradients of its
+    jax.vjp of the reference, in numpy and in jax.jit; the floor's products have the convolution's
+    im2col shapes."""
+    bench = conv
+
+    d = bench.data(np.float64, **CONV_SHAPE)
+    pairs = [  # (step, autodiff, inputs) for each layer
+        (partial(bench.conv_step, pad=1), partial(bench.conv_autodiff, pad=1), ("X", "W", "b", "dout")),
+        (partial(bench.conv_step, pad=1), partial(bench.lax_conv_autodiff, pad=1), ("X", "W", "b", "dout")),
+        (partial(bench.pool_step, size=2), partial(bench.pool_autodiff, size=2), ("A", "dpool")),
+    ]
+    for ours, autodiff, names in pairs:
+        args = [d[name] for name in names]
+        got_out, got = (jax.jit(ours) if jit else ours)(*args)
+        out, expected = autodiff(*args)
+        np.testing.assert_allclose(got_out, out, rtol=1e-12, atol=1e-12)
+        for g, e in zip(got if isinstance(got, tuple) else (got,), expected, strict=True):
+            np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
+    assert [p.shape for p in bench.gemm_floor(d)()] == [(60, 4), (27, 4), (60, 27)]
+
+
+@pytest.mark.jax
+def test_jitted_conv2d_compiles_to_the_convolutions_of_jitted_autodiff():
+    """Inside jax.jit, Conv2d's forward and backward compile to the very convolutions XLA compiles
+    for autodiff of lax.conv_general_dilated (so that timed ratio is 1 but for noise)."""
+    bench = conv
+
+    d = bench.data(np.float32, **CONV_SHAPE)
+    args = (d["X"], d["W"], d["b"], d["dout"])
+
+    def convolutions(f):
+        hlo = jax.jit(f).lower(*args).compile().as_text()
+        lines = [re.sub(r"%\S+|, metadata=\{.*\}", "", line) for line in hlo.splitlines() if " convolution(" in line]
+        return sorted(lines)
+
+    ours = convolutions(partial(bench.conv_step, pad=1))
+    assert len(ours) == 3
+    assert ours == convolutions(partial(bench.lax_conv_autodiff, pad=1))

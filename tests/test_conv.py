@@ -2,9 +2,7 @@
 strides, NaN, blocks of images, and errors."""
 
 import re
-from functools import partial
 
-import jax
 import numpy as np
 import pytest
 from hypothesis import given
@@ -260,49 +258,3 @@ def test_max_pool_of_an_image_smaller_than_its_window_raises(shape, size, backen
     message = f"MaxPool2d: expected X (n, c, h, w) with h, w >= size {size}; got X {shape}"
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         vector.MaxPool2d(size=size).forward(backend_array(backend, np.zeros(shape)))
-
-
-BENCH_SHAPE = {"n": 2, "c": 3, "h": 5, "w": 6, "f": 4, "k": 3, "pad": 1, "pool": 2}
-
-
-@pytest.mark.jax
-@pytest.mark.parametrize("jit", [False, True])
-def test_the_benchmarks_ways_compute_the_same(jit):
-    """The benchmark's hand-written conv and pool steps give the output and gradients of its
-    jax.vjp of the reference, in numpy and in jax.jit; the floor's products have the convolution's
-    im2col shapes."""
-    from benchmarks import conv as bench
-
-    d = bench.data(np.float64, **BENCH_SHAPE)
-    pairs = [  # (step, autodiff, inputs) for each layer
-        (partial(bench.conv_step, pad=1), partial(bench.conv_autodiff, pad=1), ("X", "W", "b", "dout")),
-        (partial(bench.conv_step, pad=1), partial(bench.lax_conv_autodiff, pad=1), ("X", "W", "b", "dout")),
-        (partial(bench.pool_step, size=2), partial(bench.pool_autodiff, size=2), ("A", "dpool")),
-    ]
-    for ours, autodiff, names in pairs:
-        args = [d[name] for name in names]
-        got_out, got = (jax.jit(ours) if jit else ours)(*args)
-        out, expected = autodiff(*args)
-        np.testing.assert_allclose(got_out, out, rtol=1e-12, atol=1e-12)
-        for g, e in zip(got if isinstance(got, tuple) else (got,), expected, strict=True):
-            np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
-    assert [p.shape for p in bench.gemm_floor(d)()] == [(60, 4), (27, 4), (60, 27)]
-
-
-@pytest.mark.jax
-def test_jitted_conv2d_compiles_to_the_convolutions_of_jitted_autodiff():
-    """Inside jax.jit, Conv2d's forward and backward compile to the very convolutions XLA compiles
-    for autodiff of lax.conv_general_dilated (so that timed ratio is 1 but for noise)."""
-    from benchmarks import conv as bench
-
-    d = bench.data(np.float32, **BENCH_SHAPE)
-    args = (d["X"], d["W"], d["b"], d["dout"])
-
-    def convolutions(f):
-        hlo = jax.jit(f).lower(*args).compile().as_text()
-        lines = [re.sub(r"%\S+|, metadata=\{.*\}", "", line) for line in hlo.splitlines() if " convolution(" in line]
-        return sorted(lines)
-
-    ours = convolutions(partial(bench.conv_step, pad=1))
-    assert len(ours) == 3
-    assert ours == convolutions(partial(bench.lax_conv_autodiff, pad=1))
