@@ -15,18 +15,24 @@ import importlib.util
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE = 0, 1, 2
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _at_least(least: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+        return value
+
+    return parse
+
+
+_positive = _at_least(1)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,10 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     train.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     train.add_argument(
         "--audit-every",
-        type=_positive,
+        type=_at_least(0),
         default=100,
         metavar="K",
-        help="audit the gradients every K steps (default 100)",
+        help="audit the gradients every K steps (default 100; 0: no audit)",
     )
     train.add_argument("--json", action="store_true", help="write the results as JSON")
     train.add_argument("--plot", metavar="FILE.png", help="draw the loss and accuracy curves into FILE.png")
@@ -525,8 +531,12 @@ def _train(args: argparse.Namespace) -> int:
         print(
             f"{args.model} on {args.backend} ({', '.join(result['devices'])}): test accuracy "
             f"{result['test_accuracy']:.4f} after {result['epochs']} epochs in {result['seconds']:.1f} s; "
-            f"gradient audit: worst error {result['gradient_audit']:.2g} of its tolerance "
-            f"over {result['audits']} audits ({result['audit_seconds']:.2f} s)"
+            + (
+                f"gradient audit: worst error {result['gradient_audit']:.2g} of its tolerance "
+                f"over {result['audits']} audits ({result['audit_seconds']:.2f} s)"
+                if result["audits"]
+                else "no gradient audit"
+            )
         )
     return EXIT_OK
 

@@ -9,7 +9,9 @@ The :class:`Audit` checks the network's hand-written gradients while it trains: 
 every ``audit_every`` steps and the last, against ``jax.grad`` of the same network built from the
 reference functions, in float64, on the batch of that step, with the checker's tolerance. A ratio
 above 1 stops training with :class:`AuditFailure`, whose report runs the checker on each layer
-(on its own input and output gradient in that batch) and shows the one that is wrong.
+(on its own input and output gradient in that batch) and shows the one that is wrong. The oracle
+compiles in a thread while training starts; an audit asked for before it is ready runs as soon
+as it is, and at the latest before its epoch is reported.
 """
 
 from __future__ import annotations
@@ -75,6 +77,10 @@ class AuditFailure(Exception):
 class Audit:
     """The network's hand-written gradients against ``jax.grad`` of its reference network.
 
+    Compiling the float64 oracle is the audit's one large cost; :meth:`start` runs it in a thread
+    beside training (XLA compiles without holding Python's lock), and the audits asked for before
+    it is done wait in :attr:`pending` until :meth:`poll` or :meth:`finish` finds it done.
+
     Args:
         network: the network trained.
         backend: ``"numpy"`` or ``"jax"``, where its layers run.
@@ -82,49 +88,90 @@ class Audit:
     """
 
     def __init__(self, network: nn.Sequential, backend: str, dtype: Any) -> None:
-        started = time.perf_counter()  # what the audit costs includes importing the checker and jax
         import jax
 
+        self.network, self.backend, self.dtype = network, backend, np.dtype(dtype)
+        # run a few times a training: compiling it unoptimized takes half the time (its float64
+        # arithmetic is the same, only less fused)
+        self.oracle = jax.jit(jax.grad(network.reference_loss), compiler_options={"xla_backend_optimization_level": 0})
+        #: the audits asked for while the oracle compiles: (step, params, grads, X, labels), in float64
+        self.pending: list[tuple[Any, ...]] = []
+        self.worst, self.count, self.seconds = 0.0, 0, 0.0
+        self._ready: Any = None  # the compilation's future, once started
+
+    @functools.cached_property
+    def spec(self) -> Any:
+        """The network as one checker spec of ``(X, W0, b0, ..., labels)``, for the tolerance: its
+        gradients' degree in the inputs is one factor per layer with a weight (the loss's own
+        gradient is bounded: softmax minus a one-hot)."""
         from handlayers import testing
 
-        self.network, self.backend, self.dtype = network, backend, np.dtype(dtype)
-        # run a few times a training: compiling it unoptimized takes half the time, and it is the
-        # audit's largest cost (its float64 arithmetic is the same, only less fused)
-        self.oracle = jax.jit(jax.grad(network.reference_loss), compiler_options={"xla_backend_optimization_level": 0})
-        names = [f"{name}{i}" for i, p in enumerate(network.pieces) for name in ("W", "b")[: len(p.shapes)]]
-        # the network as one function of (X, W0, b0, ..., labels), for the checker's tolerance;
-        # its gradients' degree in the inputs is one factor per layer with a weight (the loss's
-        # own gradient is bounded: softmax minus a one-hot)
-        degree = sum(bool(p.shapes) for p in network.pieces)
+        pieces = self.network.pieces
+        names = [f"{name}{i}" for i, p in enumerate(pieces) for name in ("W", "b")[: len(p.shapes)]]
         args = ("X", *names, "labels")
-        self.spec = testing.Spec("network", network.reference_loss, nn.Sequential, args, None, (len(args) - 1,), degree)
-        self.worst, self.count, self.seconds = 0.0, 0, time.perf_counter() - started
+        degree = sum(bool(p.shapes) for p in pieces)
+        return testing.Spec("network", self.network.reference_loss, nn.Sequential, args, None, (len(args) - 1,), degree)
 
-    def __call__(self, step: int, params: Sequence[tuple], grads: Sequence[tuple], X: Any, labels: Any) -> float:
-        """The worst error of ``grads`` (the hand-written gradients at ``params`` on the batch
-        ``X, labels``) as a fraction of its tolerance; raises :class:`AuditFailure` above 1."""
-        from handlayers.testing import Example
+    def start(self, params: Sequence[tuple], X: Any, labels: Any) -> None:
+        """Compile the oracle for batches like ``X, labels`` in a thread, and import the checker."""
+        from concurrent.futures import ThreadPoolExecutor
 
         started = time.perf_counter()
-        params64 = [tuple(np.asarray(a, np.float64) for a in p) for p in params]
-        X64, labels = np.asarray(X, np.float64), np.asarray(labels)
-        expected = self.oracle(params64, X64, labels)
+        like = ([tuple(np.zeros(np.shape(a)) for a in p) for p in params], np.zeros(np.shape(X)), np.zeros_like(labels))
+        pool = ThreadPoolExecutor(1, thread_name_prefix="handlayers-audit")
+        self._ready = pool.submit(_in_x64(lambda: (self.spec, self.oracle(*like))))
+        pool.shutdown(wait=False)  # the thread ends when the compilation does
+        self.seconds += time.perf_counter() - started
+
+    def __call__(self, step: int, params: Sequence[tuple], grads: Sequence[tuple], X: Any, labels: Any) -> float | None:
+        """Audit ``grads`` (the hand-written gradients at ``params`` on the batch ``X, labels``):
+        the worst error as a fraction of its tolerance, or ``None`` when the oracle is still being
+        compiled (the audit then waits in :attr:`pending`). Raises :class:`AuditFailure` above 1."""
+        started = time.perf_counter()
+        as64 = [tuple(np.array(a, np.float64) for a in p) for p in params]
+        grads64 = [tuple(np.array(g, np.float64) for g in p) for p in grads]
+        self.pending.append((step, as64, grads64, np.array(X, np.float64), np.array(labels)))
+        self.seconds += time.perf_counter() - started
+        worsts = self.poll()
+        return worsts[-1] if worsts else None
+
+    def poll(self) -> list[float]:
+        """Run the pending audits if the oracle is ready (their ratios, oldest first)."""
+        if self._ready is not None and not self._ready.done():
+            return []
+        return self.finish()
+
+    def finish(self) -> list[float]:
+        """Wait for the oracle and run every pending audit (their ratios, oldest first)."""
+        started = time.perf_counter()
+        if self._ready is not None:
+            self._ready.result()  # raises what compiling raised
+        worsts = []
+        while self.pending:
+            worsts.append(self._audit(*self.pending.pop(0)))
+        self.seconds += time.perf_counter() - started
+        return worsts
+
+    def _audit(self, step: int, params64: list, grads64: list, X64: np.ndarray, labels: np.ndarray) -> float:
+        from handlayers.testing import Example
+
+        expected = _in_x64(self.oracle)(params64, X64, labels)
         example = Example((X64, *(a for p in params64 for a in p), labels), {}, 1.0)
         worst, where = 0.0, ""
-        for i, (piece, want, got) in enumerate(zip(self.network.pieces, expected, grads, strict=True)):
+        for i, (piece, want, got) in enumerate(zip(self.network.pieces, expected, grads64, strict=True)):
             for name, e, g in zip(("dW", "db"), want, got, strict=False):
                 e = np.asarray(e)
-                error = float(np.max(np.abs(np.asarray(g, np.float64) - e)))
+                error = float(np.max(np.abs(g - e)))
                 ratio = error / _tolerance(self.spec, example, self.dtype, e)
                 ratio = np.inf if np.isnan(ratio) else ratio  # a NaN gradient (or oracle) is as wrong as can be
                 if ratio > worst:
                     worst, where = ratio, f"layer {i} ({piece.reference}) {name}"
         self.worst, self.count = max(self.worst, worst), self.count + 1
-        self.seconds += time.perf_counter() - started
         if worst > 1:
+            self.pending.clear()
             raise AuditFailure(
                 f"gradient audit at step {step}: {where} is off by {worst:.3g} of its tolerance\n\n"
-                + self.locate(params64, X64, labels)
+                + _in_x64(self.locate)(params64, X64, labels)
             )
         return worst
 
@@ -227,7 +274,8 @@ def train(
 
     Each epoch reshuffles the training set (from ``seed``) and takes every full batch of
     ``batch_size`` (the few examples left over wait for another epoch's order). ``network``
-    replaces the model's network (same input shape). ``on_step(done, total)`` is called after
+    replaces the model's network (same input shape). ``audit_every=0`` audits nothing (to time
+    training without the audit). ``on_step(done, total)`` is called after
     every step with the steps done and the steps in all,
     ``on_epoch(record)`` after every epoch with ``{"epoch", "loss", "train_accuracy",
     "test_accuracy"}``.
@@ -235,11 +283,13 @@ def train(
     Returns:
         ``{"model", "backend", "devices", "dtype", "seed", "epochs", "steps", "test_accuracy",
         "seconds", "gradient_audit", "audits", "audit_seconds", "history"}``: ``gradient_audit`` is
-        the worst audited error as a fraction of its tolerance, ``seconds`` the wall time of the
+        the worst audited error as a fraction of its tolerance (``None`` without audits),
+        ``audit_seconds`` the time training waited for the audit, ``seconds`` the wall time of the
         training and testing (after loading the data), ``history`` the epochs' records.
 
     Raises:
-        AuditFailure: when the hand-written gradients fail the audit; training stops there.
+        AuditFailure: when the hand-written gradients fail the audit; training stops there (at
+        the latest at the end of the epoch of the step audited).
     """
     default, shape = MODELS[model]()
     network = network or default
@@ -263,11 +313,13 @@ def train(
     X_train = X_train.astype(dtype)
     X_all, y_all = np.concatenate([X_train, X_test.astype(dtype)]), np.concatenate([y_train, y_test])
     state = optimizer.init(params)
-    audit = Audit(network, backend, dtype)
     rng = np.random.default_rng(seed)
     per_epoch = len(y_train) // batch_size
     last = epochs * per_epoch - 1
     history = []
+    audit = Audit(network, backend, dtype) if audit_every else None
+    if audit:
+        audit.start(params, X_train[:batch_size], y_train[:batch_size])
     for epoch in range(1, epochs + 1):
         order = rng.permutation(len(y_train))[: per_epoch * batch_size].reshape(per_epoch, batch_size)
         Xs, ys = put(X_train[order], y_train[order])
@@ -275,12 +327,16 @@ def train(
         for b in range(per_epoch):
             t = (epoch - 1) * per_epoch + b
             new_params, state, loss, grads = step(params, state, Xs, ys, b)
-            if t % audit_every == 0 or t == last:
+            if audit and (t % audit_every == 0 or t == last):
                 audit(t, params, grads, X_train[order[b]], y_train[order[b]])
+            elif audit and audit.pending:
+                audit.poll()
             params = new_params
             losses.append(loss)
             if on_step:
                 on_step(t + 1, last + 1)
+        if audit:
+            audit.finish()  # an epoch is reported only once its audits are done
         # both sets in one call: one shape for jax.jit to compile
         right = np.argmax(np.asarray(logits(params, X_all)), axis=1) == y_all
         record = {
@@ -302,8 +358,8 @@ def train(
         "steps": last + 1,
         "test_accuracy": history[-1]["test_accuracy"],
         "seconds": round(time.perf_counter() - started, 3),
-        "gradient_audit": audit.worst,
-        "audits": audit.count,
-        "audit_seconds": round(audit.seconds, 3),
+        "gradient_audit": audit.worst if audit else None,
+        "audits": audit.count if audit else 0,
+        "audit_seconds": round(audit.seconds, 3) if audit else 0.0,
         "history": history,
     }

@@ -129,6 +129,58 @@ def test_audit_failure_without_a_wrong_layer_says_so():
         train.Audit(net, "numpy", np.float64)(7, params, grads, X[:8], y[:8])
 
 
+def test_an_audit_asked_before_the_oracle_is_compiled_waits_for_it():
+    """While the oracle compiles, audits wait in `pending`, in order; `poll` leaves them until it is
+    ready, then runs them all, and a wrong one among them fails with the step it audited."""
+    from concurrent.futures import Future
+
+    net, _ = train.MODELS["mlp"]()
+    X, y, _, _ = train.load_digits(0)
+    params = net.init(0)
+    _, grads = net.loss_and_gradients(params, X[:8], y[:8])
+    audit = train.Audit(net, "numpy", np.float64)
+    audit._ready = compiling = Future()
+    assert audit(0, params, grads, X[:8], y[:8]) is None
+    wrong = [(grads[0][0] * (1 + 1e-6), grads[0][1]), *grads[1:]]
+    assert audit(5, params, wrong, X[:8], y[:8]) is None
+    assert [p[0] for p in audit.pending] == [0, 5]
+    assert audit.poll() == []
+    assert (audit.count, len(audit.pending)) == (0, 2)
+    compiling.set_result(None)
+    with pytest.raises(train.AuditFailure, match=r"^gradient audit at step 5: layer 0 \(vector\.affine\) dW"):
+        audit.poll()
+    assert (audit.count, audit.pending) == (2, [])
+    assert audit.worst > 1
+
+
+def test_the_oracle_compiles_beside_training_for_the_batches_it_audits():
+    """`start` compiles the oracle for the batch's shapes in a thread: after it, an audit of such a
+    batch runs at once and agrees with one made without it."""
+    net, _ = train.MODELS["mlp"]()
+    X, y, _, _ = train.load_digits(0)
+    params = net.init(0, np.float32)
+    _, grads = net.loss_and_gradients(params, X[:8].astype(np.float32), y[:8])
+    started = train.Audit(net, "numpy", np.float32)
+    started.start(params, X[:8], y[:8])
+    started.finish()
+    assert started.oracle._cache_size() == 1
+    assert (
+        0
+        < started(0, params, grads, X[:8], y[:8])
+        == train.Audit(net, "numpy", np.float32)(0, params, grads, X[:8], y[:8])
+    )
+    assert started.oracle._cache_size() == 1  # the audit used what `start` compiled
+
+
+def test_audit_every_0_trains_without_an_audit(capsys):
+    """`audit_every=0` (`--audit-every 0`) trains the same, audits nothing and says so."""
+    result = train.train("mlp", epochs=1, audit_every=0)
+    assert (result["gradient_audit"], result["audits"], result["audit_seconds"]) == (None, 0, 0.0)
+    assert without_time(train.train("mlp", epochs=1))["history"] == result["history"]
+    assert main(["train", "--epochs", "1", "--audit-every", "0"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("; no gradient audit")
+
+
 DATA_PARALLEL = """
 import json, jax, numpy as np
 jax.config.update("jax_enable_x64", True)
