@@ -70,6 +70,28 @@ def test_spec_orders_inputs_by_the_reference_signature():
     assert spec.name == "refs.dense"
 
 
+class Doubled:
+    """A reference that is a callable object, not a function."""
+
+    def __call__(self, X):
+        return 2 * X
+
+
+def test_a_declared_reference_is_named_by_its_module_and_qualified_name():
+    """Unnamed, a spec is called by where its reference lives: module and qualified name for a
+    function, else its name, else its type's name."""
+
+    def local(X):
+        return X
+
+    assert testing.spec(local, shapes="X: n").name == f"{__name__}.{local.__qualname__}"
+    assert local.__qualname__.endswith("<locals>.local")
+    assert testing.spec(Doubled(), shapes="X: n").name == f"{__name__}.Doubled"
+    named = Doubled()
+    named.__name__ = "twice"  # a name, but no qualified name
+    assert testing.spec(named, shapes="X: n").name == f"{__name__}.twice"
+
+
 def test_spec_keeps_the_declared_order_where_the_reference_has_other_names():
     """Where the declared names are not the reference's parameters, the order declared is kept."""
     spec = testing.spec(refs.multiply, shapes={"b": "n", "a": "n"}, name="product")
@@ -175,7 +197,12 @@ def test_a_parameter_dict_gets_the_references_defaults():
 
 NOT_FITTING = [
     (["cs231n.py:affine", "--param", "W=weights"], "--param fit a class, not the function pair affine"),
-    (["cs231n.py:softmax_loss", "--init", "X"], "--init fits a class or CLASS.METHOD"),
+    (
+        ["cs231n.py:softmax_loss", "--init", "X"],
+        "--init fits a class or CLASS.METHOD, not the loss function softmax_loss",
+    ),
+    (["cs231n.py:softmax_loss", "--param", "W=weights"], "--param fit a class, not the loss function softmax_loss"),
+    (["kernels.py:relu", "--grad", "dX=dx"], "--grad fit a class, not the jax function relu"),
     (["attributes.py:Dense", "--init", "W,b", "--param", "V=v"], "no input named 'V'"),
     (["attributes.py:Dense", "--init", "W,b", "--grad", "dV=v"], "--grad dV: no such gradient"),
     (["attributes.py:Dense", "--init", "W.x"], "expected INPUT or INPUT.AXIS"),

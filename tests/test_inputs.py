@@ -76,6 +76,8 @@ BAD = [
     ((1.0, None), "tuple (1.0, None) (numpy makes dtype object of it)"),
     (1j, "complex 1j"),
     ({"a": 1.0}, "dict {'a': 1.0}"),
+    ("x" * 38, "str '" + "x" * 38 + "'"),  # a repr of 40 characters: whole
+    ("x" * 39, "str '" + "x" * 36 + "..."),  # of 41: its first 37, and "..."
 ]
 
 
