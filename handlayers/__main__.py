@@ -114,8 +114,8 @@ def _check_parser(commands: Any) -> argparse.ArgumentParser:
     check.add_argument(
         "target",
         metavar="FILE.py:NAME",
-        help="your code: a class, a function, NAME_forward and NAME_backward, or CLASS.METHOD "
-        "(layers.py:Affine, layers.py:affine, losses.py:Svm_loss.loss)",
+        help="your code: a class, a function, NAME_forward and NAME_backward (named NAME or either "
+        "half), or CLASS.METHOD (layers.py:Affine, layers.py:affine, losses.py:Svm_loss.loss)",
     )
     check.add_argument(
         "--against",
@@ -334,7 +334,8 @@ def _import_file(path: str) -> Any:
 
 def _load(target: str) -> Any:
     """The code ``FILE.py:NAME`` names (a class, a function, a pair ``NAME_forward`` and
-    ``NAME_backward``, a ``CLASS.METHOD``), or a message saying why it cannot be had."""
+    ``NAME_backward``, named by ``NAME`` or by either half, a ``CLASS.METHOD``), or a message
+    saying why it cannot be had."""
     from handlayers.testing import Method
 
     path, _, name = target.rpartition(":")
@@ -349,6 +350,10 @@ def _load(target: str) -> Any:
         if not isinstance(found, type) or not callable(getattr(found, method, None)):
             return f"{path} has no class {owner!r} with a method {method!r}"
         return Method(found, method)
+    for half, other in (("_forward", "_backward"), ("_backward", "_forward")):
+        base = name.removesuffix(half)
+        if base != name and callable(found) and callable(getattr(module, base + other, None)):
+            name, found = base, None  # one half of a pair, named: the pair it belongs to
     if isinstance(found, type) or (callable(found) and not isinstance(found, type(sys))):
         return found
     pair = getattr(module, f"{name}_forward", None), getattr(module, f"{name}_backward", None)

@@ -195,6 +195,14 @@ def test_a_parameter_dict_gets_the_references_defaults():
     assert seen[0] == {"mode": "train", "eps": 1e-5}
 
 
+@pytest.mark.parametrize("name", ["affine", "affine_forward", "affine_backward"])
+def test_a_pair_is_found_by_its_name_or_by_either_half(name, capsys):
+    """`FILE.py:affine`, `:affine_forward` and `:affine_backward` all name the pair
+    (affine_forward, affine_backward): a student types the function's own name."""
+    assert main(["check", f"{LABS / 'cs231n.py'}:{name}", "--against", "vector.affine", "--examples", "5"]) == 0
+    assert capsys.readouterr().out.startswith("ok: affine matches vector.affine on 5 examples")
+
+
 NOT_FITTING = [
     (["cs231n.py:affine", "--param", "W=weights"], "--param fit a class, not the function pair affine"),
     (

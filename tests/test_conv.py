@@ -111,6 +111,24 @@ def test_max_pool_sends_each_windows_gradient_to_its_first_maximum(size, stride,
     np.testing.assert_array_equal(oracle(SPECS["vector.max_pool2d"], example)[1][0], dX)
 
 
+@pytest.mark.parametrize("at", [(45, 43), (45, 45), (0, 1)])
+def test_max_pool_routes_the_gradient_in_a_window_of_thousands_of_entries(at, dtype):
+    """In a 46 x 46 window (2116 offsets, past float16's exact integers: 2113 is not one) the
+    gradient reaches the maximum's own entry, wherever it lies: the offsets are counted exactly.
+    numpy only: jax unrolls a window's offsets, 2116 of them here, and takes minutes to compile."""
+    X = np.zeros((1, 1, 46, 46))
+    X[(0, 0, *at)] = 1.0
+    dX = np.zeros_like(X)
+    dX[(0, 0, *at)] = 3.0
+    _, (got,) = forward_backward(vector.MaxPool2d(size=46), (X,), np.full((1, 1, 1, 1), 3.0), "numpy", dtype)
+    np.testing.assert_array_equal(got, dX.astype(dtype))
+
+
+def test_pooling_indices_take_the_smallest_integer_dtype_that_holds_every_offset():
+    """The first maximum's offset in a k x k window, 0 to k*k - 1, in the smallest unsigned dtype."""
+    assert [conv._index_dtype(k) for k in (1, 2, 16, 17, 256, 257)] == [np.uint8] * 3 + [np.uint16] * 2 + [np.uint32]
+
+
 @pytest.mark.parametrize("name", ["vector.conv2d", "vector.max_pool2d"])
 @given(data=st.data())
 def test_a_gradient_wrong_by_one_part_in_a_million_fails(name, data):

@@ -317,11 +317,16 @@ def _offsets(X_shape: tuple[int, ...], k: int, s: int) -> list[tuple[int, int, t
     ]
 
 
+def _index_dtype(k: int) -> np.dtype:
+    """The smallest unsigned integer dtype holding a ``k x k`` window's offsets ``0 .. k*k - 1``."""
+    return np.min_scalar_type(k * k - 1)
+
+
 def _pool_numpy(X: np.ndarray, k: int, s: int) -> tuple[np.ndarray, np.ndarray]:
     """The windows' max and, for each window, the index ``i*k + j`` of its first maximum."""
     offsets = _offsets(X.shape, k, s)
     out = X[offsets[0][2]].copy()
-    first = np.zeros(out.shape, np.min_scalar_type(k * k - 1))
+    first = np.zeros(out.shape, _index_dtype(k))
     greater = np.empty(out.shape, bool)
     for q, (_, _, where) in enumerate(offsets[1:], 1):
         entry = X[where]
@@ -344,7 +349,7 @@ def _pool_jax(X: Any, k: int, s: int) -> tuple[Any, Any]:
 
     offsets = _offsets(X.shape, k, s)
     out = _strided(X, offsets[0][2])
-    index = np.min_scalar_type(k * k - 1)
+    index = _index_dtype(k)
     first = jnp.zeros(out.shape, index)
     for q, (_, _, where) in enumerate(offsets[1:], 1):
         entry = _strided(X, where)
