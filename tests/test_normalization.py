@@ -103,11 +103,18 @@ BAD_SHAPES = [
 ]
 
 
+EXPECTED = {
+    "vector.batch_norm": "BatchNorm: expected X (n, d) with n >= 1, gamma (d,), beta (d,)",
+    "vector.layer_norm": "LayerNorm: expected X (n, d) with d >= 1, gamma (d,), beta (d,)",
+}
+
+
 @pytest.mark.parametrize(("name", "shapes", "named"), BAD_SHAPES)
 def test_shapes_that_do_not_fit_raise(name, shapes, named, backend):
-    """gamma or beta of the wrong length, X not (n, d), or nothing to average raise ValueError naming the shapes."""
+    """gamma or beta of the wrong length, X not (n, d), or nothing to average raise ValueError
+    naming the layer, the shapes it takes, and the shapes it got."""
     layer = SPECS[name].layer()
-    with pytest.raises(ValueError, match=re.escape(named)):
+    with pytest.raises(ValueError, match=f"^{re.escape(EXPECTED[name])}; got {re.escape(named)}$"):
         layer.forward(*(backend_array(backend, np.ones(s)) for s in shapes))
 
 
