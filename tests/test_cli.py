@@ -69,6 +69,7 @@ WRONG = [
     ),
     ("batched.py", "AffineBiasAveraged", "vector.affine", ["db is averaged, not summed, over the batch"]),
     ("batched.py", "AffineBiasNotSummed", "vector.affine", ["db is missing the sum over the batch"]),
+    ("batched.py", "AffineBiasSummedEverywhere", "vector.affine", ["db sums over every axis, where it should sum"]),
     ("batched.py", "AffineTransposedW", "vector.affine", ["dW is transposed"]),
     ("batched.py", "SoftmaxCrossEntropyNoMean", "vector.softmax_cross_entropy", ["dZ is missing the 1/n of the mean"]),
     ("batched.py", "Crashes", "vector.affine", ["raised AttributeError", "return self.X.T @ dA"]),

@@ -58,6 +58,17 @@ def test_a_gradient_not_summed_back_is_named():
     assert hints([row("db", [4.0, 6.0], E)]) == ["db is missing the sum over the axes that broadcasting stretched"]
 
 
+def test_a_gradient_summed_over_every_axis_is_named():
+    """A scalar where a vector was due, equal to the vector's sum: `dout.sum()` without `axis=0`."""
+    assert hints([row("db", [4.0, 6.0], 10.0)], batch=2) == [
+        "db sums over every axis, where it should sum over the batch axis only (axis=0)"
+    ]
+    assert hints([row("db", [4.0, 6.0], 10.0)]) == [
+        "db sums over every axis, where it should sum over the axes that broadcasting stretched"
+    ]
+    assert hints([row("db", [4.0, 6.0], 9.0)]) == []  # not the sum: no guess
+
+
 def test_shapes_that_explain_nothing_name_nothing():
     """A gradient of an unrelated shape, or a wrong sum, gets no guess."""
     assert hints([row("db", [4.0, 6.0], np.ones(3))]) == []

@@ -121,7 +121,7 @@ def mistakes(
     """
     # the gradients only: an output's row has no position (``"output"``, or ``h`` and ``c``)
     wrong = [r for r in rows if r.problem and r.expected is not None and r.got is not None and r.position is not None]
-    wrong = [r for r in wrong if np.shape(r.got) == np.shape(r.expected) or np.ndim(r.got) > 0]
+    wrong = [r for r in wrong if np.shape(r.got) == np.shape(r.expected) or np.ndim(r.got) + np.ndim(r.expected) > 0]
     found = _sign_flips(wrong)
     flipped = {name for hint in found for name in hint.subject}
     # a squared loss's two gradients are each other's negatives: flipping both signs swaps them,
@@ -169,6 +169,9 @@ def phrase(hints: Sequence[Hint]) -> list[str]:
 
 
 def _shape_hints(got: np.ndarray, want: np.ndarray, tol: float, batch: int | None) -> list[str]:
+    if got.ndim == 0 and _close(got, np.sum(want), tol * want.size):
+        kept = "the batch axis only (axis=0)" if batch is not None else "the axes that broadcasting stretched"
+        return [f"sums over every axis, where it should sum over {kept}"]
     if got.ndim == 2 and got.shape == want.shape[::-1] and _close(got.T, want, tol):
         return ["is transposed"]
     try:

@@ -28,6 +28,14 @@ class AffineBiasNotSummed(Affine):
         return dX, dW, dA
 
 
+class AffineBiasSummedEverywhere(Affine):
+    """db as dA.sum(): summed over every axis, a scalar, where the batch axis alone is summed."""
+
+    def backward(self, dA):
+        dX, dW, _ = super().backward(dA)
+        return dX, dW, dA.sum()
+
+
 class AffineTransposedW(Affine):
     """dW computed as dA.T @ X: the transpose of the right answer."""
 
