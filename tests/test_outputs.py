@@ -82,11 +82,15 @@ def test_a_list_of_douts_works_like_a_tuple(backend):
 
 
 def test_douts_are_cast_to_the_layers_dtype(backend):
-    """float64 douts given to a float32 layer give float32 gradients."""
+    """float64 douts given to a float32 layer are cast to float32 first, as one dout is: the
+    gradients are float32, and the very bits that float32 douts give."""
     layer = vector.LSTMStep()
     layer.forward(*lstm_inputs(backend, np.float32))
-    grads = layer.backward((np.ones((2, 2)), np.ones((2, 2))))
+    douts = tuple(np.random.default_rng(1).standard_normal((2, 2, 2)))
+    grads = layer.backward(douts)
     assert {as_numpy(g).dtype for g in grads} == {np.dtype(np.float32)}
+    for g, h in zip(grads, layer.backward(tuple(d.astype(np.float32) for d in douts)), strict=True):
+        np.testing.assert_array_equal(as_numpy(g), as_numpy(h))
 
 
 @given(data=st.data())
