@@ -124,6 +124,12 @@ def test_max_pool_routes_the_gradient_in_a_window_of_thousands_of_entries(at, dt
     np.testing.assert_array_equal(got, dX.astype(dtype))
 
 
+def test_max_pool_takes_2_x_2_windows_2_apart_by_default():
+    """MaxPool2d() is MaxPool2d(size=2, stride=2): a 4 x 4 image gives 2 x 2 maxima."""
+    X = np.arange(16.0).reshape(1, 1, 4, 4)
+    np.testing.assert_array_equal(vector.MaxPool2d().forward(X), [[[[5.0, 7.0], [13.0, 15.0]]]])
+
+
 def test_pooling_indices_take_the_smallest_integer_dtype_that_holds_every_offset():
     """The first maximum's offset in a k x k window, 0 to k*k - 1, in the smallest unsigned dtype."""
     assert [conv._index_dtype(k) for k in (1, 2, 16, 17, 256, 257)] == [np.uint8] * 3 + [np.uint16] * 2 + [np.uint32]

@@ -57,6 +57,36 @@ def test_rnn_is_rnn_step_along_time(backend, data):
 
 
 @pytest.mark.jax
+def rnn_inputs(seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(s) for s in SHAPES["vector.rnn"]], rng.standard_normal((2, 3, 2))
+
+
+def test_rnn_output_is_the_callers_own_array():
+    """numpy RNN returns an array of its own: writing into it leaves what backward reads alone."""
+    inputs, dh = rnn_inputs()
+    layer = vector.RNN()
+    h = layer.forward(*inputs)
+    assert h.flags.c_contiguous
+    h[...] = 0.0
+    fresh = vector.RNN()
+    fresh.forward(*inputs)
+    for g, e in zip(layer.backward(dh), fresh.backward(dh), strict=True):
+        np.testing.assert_array_equal(g, e)
+
+
+@pytest.mark.jax
+def test_numpy_rnn_does_not_go_through_jax():
+    """numpy RNN's backward runs on numpy alone: jax's float64 switch changes none of its bits."""
+    inputs, dh = rnn_inputs()
+    layer = vector.RNN()
+    layer.forward(*inputs)
+    with jax.enable_x64(False):
+        without = layer.backward(dh)
+    for g, e in zip(without, layer.backward(dh), strict=True):
+        np.testing.assert_array_equal(g, e)
+
+
 def test_rnn_under_jit_is_a_loop_whatever_its_length():
     """Under jax.jit, RNN's forward and backward are each one lax.scan: the traced program has
     two scans and as many operations for 2 steps as for 7 (nothing unrolled over time)."""
