@@ -154,6 +154,22 @@ def test_any_finite_input_gives_finite_results(name, size, backend, dtype):
 
 
 @pytest.mark.parametrize("name", NORMS)
+def test_each_slice_is_scaled_by_its_own_largest_value(name, backend):
+    """Beside a slice of magnitude 2**1000, one of 2**-1000 and one of the smallest normal numbers
+    normalize as if alone: each is scaled (exactly, by a power of 2) by its own largest value,
+    never down into the subnormals, which XLA on the CPU flushes to 0. With eps = 1e-5 their
+    variance is eps's: Xhat = X / sqrt(eps)."""
+    columns = [2.0**1000, 2.0**-1000, float(np.finfo(np.float64).smallest_normal)]
+    X = np.array([columns, [-c for c in columns]])
+    X = X if AXIS[name] == 0 else X.T
+    gamma, beta = np.ones(X.shape[1]), np.zeros(X.shape[1])
+    out, _ = forward_backward(SPECS[name].layer(), (X, gamma, beta), np.ones_like(X), backend)
+    expected = np.array([[1.0, 2.0**-1000 / np.sqrt(1e-5), columns[2] / np.sqrt(1e-5)]])
+    expected = np.concatenate([expected, -expected])
+    np.testing.assert_allclose(out, expected if AXIS[name] == 0 else expected.T, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", NORMS)
 @given(data=st.data())
 def test_dX_sums_to_zero_along_the_normalized_axis(name, backend, data):
     """Adding a constant to X along the normalized axis changes nothing, so dX sums to 0 along it
