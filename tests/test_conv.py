@@ -3,6 +3,7 @@ strides, NaN, blocks of images, and errors."""
 
 import re
 
+import jax
 import numpy as np
 import pytest
 from hypothesis import given
@@ -122,6 +123,18 @@ def test_max_pool_routes_the_gradient_in_a_window_of_thousands_of_entries(at, dt
     dX[(0, 0, *at)] = 3.0
     _, (got,) = forward_backward(vector.MaxPool2d(size=46), (X,), np.full((1, 1, 1, 1), 3.0), "numpy", dtype)
     np.testing.assert_array_equal(got, dX.astype(dtype))
+
+
+@pytest.mark.jax
+def test_numpy_max_pool_does_not_go_through_jax():
+    """numpy MaxPool2d's backward runs on numpy alone: jax's float64 switch changes none of its bits."""
+    rng = np.random.default_rng(0)
+    X, dout = rng.standard_normal((2, 2, 5, 5)), rng.standard_normal((2, 2, 2, 2))
+    layer = vector.MaxPool2d(size=3, stride=2)  # overlapping windows: dX adds up
+    layer.forward(X)
+    with jax.enable_x64(False):
+        without = layer.backward(dout)
+    np.testing.assert_array_equal(without, layer.backward(dout))
 
 
 def test_max_pool_takes_2_x_2_windows_2_apart_by_default():
