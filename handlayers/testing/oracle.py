@@ -43,8 +43,7 @@ def oracle(spec: Spec, example: Example) -> tuple[np.ndarray, tuple[np.ndarray |
     # user references may share a name: the function itself is in the key
     key = (spec.name, spec.reference, spec.labels, tuple(sorted(example.kwargs.items())))
     if key not in _ORACLES:
-        function = _vjp_function(spec, example.kwargs)
-        _ORACLES[key] = jax.jit(function) if spec.jit else function
+        _ORACLES[key] = jax.jit(_vjp_function(spec, example.kwargs))
     floats_ = [np.asarray(x, np.float64) for i, x in enumerate(example.inputs) if i not in spec.labels]
     labels = [np.asarray(example.inputs[i]) for i in spec.labels]
     # several outputs: dout is a tuple, the cotangent of the reference's tuple of outputs

@@ -58,8 +58,6 @@ class Spec:
     out_degree: int = -1
     elements: tuple[Callable[[Any], st.SearchStrategy[float]], ...] = ()
     outputs: tuple[str, ...] = ("output",)
-    #: compile the oracle as one program (``False``: run it op by op, see ``vector.conv2d``)
-    jit: bool = True
     grads: tuple[str, ...] = field(init=False)
     douts: tuple[str, ...] = field(init=False)
 
@@ -249,9 +247,7 @@ SPECS: dict[str, Spec] = {
         ),
         _spec("vector.mlp", vector.MLP, "X W1 b1 W2 b2 Y", 5, _mlp_inputs),
         # issue 14: convolution and pooling
-        # the oracle op by op: in the suite, XLA:CPU twice aborted compiling the whole float64
-        # vjp of this reference as one program (jax 0.10.2; not reproduced alone)
-        _spec("vector.conv2d", vector.Conv2d, "X W b", 1, _conv_inputs, jit=False),
+        _spec("vector.conv2d", vector.Conv2d, "X W b", 1, _conv_inputs),
         _spec("vector.max_pool2d", vector.MaxPool2d, "X", 0, _pool_inputs),
     ]
 }

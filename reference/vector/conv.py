@@ -12,22 +12,20 @@ def conv2d(X, W, b, stride=1, pad=0):
     for X (n, c, h, w), W (f, c, hh, ww), b (f,); out (n, f, oh, ow) with
     ``oh = 1 + (h + 2*pad - hh) // stride`` and ``ow`` likewise.
 
-    Written as that sum, one product per kernel offset, not as ``lax.conv_general_dilated``:
-    autodiff of the latter builds convolutions that abort XLA:CPU for some shapes (jax 0.10.2).
+    Written as that sum over gathered windows: ``Xp[:, :, rows, cols]`` takes every output
+    position's window (``patches[n, c, y, i, x, j] = Xp[n, c, stride*y + i, stride*x + j]``) and one
+    ``einsum`` contracts it with W over ``c, i, j``, so autodiff's gradient of X is the scatter-add of
+    the windows, overlapping ones adding up. Not ``lax.conv_general_dilated``: autodiff of it builds
+    convolutions that abort XLA:CPU for some strided shapes (jax 0.10.2); and a different algorithm
+    from the layers' (numpy: one matrix product per kernel offset; jax: ``lax`` convolutions).
     """
     hh, ww = W.shape[2:]
     Xp = jnp.pad(X, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
     oh, ow = 1 + (Xp.shape[2] - hh) // stride, 1 + (Xp.shape[3] - ww) // stride
-    out = sum(
-        jnp.einsum(
-            "fc,ncyx->nfyx",
-            W[:, :, i, j],
-            Xp[:, :, i : i + stride * (oh - 1) + 1 : stride, j : j + stride * (ow - 1) + 1 : stride],
-        )
-        for i in range(hh)
-        for j in range(ww)
-    )
-    return out + b[:, None, None]
+    rows = stride * jnp.arange(oh)[:, None] + jnp.arange(hh)  # (oh, hh): the rows of each window
+    cols = stride * jnp.arange(ow)[:, None] + jnp.arange(ww)  # (ow, ww)
+    patches = Xp[:, :, rows[:, :, None, None], cols[None, None, :, :]]  # (n, c, oh, hh, ow, ww)
+    return jnp.einsum("ncyixj,fcij->nfyx", patches, W) + b[:, None, None]
 
 
 def max_pool2d(X, size=2, stride=2):
