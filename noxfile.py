@@ -82,7 +82,9 @@ def mutation(session):
     run = session.posargs or PYPROJECT["tool"]["handlayers"]["mutation"]["run"]
     env = {
         "HYPOTHESIS_PROFILE": "mutation",
-        # the tests run in mutants/: share the suite's compilation cache rather than start one there
+        # each mutant's tests run in a fresh process: a persistent compilation cache spares them
+        # compiling every shape again (it has crashed XLA:CPU: mutmut reports such a mutant as a
+        # segfault, never as killed)
         "JAX_COMPILATION_CACHE_DIR": os.path.abspath(".jax_cache"),
         # every forked process imports pytest's plugins and the mutated modules: keep their bytecode
         "PYTHONDONTWRITEBYTECODE": "",
