@@ -9,9 +9,9 @@ pooling of its output ``(64, 32, 32, 32)``. The ways, timed side by side:
 - ``handlayers numpy``: ``Conv2d`` forward then backward, numpy.
 - ``handlayers jax.jit`` and ``jax.jit(vjp)``: the layer's forward and backward traced by
   ``jax.jit``, and ``jax.jit`` of ``jax.vjp`` of the reference, each returning the output and
-  every gradient; for ``Conv2d`` and for ``MaxPool2d``. The reference convolution is a sum of
-  one product per kernel offset, so ``jax.jit(vjp) lax conv`` also times autodiff of jax's own
-  ``lax.conv_general_dilated``, what a jax user would write.
+  every gradient; for ``Conv2d`` and for ``MaxPool2d``. The reference convolution gathers
+  every window and contracts them in one ``einsum``, so ``jax.jit(vjp) lax conv`` also times
+  autodiff of jax's own ``lax.conv_general_dilated``, what a jax user would write.
 - ``torch autograd``: torch's CPU convolution forward and backward, when torch is installed.
 """
 
