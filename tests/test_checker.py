@@ -244,3 +244,10 @@ def test_a_second_backward_with_fewer_gradients_has_changed_them():
     example = Example((np.ones((1, 1)), np.ones((1, 1)), np.ones(1)), {}, np.ones((1, 1)))
     with pytest.raises(Mismatch, match="backward called a second time gave other values for db:"):
         check_example(Shrinks, spec, example)
+
+
+def test_python_floats_come_in_float64_only():
+    """Python floats are float64: checking them in float32 is refused, not reported as a layer
+    whose every result has the wrong dtype."""
+    with pytest.raises(ValueError, match=re.escape("Python floats are float64: dtype float32 needs arrays")):
+        check(scalar.ReLU, "scalar.relu", backend="python", dtype="float32")

@@ -148,6 +148,17 @@ def test_check_says_what_cannot_be_found_and_exits_2(target, reference, message,
     assert message in capsys.readouterr().err
 
 
+def test_check_of_python_floats_in_float32_is_a_usage_error(capsys):
+    """A scalar layer is checked on Python floats, which are float64: --dtype float32 asks for
+    --arrays instead of reporting every result as of the wrong dtype."""
+    args = ["check", f"{LABS / 'lab_right.py'}:ReLU", "--against", "scalar.relu", "--dtype", "float32"]
+    assert main(args) == 2
+    assert "Python floats, which are float64: add --arrays for numpy float32 arrays" in capsys.readouterr().err
+    ours = ["check", f"{PACKAGE / 'scalar.py'}:ReLU", "--against", "scalar.relu", "--dtype", "float32"]
+    assert main([*ours, "--arrays", "--examples", "10"]) == 0
+    assert "numpy float32 arrays" in capsys.readouterr().out
+
+
 def test_check_refuses_a_file_that_is_not_python(tmp_path, capsys):
     """A target that Python cannot import as a module exits 2."""
     (tmp_path / "layer.txt").write_text("not python")

@@ -369,7 +369,8 @@ def check(
         reference: a name from :data:`SPECS` (``"scalar.relu"``) or a :class:`Spec`
             (:func:`~handlayers.testing.spec` makes one for any function).
         backend: ``"numpy"``, ``"jax"``, or ``"python"`` for plain Python floats (scalar only).
-        dtype: the float dtype of the inputs (``"python"`` is always float64).
+        dtype: the float dtype of the inputs: Python floats are float64, so ``"python"`` takes
+            only that.
         max_examples: how many examples to draw; the kinks are among them.
         derandomize: draw the same examples every run.
         convention: the options of :func:`~handlayers.testing.adapt` (``params``, ``init``,
@@ -384,7 +385,10 @@ def check(
             mistake explains every failing example found.
         KeyError: for an unknown reference name.
         ConventionError: where the options do not fit the code.
+        ValueError: for ``backend="python"`` with a dtype other than float64.
     """
+    if backend == "python" and np.dtype(dtype) != np.float64:
+        raise ValueError(f"Python floats are float64: dtype {np.dtype(dtype)} needs arrays (backend 'numpy' or 'jax')")
     spec = SPECS[reference] if isinstance(reference, str) else reference
     if not isinstance(layer, Adapted) and (convention or not _is_plain_layer(layer)):
         layer = adapt(layer, spec, **convention)
