@@ -201,10 +201,11 @@ def test_conv2d_where_autodiff_of_lax_conv_aborts_xla(backend, dtype):
     check_example(vector.Conv2d, SPECS["vector.conv2d"], example, backend=backend, dtype=dtype)
 
 
-@pytest.mark.parametrize("block_bytes", [1, 2000])
+@pytest.mark.parametrize("block_bytes", [1, 4, 50, 2000])
 def test_numpy_conv_gives_the_same_answer_in_blocks_of_any_size(block_bytes, monkeypatch):
-    """The numpy convolution takes the images a few at a time: one at a time, or in blocks of
-    three then two (forward) and two, two, one (backward), it still matches the oracle."""
+    """The numpy convolution takes the images a few at a time: one at a time (a block smaller
+    than an image's rows), or in blocks of three then two (forward) and two, two, one (backward),
+    it still matches the oracle."""
     rng = np.random.default_rng(0)
     X, W, b = rng.standard_normal((5, 2, 4, 3)), rng.standard_normal((3, 2, 2, 2)), rng.standard_normal(3)
     example = Example((X, W, b), {"stride": 1, "pad": 1}, rng.standard_normal((5, 3, 5, 4)))
