@@ -137,6 +137,12 @@ def test_numpy_max_pool_does_not_go_through_jax():
     np.testing.assert_array_equal(without, layer.backward(dout))
 
 
+def test_conv2d_has_stride_1_and_no_padding_by_default():
+    """Conv2d() is Conv2d(stride=1, pad=0): a 3 x 3 kernel over a 4 x 4 image gives 2 x 2."""
+    X, W = np.arange(16.0).reshape(1, 1, 4, 4), np.ones((1, 1, 3, 3))
+    np.testing.assert_array_equal(vector.Conv2d().forward(X, W, np.zeros(1)), [[[[45.0, 54.0], [81.0, 90.0]]]])
+
+
 def test_max_pool_takes_2_x_2_windows_2_apart_by_default():
     """MaxPool2d() is MaxPool2d(size=2, stride=2): a 4 x 4 image gives 2 x 2 maxima."""
     X = np.arange(16.0).reshape(1, 1, 4, 4)
@@ -201,7 +207,7 @@ def test_conv2d_where_autodiff_of_lax_conv_aborts_xla(backend, dtype):
     check_example(vector.Conv2d, SPECS["vector.conv2d"], example, backend=backend, dtype=dtype)
 
 
-@pytest.mark.parametrize("block_bytes", [1, 4, 50, 2000])
+@pytest.mark.parametrize("block_bytes", [1, 4, 20, 50, 2000])
 def test_numpy_conv_gives_the_same_answer_in_blocks_of_any_size(block_bytes, monkeypatch):
     """The numpy convolution takes the images a few at a time: one at a time (a block smaller
     than an image's rows), or in blocks of three then two (forward) and two, two, one (backward),
@@ -262,7 +268,7 @@ def test_conv2d_shapes_that_do_not_fit_raise(X, W, b, stride, pad, message, back
     the wrong rank raise ValueError naming the reason and every shape."""
     inputs = [backend_array(backend, np.zeros(s)) for s in (X, W, b)]
     shapes = f"got X {X}, W {W}, b {b}"
-    with pytest.raises(ValueError, match=re.escape(message) + ".*" + re.escape(shapes)):
+    with pytest.raises(ValueError, match="^Conv2d: .*" + re.escape(message) + ".*" + re.escape(shapes)):
         vector.Conv2d(stride=stride, pad=pad).forward(*inputs)
 
 
