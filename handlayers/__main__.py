@@ -139,7 +139,7 @@ def _check_parser(commands: Any) -> argparse.ArgumentParser:
         choices=["float64", "float32"],
         default="float64",
         help="the inputs' float dtype (default float64; Python floats are float64 only, so with a "
-        "scalar.* reference add --arrays): --dtype float32 --arrays",
+        "scalar.* reference add --arrays or --backend): --dtype float32",
     )
     check.add_argument(
         "--examples", type=_positive, default=200, help="how many examples to draw (default 200): --examples 500"
@@ -231,7 +231,7 @@ def _check(args: argparse.Namespace) -> int:
     backend = args.backend or ("jax" if layer.kind == "jax" else "numpy" if args.arrays or not is_scalar else "python")
     if backend == "python" and args.dtype != "float64":
         floats = f"{args.against} draws Python floats, which are float64"
-        return _usage(f"{floats}: add --arrays for numpy {args.dtype} arrays")
+        return _usage(f"{floats}: add --arrays (or --backend) for {args.dtype} arrays")
     try:
         result = testing.check(layer, spec, backend=backend, dtype=args.dtype, max_examples=args.examples)
     except testing.Mismatch as mismatch:

@@ -249,5 +249,11 @@ def test_a_second_backward_with_fewer_gradients_has_changed_them():
 def test_python_floats_come_in_float64_only():
     """Python floats are float64: checking them in float32 is refused, not reported as a layer
     whose every result has the wrong dtype."""
-    with pytest.raises(ValueError, match=re.escape("Python floats are float64: dtype float32 needs arrays")):
+    message = re.escape("Python floats are float64: dtype float32 needs arrays")
+    spec, example = SPECS["scalar.relu"], Example((1.0,), {}, 1.0)
+    with pytest.raises(ValueError, match=message):
         check(scalar.ReLU, "scalar.relu", backend="python", dtype="float32")
+    with pytest.raises(ValueError, match=message):
+        check_example(scalar.ReLU, spec, example, backend="python", dtype=np.float32)
+    with pytest.raises(ValueError, match=message):
+        check_backends(scalar.ReLU, spec, example, backends=["python"], dtype=np.float32)

@@ -153,7 +153,7 @@ def test_check_of_python_floats_in_float32_is_a_usage_error(capsys):
     --arrays instead of reporting every result as of the wrong dtype."""
     args = ["check", f"{LABS / 'lab_right.py'}:ReLU", "--against", "scalar.relu", "--dtype", "float32"]
     assert main(args) == 2
-    assert "Python floats, which are float64: add --arrays for numpy float32 arrays" in capsys.readouterr().err
+    assert "Python floats, which are float64: add --arrays (or --backend) for float32 arrays" in capsys.readouterr().err
     ours = ["check", f"{PACKAGE / 'scalar.py'}:ReLU", "--against", "scalar.relu", "--dtype", "float32"]
     assert main([*ours, "--arrays", "--examples", "10"]) == 0
     assert "numpy float32 arrays" in capsys.readouterr().out

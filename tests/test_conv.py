@@ -221,6 +221,15 @@ def test_numpy_conv_gives_the_same_answer_in_blocks_of_any_size(block_bytes, mon
     check_example(vector.Conv2d, SPECS["vector.conv2d"], example)
 
 
+def test_numpy_conv_in_blocks_of_one_image_with_more_channels_than_columns(monkeypatch):
+    """Blocks of one image where each image has a single output position (rows of 2 columns) and
+    four output channels, 64 bytes a row against 50 a block: the same answer as the oracle."""
+    rng = np.random.default_rng(1)
+    X, W, b = rng.standard_normal((5, 2, 2, 2)), rng.standard_normal((4, 2, 2, 2)), rng.standard_normal(4)
+    monkeypatch.setattr(conv, "_BLOCK_BYTES", 50)
+    check_example(vector.Conv2d, SPECS["vector.conv2d"], Example((X, W, b), {}, rng.standard_normal((5, 4, 1, 1))))
+
+
 def conv_depends(X_shape, W_shape, stride, pad, where):
     """Which outputs of a convolution read input position ``where`` (a boolean array)."""
     X = np.zeros(X_shape)

@@ -132,7 +132,9 @@ def check_example(
         Mismatch: (an ``AssertionError``) with a report of the example, expected against got for
             every value, and, where the wrong answer matches a known mistake, that mistake in words.
             An exception raised by the layer becomes a ``Mismatch`` showing the layer's own lines.
+        ValueError: for ``backend="python"`` with a dtype other than float64.
     """
+    _python_floats_are_float64(backend, dtype)
     adapted = isinstance(layer, Adapted)
     if adapted and layer.unit_dout:  # a loss that starts backpropagation: its gradient at dout = 1
         unit = np.ones_like(np.asarray(example.dout, np.float64))
@@ -142,6 +144,11 @@ def check_example(
     if found is not None:
         raise Mismatch(found.report(), found) from found.error
     return worst
+
+
+def _python_floats_are_float64(backend: str, dtype: Any) -> None:
+    if backend == "python" and np.dtype(dtype) != np.float64:
+        raise ValueError(f"Python floats are float64: dtype {np.dtype(dtype)} needs arrays (backend 'numpy' or 'jax')")
 
 
 def _run(
@@ -387,8 +394,7 @@ def check(
         ConventionError: where the options do not fit the code.
         ValueError: for ``backend="python"`` with a dtype other than float64.
     """
-    if backend == "python" and np.dtype(dtype) != np.float64:
-        raise ValueError(f"Python floats are float64: dtype {np.dtype(dtype)} needs arrays (backend 'numpy' or 'jax')")
+    _python_floats_are_float64(backend, dtype)
     spec = SPECS[reference] if isinstance(reference, str) else reference
     if not isinstance(layer, Adapted) and (convention or not _is_plain_layer(layer)):
         layer = adapt(layer, spec, **convention)
