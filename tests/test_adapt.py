@@ -169,7 +169,7 @@ def test_an_input_declared_twice_is_refused():
 
 def test_a_parameter_dict_gets_the_styles_names():
     """size becomes pool_height and pool_width; stride, pad, eps, p keep their names; mode is train."""
-    got = _param_dict("pool_param", {"size": 2, "stride": 1, "pad": 0, "eps": 1e-5, "p": 0.5, "other": 3})
+    got = _param_dict({"size": 2, "stride": 1, "pad": 0, "eps": 1e-5, "p": 0.5, "other": 3})
     assert got == {
         "mode": "train",
         "pool_height": 2,
@@ -302,6 +302,25 @@ def test_a_pair_whose_forward_returns_no_cache_is_reported():
 
     with pytest.raises(testing.Mismatch, match=r"plain returned ndarray, not the pair \(out, cache\)"):
         testing.check((plain_forward, plain_backward), "vector.relu", max_examples=3)
+
+
+def test_a_pair_or_loss_that_returns_no_pair_is_told_what_it_should_return():
+    """A pair's forward returning three values, or a loss returning only the loss, raises a clear
+    error naming the pair expected: (out, cache), or (loss, dfirst)."""
+
+    def triple_forward(x):
+        return x, x, x
+
+    def triple_backward(dout, cache):
+        return dout
+
+    def loss_only(x, y):
+        return float(np.sum(x))
+
+    with pytest.raises(testing.Mismatch, match=r"triple returned tuple, not the pair \(out, cache\)"):
+        testing.check((triple_forward, triple_backward), "vector.relu", max_examples=3)
+    with pytest.raises(testing.Mismatch, match=r"loss_only returned float, not the pair \(loss, dfirst\)"):
+        testing.check(loss_only, "vector.softmax_cross_entropy", max_examples=3)
 
 
 def test_a_backward_returning_too_few_gradients_is_counted():

@@ -44,6 +44,7 @@ RIGHT = [
         ["--shapes", "x: n d; y: n d", "--backward-args", "dout,x", "--kinks", "0.5"],
     ),
     ("attributes.py:Gate_stored", "refs.py:multiply", ["--shapes", "x: n d; y: n d", "--backward-args", "dout,@x"]),
+    ("cs231n.py:leaky_relu", "vector.leaky_relu", []),
     ("methods.py:Svm_loss.loss", "vector.hinge_loss", []),
     ("methods.py:Softmax_loss.loss", "vector.softmax_cross_entropy", ["--init", "Z.1"]),
     ("kernels.py:gelu", "jax.nn.gelu", GELU),

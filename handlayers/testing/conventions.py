@@ -207,9 +207,8 @@ class _FunctionLayer:
         code = a.code[0] if a.kind == "pair" else a.code
         function = self._function(code, named)
         passed = [x for name, x in named.items() if name not in a.init]
-        param = _param_name(function)
-        if param:
-            out = function(*passed, _param_dict(param, {**a.defaults, **self.kwargs}))
+        if _param_name(function):
+            out = function(*passed, _param_dict({**a.defaults, **self.kwargs}))
         else:
             out = function(*passed, **self.kwargs)
         if not isinstance(out, tuple | list) or len(out) != 2:
@@ -287,7 +286,7 @@ def binds(function: Any, *args: Any, **kwargs: Any) -> bool:
     return True
 
 
-def _param_dict(param: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+def _param_dict(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The reference's keywords under the names of a CS231n parameter dict, with ``mode = "train"``."""
     style = {"mode": "train"}
     for key, value in kwargs.items():

@@ -67,6 +67,16 @@ def relu_in_place_backward(dout, cache):
     return dout
 
 
+def leaky_relu_forward(x, alpha=0.01):
+    out = np.where(x > 0, x, alpha * x)
+    return out, (x, alpha)
+
+
+def leaky_relu_backward(dout, cache):
+    x, alpha = cache
+    return np.where(x > 0, dout, alpha * dout)
+
+
 def tanh_forward(x):
     out = np.tanh(x)
     return out, out
