@@ -11,10 +11,9 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     for threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(threads, "1")
 
-# No persistent compilation cache (jax's JAX_COMPILATION_CACHE_DIR) for the suite: with it, XLA:CPU
-# (jax 0.10.2) segfaulted in test workers, once serializing a compiled oracle into the cache, once
-# running a compiled MaxPool2d backward (jax issues 24982 and 28908 report CPU executables loaded
-# back from a cache crashing). Each worker compiles a shape once and keeps it in memory.
+# No persistent compilation cache (jax's JAX_COMPILATION_CACHE_DIR) for the suite: each worker
+# compiles a shape once and keeps it in memory, until it holds too many programs (see the
+# release_compiled fixture below).
 
 # The suite needs jax whatever the backend: jax.vjp of the reference is the oracle.
 # jax computes in float32 unless x64 is on, and it must be on before any jax array exists:
@@ -83,6 +82,17 @@ def pytest_report_header(config):
 def backends(request):
     """Every backend of this run: for a test that checks one example on all of them at once."""
     return request.config.backends
+
+
+@pytest.fixture(autouse=True)
+def release_compiled():
+    """After each test, drop jax's compiled programs if this worker holds too many: XLA:CPU maps
+    each one into memory, and a worker that reaches Linux's vm.max_map_count segfaults at its next
+    compilation (it did, twice in one CI run, at 52% and 80% of the suite)."""
+    yield
+    from handlayers.testing import release_compiled
+
+    release_compiled()
 
 
 def pytest_generate_tests(metafunc):

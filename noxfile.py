@@ -84,8 +84,8 @@ def mutation(session):
         "HYPOTHESIS_PROFILE": "mutation",
         # each mutant's tests run in a fresh process: a persistent compilation cache spares them
         # compiling every shape again, and every program goes into it (jax skips programs that
-        # compile in under a second by default; the oracles take 0.2 to 0.5 s). It has crashed
-        # XLA:CPU in the suite: mutmut files such a mutant as a crash, never as killed.
+        # compile in under a second by default; the oracles take 0.2 to 0.5 s). Should XLA:CPU
+        # crash, mutmut files that mutant as a crash, never as killed.
         "JAX_COMPILATION_CACHE_DIR": os.path.abspath(".jax_cache"),
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
         "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",

@@ -1,5 +1,8 @@
 """Every layer against jax.vjp of its reference: the suite's central property."""
 
+import importlib
+
+import jax
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -16,3 +19,22 @@ def test_layer_matches_oracle(name, backends, dtype, data):
     checked on every backend of the run against one computation of the oracle."""
     spec = SPECS[name]
     check_backends(spec.layer, spec, data.draw(examples(spec, dtype)), backends=backends, dtype=dtype)
+
+
+def test_release_compiled_drops_jax_programs_only_when_the_process_holds_too_many_maps(monkeypatch):
+    """Over the given fraction of Linux's memory-map limit every compiled program is dropped (and
+    compiled again when next called); under it, or where the counts cannot be read, none is."""
+    from handlayers.testing import release_compiled
+
+    oracle_module = importlib.import_module("handlayers.testing.oracle")  # the name is also a function
+
+    add_one = jax.jit(lambda x: x + 1)
+    add_one(1.0)
+    assert not release_compiled(fraction=1.0)  # a process under the limit can still compile
+    assert add_one._cache_size() == 1
+    assert release_compiled(fraction=0.0)
+    assert add_one._cache_size() == 0
+    assert add_one(1.0) == 2.0
+    monkeypatch.setattr(oracle_module, "MAPS", "/nonexistent/maps")
+    assert not release_compiled(fraction=0.0)
+    assert add_one._cache_size() == 1

@@ -32,7 +32,7 @@ from handlayers.testing.compare import (
 )
 from handlayers.testing.conventions import PARAM_KEYS, Adapted, ConventionError, Method, adapt
 from handlayers.testing.declared import spec
-from handlayers.testing.oracle import oracle, output_shape
+from handlayers.testing.oracle import oracle, output_shape, release_compiled
 from handlayers.testing.specs import SPECS, Spec
 from handlayers.testing.strategies import MAX_SIDE, Example, arrays, broadcast_inputs, douts, examples, floats, grid
 from handlayers.testing.tolerance import OPS, spec_tolerances, tolerance, tolerances
@@ -63,6 +63,7 @@ __all__ = [
     "library",
     "oracle",
     "output_shape",
+    "release_compiled",
     "spec",
     "spec_tolerances",
     "to_backend",

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from handlayers.testing.conventions import Adapted, Miscount, adapt, takes_no_dout
-from handlayers.testing.oracle import oracle
+from handlayers.testing.oracle import oracle, release_compiled
 from handlayers.testing.report import Hint, explained, mistakes, phrase, raised_report, report, typical_lines
 from handlayers.testing.specs import SPECS, Spec
 from handlayers.testing.strategies import Example, examples
@@ -400,6 +400,7 @@ def check(
         layer = adapt(layer, spec, **convention)
     variants = layer.variants() if isinstance(layer, Adapted) else [layer]
     ratios: list[float] = []
+    release_compiled()  # a long run of checks (verify) compiles a program per shape
     strategy = examples(spec, dtype, python_floats=backend == "python")
 
     @_settings(max_examples, derandomize)

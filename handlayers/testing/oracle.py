@@ -12,7 +12,29 @@ if TYPE_CHECKING:
     from handlayers.testing.specs import Spec
     from handlayers.testing.strategies import Example
 
-__all__ = ["oracle", "output_shape"]
+__all__ = ["oracle", "output_shape", "release_compiled"]
+
+#: where Linux lists a process's memory maps, and the most it allows (``vm.max_map_count``)
+MAPS, MAX_MAPS = "/proc/self/maps", "/proc/sys/vm/max_map_count"
+
+
+def release_compiled(fraction: float = 0.5) -> bool:
+    """Drop every program jax has compiled in this process (``jax.clear_caches()``) when the
+    process holds more than ``fraction`` of the memory maps Linux allows it; ``True`` if it did.
+
+    XLA:CPU maps each compiled program into memory, about three maps a program: a process that
+    compiles twenty thousand shapes (the suite's workers, a long ``verify``) reaches Linux's
+    ``vm.max_map_count`` (65530 by default), and the next compilation segfaults. Dropped programs
+    are compiled again when next called. Where the counts cannot be read (not Linux), nothing.
+    """
+    try:
+        with open(MAPS) as maps, open(MAX_MAPS) as limit:
+            crowded = sum(1 for _ in maps) > fraction * int(limit.read())
+    except OSError:
+        return False
+    if crowded:
+        jax.clear_caches()
+    return crowded
 
 
 def output_shape(spec: Spec, inputs: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
