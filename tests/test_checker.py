@@ -114,6 +114,18 @@ def test_a_spec_names_the_gradients_and_defaults_the_output_degree():
     assert bounded.out_degree == 0
 
 
+def test_a_spec_names_its_output_gradients():
+    """One output's gradient is ``dout`` whatever the output's name; several outputs' are d + each
+    name (the names the reports use: ``dout: backward wrote into it``)."""
+    reference, draw = SPECS["scalar.affine"].reference, SPECS["scalar.affine"].draw
+    assert Spec("x.y", reference, scalar.Affine, ("x",), draw, degree=1).douts == ("dout",)
+    assert Spec("x.y", reference, scalar.Affine, ("x",), draw, degree=1, outputs=("y",)).douts == ("dout",)
+    two = Spec("x.y", reference, scalar.Affine, ("x",), draw, degree=1, outputs=("h", "c"))
+    assert two.douts == ("dh", "dc")
+    three = Spec("x.y", reference, scalar.Affine, ("x",), draw, degree=1, outputs=("h", "c", "y"))
+    assert three.douts == ("dh", "dc", "dy")
+
+
 @pytest.mark.jax
 @pytest.mark.parametrize("wrong_on", ["numpy", "jax"])
 def test_check_backends_checks_every_backend(wrong_on):
