@@ -91,35 +91,27 @@ class Audit:
         import jax
 
         self.network, self.backend, self.dtype = network, backend, np.dtype(dtype)
-        # run a few times a training: compiling it unoptimized takes half the time (its float64
-        # arithmetic is the same, only less fused)
-        self.oracle = jax.jit(jax.grad(network.reference_loss), compiler_options={"xla_backend_optimization_level": 0})
+        #: the degree of the network's gradients in its inputs, for the tolerance: one factor per
+        #: layer with a weight (the loss's own gradient is bounded: softmax minus a one-hot)
+        self.degree = sum(bool(p.shapes) for p in network.pieces)
+        # run a few times a training: compiling it with XLA's cheapest settings (as the checker's
+        # rounding sensitivity is) takes half the time; its float64 arithmetic is the same, only
+        # less fused
+        quick = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+        self.oracle = jax.jit(jax.grad(network.reference_loss), compiler_options=quick)
         #: the audits asked for while the oracle compiles: (step, params, grads, X, labels), in float64
         self.pending: list[tuple[Any, ...]] = []
         self.worst, self.count, self.seconds = 0.0, 0, 0.0
         self._ready: Any = None  # the compilation's future, once started
 
-    @functools.cached_property
-    def spec(self) -> Any:
-        """The network as one checker spec of ``(X, W0, b0, ..., labels)``, for the tolerance: its
-        gradients' degree in the inputs is one factor per layer with a weight (the loss's own
-        gradient is bounded: softmax minus a one-hot)."""
-        from handlayers import testing
-
-        pieces = self.network.pieces
-        names = [f"{name}{i}" for i, p in enumerate(pieces) for name in ("W", "b")[: len(p.shapes)]]
-        args = ("X", *names, "labels")
-        degree = sum(bool(p.shapes) for p in pieces)
-        return testing.Spec("network", self.network.reference_loss, nn.Sequential, args, None, (len(args) - 1,), degree)
-
     def start(self, params: Sequence[tuple], X: Any, labels: Any) -> None:
-        """Compile the oracle for batches like ``X, labels`` in a thread, and import the checker."""
+        """Compile the oracle for batches like ``X, labels`` in a thread."""
         from concurrent.futures import ThreadPoolExecutor
 
         started = time.perf_counter()
         like = ([tuple(np.zeros(np.shape(a)) for a in p) for p in params], np.zeros(np.shape(X)), np.zeros_like(labels))
         pool = ThreadPoolExecutor(1, thread_name_prefix="handlayers-audit")
-        self._ready = pool.submit(_in_x64(lambda: (self.spec, self.oracle(*like))))
+        self._ready = pool.submit(_in_x64(lambda: self.oracle(*like)))
         pool.shutdown(wait=False)  # the thread ends when the compilation does
         self.seconds += time.perf_counter() - started
 
@@ -153,7 +145,7 @@ class Audit:
         return worsts
 
     def _audit(self, step: int, params64: list, grads64: list, X64: np.ndarray, labels: np.ndarray) -> float:
-        from handlayers.testing import Example
+        from handlayers.testing.oracle import Example  # not the whole checker: no Hypothesis
 
         expected = _in_x64(self.oracle)(params64, X64, labels)
         example = Example((X64, *(a for p in params64 for a in p), labels), {}, 1.0)
@@ -162,7 +154,7 @@ class Audit:
             for name, e, g in zip(("dW", "db"), want, got, strict=False):
                 e = np.asarray(e)
                 error = float(np.max(np.abs(g - e)))
-                ratio = error / _tolerance(self.spec, example, self.dtype, e)
+                ratio = error / _tolerance(self.degree, example, self.dtype, e)
                 ratio = np.inf if np.isnan(ratio) else ratio  # a NaN gradient (or oracle) is as wrong as can be
                 if ratio > worst:
                     worst, where = ratio, f"layer {i} ({piece.reference}) {name}"
@@ -207,13 +199,13 @@ class Audit:
         return "\n\n".join(reports) or "every layer passes the checker on its own in this batch"
 
 
-def _tolerance(spec: Any, example: Any, dtype: Any, expected: np.ndarray) -> float:
+def _tolerance(degree: int, example: Any, dtype: Any, expected: np.ndarray) -> float:
     """The checker's a-priori tolerance for one gradient of the network (the one place the audit
     asks for it): measuring the whole network's rounding sensitivity, as the checker does for one
     layer, would cost a Jacobian over every value of the network's computation at every audit."""
     from handlayers.testing.tolerance import normwise_tolerance
 
-    return normwise_tolerance(example, dtype, expected, spec.degree)
+    return normwise_tolerance(example, dtype, expected, degree)
 
 
 def batched(step: Callable[..., Any]) -> Callable[..., Any]:

@@ -2,11 +2,15 @@
 and a backward whose second answer differs in a way a value comparison alone would miss."""
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from handlayers import scalar
+import reference.vector
+from handlayers import scalar, testing, vector
 from handlayers.testing import (
     SPECS,
     Example,
@@ -18,6 +22,8 @@ from handlayers.testing import (
     library,
     to_backend,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_to_backend_casts_floats_and_keeps_integer_labels(backend):
@@ -187,6 +193,13 @@ def test_empty_arrays_are_checked_like_any_other():
     assert check_example(spec.layer, spec, Example((np.zeros(0),), {}, np.zeros(0))) == 0
 
 
+def test_empty_arrays_get_a_measured_tolerance_too():
+    """A reference of unknown degree (a declared spec: its tolerance is measured) on empty arrays:
+    nothing to compare, and no largest ``|dout|`` to take."""
+    spec = testing.spec(reference.vector.tanh, shapes="X: n d")
+    assert check_example(vector.Tanh, spec, Example((np.zeros((0, 2)),), {}, np.zeros((0, 2)))) == 0
+
+
 def test_a_python_int_passes_for_a_python_float():
     """A layer for Python numbers may return an int where the value is whole (``max(a, 0)`` gives
     the int 0 for a negative ``a``): on Python floats the checker takes it as the float."""
@@ -269,3 +282,17 @@ def test_python_floats_come_in_float64_only():
         check_example(scalar.ReLU, spec, example, backend="python", dtype=np.float32)
     with pytest.raises(ValueError, match=message):
         check_backends(scalar.ReLU, spec, example, backends=["python"], dtype=np.float32)
+
+
+def test_the_package_loads_the_rest_of_the_checker_on_first_use():
+    """``import handlayers.testing`` loads the oracle and the tolerance, not Hypothesis (the
+    training audit needs no more); every public name is there all the same."""
+    probe = (
+        "import sys, handlayers.testing as t; loaded = 'hypothesis' in sys.modules; "
+        "t.check; print(loaded, 'hypothesis' in sys.modules, sorted(set(t.__all__) - set(dir(t))))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stdout.split() == ["False", "True", "[]"]
+    assert set(testing.__all__) <= set(dir(testing))
+    with pytest.raises(AttributeError, match="has no attribute 'chek'"):
+        testing.chek  # noqa: B018 (the attribute access is the test)

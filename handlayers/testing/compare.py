@@ -14,10 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from handlayers.testing.conventions import Adapted, Miscount, adapt, takes_no_dout
-from handlayers.testing.oracle import oracle, release_compiled
+from handlayers.testing.oracle import Example, oracle, release_compiled
 from handlayers.testing.report import Hint, explained, mistakes, phrase, raised_report, report, typical_lines
 from handlayers.testing.specs import SPECS, Spec
-from handlayers.testing.strategies import Example, examples
+from handlayers.testing.strategies import examples
 from handlayers.testing.tolerance import spec_tolerances
 
 __all__ = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -10,9 +11,23 @@ import numpy as np
 
 if TYPE_CHECKING:
     from handlayers.testing.specs import Spec
-    from handlayers.testing.strategies import Example
 
-__all__ = ["oracle", "output_shape", "release_compiled"]
+__all__ = ["Example", "oracle", "output_shape", "release_compiled"]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One case, drawn or given: the forward inputs, the layer's constructor keywords, and ``dout``
+    (a tuple of one array per output for a layer of several outputs).
+
+    Defined here, beside the oracle that evaluates it, rather than with the strategies that draw
+    it: code that only compares (the training audit) need not import Hypothesis.
+    """
+
+    inputs: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    dout: Any
+
 
 #: where Linux lists a process's memory maps, and the most it allows (``vm.max_map_count``)
 MAPS, MAX_MAPS = "/proc/self/maps", "/proc/sys/vm/max_map_count"

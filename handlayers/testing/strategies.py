@@ -7,14 +7,13 @@ and a ``dout`` for that reference.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import hypothesis.strategies as st
 import numpy as np
 from hypothesis.extra import numpy as hnp
 
-from handlayers.testing.oracle import output_shape
+from handlayers.testing.oracle import Example, output_shape
 
 if TYPE_CHECKING:
     from handlayers.testing.specs import Spec
@@ -25,16 +24,6 @@ __all__ = ["MAX_SIDE", "Example", "arrays", "broadcast_inputs", "douts", "exampl
 #: sides above 1 (a missing transpose) are all a bug needs to show, and under jax every further
 #: shape compiles anew
 MAX_SIDE = 3
-
-
-@dataclass(frozen=True)
-class Example:
-    """One drawn case: the forward inputs, the layer's constructor keywords, and ``dout`` (a tuple
-    of one array per output for a layer of several outputs)."""
-
-    inputs: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    dout: Any
 
 
 # ---------------------------------------------------------------------------------------------

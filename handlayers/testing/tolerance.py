@@ -90,8 +90,8 @@ import jax.numpy as jnp
 import numpy as np
 
 if TYPE_CHECKING:
+    from handlayers.testing.oracle import Example
     from handlayers.testing.specs import Spec
-    from handlayers.testing.strategies import Example
 
 __all__ = [
     "OPS",
