@@ -409,3 +409,31 @@ def test_a_reference_or_flag_that_does_not_parse_exits_2(flags, message, capsys)
     """A reference name with no module, or a NAME=VALUE flag without its value, exits 2."""
     assert main(["check", f"{LABS / 'attributes.py'}:Dense", "--init", "W,b", *flags]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("missing", ["forward", "backward"])
+def test_check_of_a_class_without_forward_or_backward_says_which(missing):
+    """``testing.check`` of a class that lacks ``forward`` or ``backward`` (not a layer in any
+    convention without options) is a ConventionError naming what is missing, not an AttributeError."""
+    methods = {"forward": lambda self, x: x, "backward": lambda self, dout: dout}
+    del methods[missing]
+    half = type("Half", (), methods)
+    with pytest.raises(testing.ConventionError, match=f"Half has no {missing} method"):
+        testing.check(half, "vector.relu", max_examples=1)
+
+
+def test_check_of_a_layer_instance_asks_for_its_class():
+    """An instance (``ReLU()``, not ``ReLU``) is a ConventionError: the checker makes its own
+    layers. Also for one whose bound ``backward`` needs more than ``dout``."""
+
+    class TwoArguments:
+        def forward(self, x):
+            return x
+
+        def backward(self, dout, x):
+            return dout
+
+    for instance in (vector.ReLU(), TwoArguments()):
+        name = type(instance).__name__
+        with pytest.raises(testing.ConventionError, match=f"cannot check a {name}: expected a class"):
+            testing.check(instance, "vector.relu", max_examples=1)
