@@ -22,6 +22,7 @@ from handlayers.testing import (
     library,
     to_backend,
 )
+from handlayers.testing.tolerance import rounding_sensitivity
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -289,10 +290,116 @@ def test_the_package_loads_the_rest_of_the_checker_on_first_use():
     training audit needs no more); every public name is there all the same."""
     probe = (
         "import sys, handlayers.testing as t; loaded = 'hypothesis' in sys.modules; "
-        "t.check; print(loaded, 'hypothesis' in sys.modules, sorted(set(t.__all__) - set(dir(t))))"
+        "missing = [n for n in t.__all__ if not hasattr(t, n)]; "
+        "print(loaded, 'hypothesis' in sys.modules, missing, t.strategies.examples is t.examples, t.report.__name__)"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
-    assert done.stdout.split() == ["False", "True", "[]"]
+    assert done.stdout.split() == ["False", "True", "[]", "True", "handlayers.testing.report"]
     assert set(testing.__all__) <= set(dir(testing))
+    assert testing.__getattr__("report") is sys.modules["handlayers.testing.report"]  # here loaded already
     with pytest.raises(AttributeError, match="has no attribute 'chek'"):
         testing.chek  # noqa: B018 (the attribute access is the test)
+
+
+def test_a_gradient_in_a_tuple_of_one_is_wrong_and_said_so():
+    """The contract: a layer of one input returns its gradient itself. ``return dx,`` fails, with
+    that hint (no shape hint: the extra axis is the tuple's); a tuple of something else fails
+    without a hint, and without crashing the checker."""
+    spec = SPECS["vector.relu"]
+    example = Example((np.array([[1.0, -2.0], [3.0, 0.5]]),), {}, np.array([[0.5, 0.25], [2.0, -1.0]]))
+
+    class Comma(spec.layer):
+        def backward(self, dout):
+            return (super().backward(dout),)
+
+    class Text(spec.layer):
+        def backward(self, dout):
+            return ("dA",)
+
+    with pytest.raises(Mismatch, match="dA: WRONG: is a tuple value") as failure:
+        check_example(Comma, spec, example)
+    assert str(failure.value).endswith("Likely mistake: dA is the right value in a tuple of one (a trailing comma?): "
+                                       "the gradient of a layer's only input is the array itself.")  # fmt: skip
+    with pytest.raises(Mismatch, match="dA: WRONG: is a tuple value") as failure:
+        check_example(Text, spec, example)
+    assert "Likely mistake" not in str(failure.value)
+
+
+def test_a_forward_that_cannot_take_the_inputs_is_the_layers_error():
+    """A class in the contract's convention whose forward takes too few inputs fails on the
+    layer's own TypeError, as any exception a layer raises (no options were asked for)."""
+
+    class OneInput:
+        def forward(self, X):
+            return X
+
+        def backward(self, dout):
+            return dout
+
+    with pytest.raises(Mismatch, match=r"OneInput raised TypeError"):
+        check(OneInput, "vector.affine", max_examples=1)
+
+
+def test_a_backward_that_leaves_out_the_labels_none_is_miscounted():
+    """A loss layer must return ``None`` for its integer labels: ``(dZ, None)``, not ``dZ``."""
+    spec = SPECS["vector.softmax_cross_entropy"]
+
+    class NoNone(spec.layer):
+        def backward(self, dout):
+            return super().backward(dout)[0]
+
+    example = Example((np.array([[1.0, 2.0, 0.5], [0.1, 0.2, 0.3]]), np.array([0, 2])), {}, 0.7)
+    with pytest.raises(Mismatch, match=re.escape("backward returned 1 gradients, expected 2 (dZ, dlabels)")):
+        check_example(NoNone, spec, example)
+
+
+def test_a_spec_naming_too_few_outputs_is_an_error():
+    """A spec whose ``outputs`` do not match what its reference returns is the spec's mistake."""
+
+    def three(x):
+        return x, 2 * x, 3 * x
+
+    class Two:
+        def forward(self, x):
+            return x, 2 * x
+
+        def backward(self, douts):
+            return douts[0] + 2 * douts[1]
+
+    spec = Spec("three", three, Two, ("x",), None, degree=1, outputs=("a", "b"))
+    example = Example((np.array([1.0, 2.0]),), {}, (np.ones(2), np.ones(2), np.ones(2)))
+    with pytest.raises(ValueError, match=re.escape("three names 2 outputs (a, b); its reference returns 3")):
+        check_example(Two, spec, example)
+
+
+def test_a_small_dout_gets_a_small_measured_tolerance():
+    """The measured tolerance scales with ``max |dout|`` however small (it is no floor of 1): with
+    ``dout`` at 1e-3 a gradient off by 1e-15 fails, ten times the bound of the docs' formula
+    ``k * (eps * max(B, max |dout|) + tiny)`` (with ``max |dout|`` floored at 1 it would pass)."""
+    spec = testing.spec(reference.vector.tanh, shapes="X: n d")
+    example = Example((np.linspace(-2.0, 2.0, 6).reshape(2, 3),), {}, np.full((2, 3), 1e-3))
+    _, (b,) = rounding_sensitivity(spec.reference, example, np.float64)
+    info = np.finfo(np.float64)
+    bound = (testing.OPS + 6 + 6) * (info.eps * max(b, 1e-3) + info.smallest_normal)
+    assert 10 * bound < 1e-15 < (testing.OPS + 6 + 6) * info.eps * max(b, 1.0)
+
+    class Off(vector.Tanh):
+        def backward(self, dout):
+            return super().backward(dout) + 1e-15
+
+    with pytest.raises(Mismatch, match="dX: WRONG"):
+        check_example(Off, spec, example)
+
+
+def test_check_of_a_layer_that_raises_keeps_its_exception_as_the_cause():
+    """A layer's own exception is the report (its lines, no search for a typical example) and stays
+    the Mismatch's ``__cause__``, for a debugger or a traceback."""
+
+    class Boom(vector.Affine):
+        def backward(self, dout):
+            raise RuntimeError("boom")
+
+    with pytest.raises(Mismatch, match=re.escape("Boom raised RuntimeError against vector.affine")) as failure:
+        check(Boom, "vector.affine", max_examples=5)
+    assert isinstance(failure.value.__cause__, RuntimeError)
+    assert "typical" not in str(failure.value)

@@ -41,6 +41,8 @@ _MODULES = {
     "strategies": "MAX_SIDE arrays broadcast_inputs douts examples floats grid",
 }
 _LAZY = {name: module for module, names in _MODULES.items() for name in names.split()}
+#: the submodules that load on first use (``handlayers.testing.strategies`` after ``import handlayers.testing``)
+_SUBMODULES = {*_MODULES, "report"}
 
 if TYPE_CHECKING:
     from handlayers.testing.compare import (
@@ -61,7 +63,9 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    """Load a public name's module on first use (PEP 562), and keep the name."""
+    """Load a public name's module, or a submodule, on first use (PEP 562), and keep the name."""
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")  # which binds it here
     if name not in _LAZY:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
