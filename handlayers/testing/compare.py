@@ -132,7 +132,8 @@ def check_example(
         Mismatch: (an ``AssertionError``) with a report of the example, expected against got for
             every value, and, where the wrong answer matches a known mistake, that mistake in words.
             An exception raised by the layer becomes a ``Mismatch`` showing the layer's own lines.
-        ValueError: for ``backend="python"`` with a dtype other than float64.
+        ValueError: for ``backend="python"`` with a dtype other than float64, and for a spec that
+            names fewer or more outputs than its reference returns.
     """
     _python_floats_are_float64(backend, dtype)
     adapted = isinstance(layer, Adapted)
@@ -247,9 +248,12 @@ def check_backends(
 def _output_rows(spec: Spec, expected: tuple[np.ndarray, ...], out: Any, problems: list[str]) -> list[_Row]:
     """One row per output of a layer of several outputs, named as in ``spec.outputs``; none, and
     a problem, when forward did not return a tuple of as many."""
+    names = ", ".join(spec.outputs)
+    if len(expected) != len(spec.outputs):
+        n = len(spec.outputs)
+        raise ValueError(f"{spec.name} names {n} outputs ({names}); its reference returns {len(expected)}")
     if isinstance(out, tuple | list) and len(out) == len(spec.outputs):
         return [_Row(name, e, got) for name, e, got in zip(spec.outputs, expected, out, strict=True)]
-    names = ", ".join(spec.outputs)
     if isinstance(out, tuple | list):
         problems.append(f"forward returned {len(out)} outputs, expected {len(spec.outputs)} ({names})")
     else:
@@ -260,7 +264,12 @@ def _output_rows(spec: Spec, expected: tuple[np.ndarray, ...], out: Any, problem
 def _same(g: Any, h: Any) -> bool:
     if h is _MISSING:
         return False
-    return (g is None and h is None) or (g is not None and h is not None and np.array_equal(g, h, equal_nan=True))
+    if g is None or h is None:
+        return g is None and h is None
+    try:
+        return bool(np.array_equal(g, h, equal_nan=True))
+    except TypeError:  # values that are no numbers (a string) have no NaN to compare
+        return bool(np.array_equal(g, h))
 
 
 def _compare(row: _Row, libraries: set[str], want_dtype: Any, tol: float) -> None:
@@ -415,7 +424,7 @@ def check(
     except Mismatch as mismatch:
         if mismatch.found is None or mismatch.found.error is not None:
             raise
-        raise Mismatch(_full_report(mismatch.found, variants, strategy, backend, dtype)) from None
+        raise Mismatch(_full_report(mismatch.found, variants, strategy)) from None
     return Result(len(ratios) // len(variants), max(ratios))
 
 
@@ -491,9 +500,11 @@ def _plain(x: np.ndarray) -> np.ndarray:
     return (np.abs(x) >= 1e-2) & (np.abs(x) <= 1e3)
 
 
-def _full_report(found: Found, variants: list[Any], strategy: Any, backend: str, dtype: Any) -> str:
+def _full_report(found: Found, variants: list[Any], strategy: Any) -> str:
     """The smallest failing example, a typical one beside it, and the mistakes that explain both."""
     others: list[Found] = []
+    # where the example failed; with derandomize, Hypothesis seeds the search from its source
+    backend, dtype = found.backend, found.dtype
 
     @_settings(TYPICAL_TRIES, True, phases=[hypothesis.Phase.generate, hypothesis.Phase.target])
     @hypothesis.given(strategy)

@@ -122,7 +122,12 @@ def mistakes(
     # the gradients only: an output's row has no position (``"output"``, or ``h`` and ``c``)
     wrong = [r for r in rows if r.problem and r.expected is not None and r.got is not None and r.position is not None]
     wrong = [r for r in wrong if np.shape(r.got) == np.shape(r.expected) or np.ndim(r.got) + np.ndim(r.expected) > 0]
-    found = _sign_flips(wrong)
+    # a gradient in a tuple of one (``return dx,``) has an extra axis that no sum explains: its row
+    # says it is a tuple; the right value inside is the mistake, a shape or value hint would mislead
+    wrapped = [r for r in wrong if _in_a_tuple_of_one(r)]
+    wrong = [r for r in wrong if not _in_a_tuple_of_one(r)]
+    found = [Hint((r.name,), _WRAPPED) for r in wrapped if _alone_in_a_tuple(r)]
+    found += _sign_flips(wrong)
     flipped = {name for hint in found for name in hint.subject}
     # a squared loss's two gradients are each other's negatives: flipping both signs swaps them,
     # and the flip is the mistake people make, so a swap that flips explain tells nothing
@@ -141,6 +146,24 @@ def mistakes(
             found += [Hint((row.name,), w, telling) for w in _value_hints(row, got, want, batch, width)]
         found += [Hint((row.name,), w) for w in _case_hints(row, expected_for, dout_is_ones, cases)]
     return found
+
+
+_WRAPPED = (
+    "is the right value in a tuple of one (a trailing comma?): the gradient of a layer's only input is the array itself"
+)
+
+
+def _in_a_tuple_of_one(row: Any) -> bool:
+    """Whether ``row.got`` is a tuple (or list) of one value where the value itself was due."""
+    return isinstance(row.got, tuple | list) and len(row.got) == 1 and np.shape(row.got) != np.shape(row.expected)
+
+
+def _alone_in_a_tuple(row: Any) -> bool:
+    """Whether the one value in ``row.got`` is the right one."""
+    try:
+        return _close(row.got[0], row.expected, row.tol)
+    except (TypeError, ValueError):  # a value that is no number
+        return False
 
 
 def explained(found: Sequence[tuple[set[str], Sequence[Hint]]]) -> list[Hint]:
