@@ -290,11 +290,13 @@ def test_the_package_loads_the_rest_of_the_checker_on_first_use():
     training audit needs no more); every public name is there all the same."""
     probe = (
         "import sys, handlayers.testing as t; loaded = 'hypothesis' in sys.modules; "
+        "report, strategies = t.report.__name__, t.strategies.__name__; "
         "missing = [n for n in t.__all__ if not hasattr(t, n)]; "
-        "print(loaded, 'hypothesis' in sys.modules, missing, t.strategies.examples is t.examples, t.report.__name__)"
+        "print(loaded, report, strategies, 'hypothesis' in sys.modules, missing)"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
-    assert done.stdout.split() == ["False", "True", "[]", "True", "handlayers.testing.report"]
+    modules = ["handlayers.testing.report", "handlayers.testing.strategies"]
+    assert done.stdout.split() == ["False", *modules, "True", "[]"]
     assert set(testing.__all__) <= set(dir(testing))
     assert testing.__getattr__("report") is sys.modules["handlayers.testing.report"]  # here loaded already
     with pytest.raises(AttributeError, match="has no attribute 'chek'"):
@@ -303,8 +305,7 @@ def test_the_package_loads_the_rest_of_the_checker_on_first_use():
 
 def test_a_gradient_in_a_tuple_of_one_is_wrong_and_said_so():
     """The contract: a layer of one input returns its gradient itself. ``return dx,`` fails, with
-    that hint (no shape hint: the extra axis is the tuple's); a tuple of something else fails
-    without a hint, and without crashing the checker."""
+    that hint (no shape hint: the extra axis is the tuple's)."""
     spec = SPECS["vector.relu"]
     example = Example((np.array([[1.0, -2.0], [3.0, 0.5]]),), {}, np.array([[0.5, 0.25], [2.0, -1.0]]))
 
@@ -312,16 +313,27 @@ def test_a_gradient_in_a_tuple_of_one_is_wrong_and_said_so():
         def backward(self, dout):
             return (super().backward(dout),)
 
-    class Text(spec.layer):
-        def backward(self, dout):
-            return ("dA",)
-
     with pytest.raises(Mismatch, match="dA: WRONG: is a tuple value") as failure:
         check_example(Comma, spec, example)
-    assert str(failure.value).endswith("Likely mistake: dA is the right value in a tuple of one (a trailing comma?): "
-                                       "the gradient of a layer's only input is the array itself.")  # fmt: skip
-    with pytest.raises(Mismatch, match="dA: WRONG: is a tuple value") as failure:
+    assert str(failure.value).endswith(
+        "Likely mistake: dA is the right value in a tuple of one (a trailing comma?): a gradient is the array itself."
+    )
+
+
+@pytest.mark.parametrize("returned", [("dA",), ("a", "b"), "dA", {"dA": 1.0}], ids=repr)
+def test_a_gradient_that_is_no_number_is_wrong_without_a_hint(returned):
+    """Text or a dict for a gradient fails as a value of the wrong kind, shown as Python writes
+    it, with no guess at the mistake, and without crashing the checker."""
+    spec = SPECS["vector.relu"]
+    example = Example((np.array([[1.0, -2.0]]),), {}, np.array([[0.5, 0.25]]))
+
+    class Text(spec.layer):
+        def backward(self, dout):
+            return returned
+
+    with pytest.raises(Mismatch, match=f"dA: WRONG: is a {type(returned).__name__} value") as failure:
         check_example(Text, spec, example)
+    assert f"got      {returned!r}" in str(failure.value)
     assert "Likely mistake" not in str(failure.value)
 
 

@@ -132,8 +132,8 @@ def check_example(
         Mismatch: (an ``AssertionError``) with a report of the example, expected against got for
             every value, and, where the wrong answer matches a known mistake, that mistake in words.
             An exception raised by the layer becomes a ``Mismatch`` showing the layer's own lines.
-        ValueError: for ``backend="python"`` with a dtype other than float64, and for a spec that
-            names fewer or more outputs than its reference returns.
+        ValueError: for ``backend="python"`` with a dtype other than float64, and for a spec of
+            several outputs that names more or fewer than its reference returns.
     """
     _python_floats_are_float64(backend, dtype)
     adapted = isinstance(layer, Adapted)
@@ -401,7 +401,8 @@ def check(
             mistake explains every failing example found.
         KeyError: for an unknown reference name.
         ConventionError: where the options do not fit the code.
-        ValueError: for ``backend="python"`` with a dtype other than float64.
+        ValueError: for ``backend="python"`` with a dtype other than float64, and for a spec of
+            several outputs that names more or fewer than its reference returns.
     """
     _python_floats_are_float64(backend, dtype)
     spec = SPECS[reference] if isinstance(reference, str) else reference

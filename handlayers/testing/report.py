@@ -42,6 +42,8 @@ def show(x: Any) -> str:
     """A value as it reads best: Python floats by ``repr``, arrays by numpy, indented."""
     if x is None:
         return "None"
+    if not _numbers(x):  # text, a dict: as Python writes it
+        return repr(x)
     if isinstance(x, float | int) or np.ndim(x) == 0:
         return repr(float(x))
     text = np.array2string(np.asarray(x), precision=8, separator=", ")
@@ -125,7 +127,8 @@ def mistakes(
     # a gradient in a tuple of one (``return dx,``) has an extra axis that no sum explains: its row
     # says it is a tuple; the right value inside is the mistake, a shape or value hint would mislead
     wrapped = [r for r in wrong if _in_a_tuple_of_one(r)]
-    wrong = [r for r in wrong if not _in_a_tuple_of_one(r)]
+    # and a value that is no array of numbers (text, a dict) explains nothing
+    wrong = [r for r in wrong if not _in_a_tuple_of_one(r) and _numbers(r.got)]
     found = [Hint((r.name,), _WRAPPED) for r in wrapped if _alone_in_a_tuple(r)]
     found += _sign_flips(wrong)
     flipped = {name for hint in found for name in hint.subject}
@@ -148,14 +151,20 @@ def mistakes(
     return found
 
 
-_WRAPPED = (
-    "is the right value in a tuple of one (a trailing comma?): the gradient of a layer's only input is the array itself"
-)
+_WRAPPED = "is the right value in a tuple of one (a trailing comma?): a gradient is the array itself"
 
 
 def _in_a_tuple_of_one(row: Any) -> bool:
     """Whether ``row.got`` is a tuple (or list) of one value where the value itself was due."""
     return isinstance(row.got, tuple | list) and len(row.got) == 1 and np.shape(row.got) != np.shape(row.expected)
+
+
+def _numbers(x: Any) -> bool:
+    try:
+        np.asarray(x, np.float64)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _alone_in_a_tuple(row: Any) -> bool:
