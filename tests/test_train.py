@@ -220,13 +220,27 @@ def test_data_parallel_gradients_match_one_device():
     """On 4 CPU devices the batch is split, the gradients replicated and one device's within the checker's tolerance."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    done = subprocess.run([sys.executable, "-c", DATA_PARALLEL], env=env, capture_output=True, text=True, check=True)
+    command = [sys.executable, "-X", "faulthandler", "-c", DATA_PARALLEL]  # faulthandler: Python's stack on an abort
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    said = [line for line in done.stderr.splitlines() if not line.lstrip().startswith("@")]  # no native frames
+    assert done.returncode == 0, "\n".join(said)[-4000:]  # what XLA or Python said before the process died
     result = json.loads(done.stdout)
     assert result["devices"] == result["batch_split"] == 4
     assert result["replicated"]
     assert len(result["ratios"]) == 4
     assert max(result["ratios"]) <= 1
     assert result["trained"] == [f"cpu:{i}" for i in range(4)]  # `train` itself ran on all four
+
+
+def test_one_step_at_a_time_only_on_several_cpu_devices():
+    """Steps wait for each other on several CPU devices (XLA:CPU's collectives can deadlock on
+    steps queued ahead), and stay queued ahead on one device or on GPUs."""
+    device = dataclasses.make_dataclass("Device", ["platform"])
+    cpu, gpu = device("cpu"), device("gpu")
+    assert train._one_step_at_a_time([cpu, cpu, cpu, cpu])
+    assert not train._one_step_at_a_time([cpu])
+    assert not train._one_step_at_a_time([gpu, gpu])
+    assert not train._one_step_at_a_time([gpu])
 
 
 def test_train_command_writes_json_and_plot(tmp_path, capsys):
