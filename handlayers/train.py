@@ -219,19 +219,20 @@ def batched(step: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def jax_runner(step: Callable[..., Any]) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    """:func:`batched` ``step`` jitted whole, the batch axis sharded over every local device and
+    """:func:`batched` ``step`` jitted whole, the batch axis sharded over every device and
     the parameters replicated; and a function putting an epoch's batches on the devices so. On
     several CPU devices each call returns once its step is done (see :func:`_one_step_at_a_time`)."""
     import jax
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-    mesh = Mesh(np.array(jax.devices()), ("batch",))
+    devices = jax.devices()
+    mesh = Mesh(np.array(devices), ("batch",))
     replicated = NamedSharding(mesh, PartitionSpec())
     split = NamedSharding(mesh, PartitionSpec(None, "batch"))  # (batches, n, ...): n over the devices
     jitted = jax.jit(
         batched(step), in_shardings=(replicated, replicated, split, split, replicated), out_shardings=replicated
     )
-    wait = _one_step_at_a_time(jax.devices())
+    wait = _one_step_at_a_time(devices)
 
     def run(*args: Any) -> Any:
         out = jitted(*args)
@@ -243,15 +244,17 @@ def jax_runner(step: Callable[..., Any]) -> tuple[Callable[..., Any], Callable[.
 def _one_step_at_a_time(devices: Sequence[Any]) -> bool:
     """Whether each step must be done before the next is dispatched: on several CPU devices.
 
-    XLA:CPU runs every CPU device's part of a program in one pool of threads,
-    and a collective waits until each device's part reaches it. With steps queued ahead by jax's
-    asynchronous dispatch, a busy machine now and then had one device's part never reach an
-    all-gather of a step; after 40 s XLA aborted the process ("Termination timeout ... Expected 4
-    threads to join the rendezvous, but only 3 of them arrived on time"). With 4 CPU devices on
-    this project's 2-core machine, kept busy by six other processes, that was 5 of 35 one-epoch
-    trainings (1 of 7 without the audit); waiting for each step, 0 of 30. Turning off jax's
-    asynchronous CPU dispatch instead did not help (1 of 6). On one device, or on GPUs, steps stay
-    queued ahead."""
+    XLA:CPU runs every CPU device's part of a program in one pool of threads, and a collective
+    waits until each device's part reaches it. With steps queued ahead by jax's asynchronous
+    dispatch, on a busy machine one device's part now and then did not reach an all-gather of a
+    step within 40 s, and XLA aborted the process ("Termination timeout ... Expected 4 threads to
+    join the rendezvous, but only 3 of them arrived on time"). With 4 CPU devices on this project's
+    2-core machine, kept busy by six CPU-bound processes, that was 5 of 35 one-epoch trainings (1
+    of 7 without the audit); waiting for each step, 0 of 55. A likely reading of XLA's source, not
+    checked on the jaxlib installed: a step launched while 32 are in flight on a device waits
+    holding one of the pool's threads, which the running step's collective needs. Turning off
+    ``jax_cpu_enable_async_dispatch`` is no alternative: jax applies it to single-device
+    programs only (it aborted 1 of 6). On one device, or on GPUs, steps stay queued ahead."""
     return len(devices) > 1 and all(d.platform == "cpu" for d in devices)
 
 

@@ -211,6 +211,7 @@ print(json.dumps({
     "replicated": all(g.sharding.is_fully_replicated for gs in grads for g in gs),
     "ratios": ratios,
     "trained": train.train("mlp", backend="jax", epochs=1)["devices"],
+    "waits": train._one_step_at_a_time(jax.devices()),
 }))
 """
 
@@ -221,15 +222,41 @@ def test_data_parallel_gradients_match_one_device():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     command = [sys.executable, "-X", "faulthandler", "-c", DATA_PARALLEL]  # faulthandler: Python's stack on an abort
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    said = [line for line in done.stderr.splitlines() if not line.lstrip().startswith("@")]  # no native frames
-    assert done.returncode == 0, "\n".join(said)[-4000:]  # what XLA or Python said before the process died
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, _what_killed(done.stderr)
     result = json.loads(done.stdout)
     assert result["devices"] == result["batch_split"] == 4
+    assert result["waits"]  # each step done before the next (see test_the_runner_waits_when_told_to)
     assert result["replicated"]
     assert len(result["ratios"]) == 4
     assert max(result["ratios"]) <= 1
     assert result["trained"] == [f"cpu:{i}" for i in range(4)]  # `train` itself ran on all four
+
+
+def _what_killed(stderr: str) -> str:
+    """What a process said before it died, for a failure message: XLA's fatal lines and Python's
+    first, then the rest without native frames and faulthandler's list of modules."""
+    lines = stderr.splitlines()
+    fatal = [line for line in lines if re.match(r"F\d{4} |Fatal Python error", line)]
+    rest = [line for line in lines if not line.lstrip().startswith(("@", "Extension modules:"))]
+    return "\n".join([*fatal, "...", *rest[-40:]])
+
+
+def test_what_killed_puts_the_fatal_lines_first():
+    """The failure message of a died process keeps XLA's fatal line past a long tail."""
+    stderr = "\n".join(
+        ["E1201 07:14:46.853764 1 rendezvous.cc:116] waiting for 20 seconds"]
+        + ["F1201 07:15:26.854298 1 rendezvous.cc:161] Termination timeout of 40 seconds exceeded."]
+        + ["    @     0x7fe273240634  absl::LogMessage::SendToLog()"] * 200
+        + ["Fatal Python error: Aborted", 'File "handlayers/train.py", line 321 in train']
+        + ["Extension modules: numpy, jax" + ", module" * 500]
+    )
+    message = _what_killed(stderr)
+    assert message.startswith("F1201 07:15:26.854298 1 rendezvous.cc:161] Termination timeout")
+    assert "Fatal Python error: Aborted" in message
+    assert "line 321 in train" in message
+    assert "@" not in message
+    assert "Extension modules" not in message
 
 
 def test_one_step_at_a_time_only_on_several_cpu_devices():
@@ -237,10 +264,28 @@ def test_one_step_at_a_time_only_on_several_cpu_devices():
     steps queued ahead), and stay queued ahead on one device or on GPUs."""
     device = dataclasses.make_dataclass("Device", ["platform"])
     cpu, gpu = device("cpu"), device("gpu")
+    assert train._one_step_at_a_time([cpu, cpu])
     assert train._one_step_at_a_time([cpu, cpu, cpu, cpu])
     assert not train._one_step_at_a_time([cpu])
     assert not train._one_step_at_a_time([gpu, gpu])
+    assert not train._one_step_at_a_time([gpu] * 4)
     assert not train._one_step_at_a_time([gpu])
+
+
+@pytest.mark.jax
+@pytest.mark.parametrize("wait", [True, False])
+def test_the_runner_waits_when_told_to(monkeypatch, wait):
+    """``jax_runner``'s step returns once done exactly where ``_one_step_at_a_time`` says so."""
+    import jax
+
+    waited = []
+    monkeypatch.setattr(train, "_one_step_at_a_time", lambda devices: wait)
+    monkeypatch.setattr(jax, "block_until_ready", lambda out: waited.append(out) or out)
+    run, put = train.jax_runner(lambda params, state, X, y: (params, state, X.sum(), y))
+    Xs, ys = put(np.ones((2, 4, 3)), np.arange(8).reshape(2, 4))
+    out = run((np.float64(1.0),), (), Xs, ys, 1)
+    assert float(out[2]) == 12.0
+    assert waited == ([out] if wait else [])
 
 
 def test_train_command_writes_json_and_plot(tmp_path, capsys):
