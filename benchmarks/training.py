@@ -5,8 +5,10 @@
   ``--audit-every 0`` (no audit), in interleaved rounds: test accuracy (target at least 0.97 for
   the MLP, 0.98 for the CNN), the training's seconds and the whole command's (target for the MLP:
   within 30 s), and what the gradient audit costs (target: at most 10% at the default K): the
-  training's seconds with it over those without it, round by round, its one-time start
-  (compiling the oracle, importing the checker) included.
+  training's seconds with it over those without it, round by round (the oracle starts compiling
+  while the data loads, before the training's clock starts; the training waits for what is left
+  of it), and the same ratio of the whole commands' wall times, which holds all of the audit's
+  one-time start.
 - ``epoch``: one epoch of the jitted hand-written step against the same epoch of a plain
   ``jax.jit(value_and_grad)`` step of the reference network with the same optimizer, batches fed
   the same way (target: at most 1.1x).
@@ -93,9 +95,11 @@ def runs(model: str, backend: str, rounds: int) -> dict[str, Any]:
     result = dict(samples[100][0])
     for name, k in (("seconds", 100), ("unaudited_seconds", 0)):
         result[name] = median([r["seconds"] for r in samples[k]])
-    result["command_seconds"] = median([r["command_seconds"] for r in samples[100]])
-    cost = ratio([r["seconds"] for r in samples[100]], [r["seconds"] for r in samples[0]])
-    result["audit_cost"] = {key: value - 1 for key, value in cost.items()}
+    for name, k in (("command_seconds", 100), ("unaudited_command_seconds", 0)):
+        result[name] = median([r["command_seconds"] for r in samples[k]])
+    for name, measure in (("audit_cost", "seconds"), ("command_audit_cost", "command_seconds")):
+        cost = ratio([r[measure] for r in samples[100]], [r[measure] for r in samples[0]])
+        result[name] = {key: value - 1 for key, value in cost.items()}
     return result
 
 
@@ -144,16 +148,18 @@ def table(results: dict[str, Any]) -> str:
     lines = ["## Training on the digits (`handlayers train`, defaults)", ""]
     if results["runs"]:
         lines += [
-            "| model | backend | test accuracy | training s | command s | unaudited training s | "
-            "audit cost (target at most 10%) | audits | audit waited s | worst/tol |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| model | backend | test accuracy | training s | unaudited training s | "
+            "audit cost (target at most 10%) | command s | unaudited command s | audit cost, whole command | "
+            "audits | audit waited s | worst/tol |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in results["runs"]:
-            c = r["audit_cost"]
+            c, w = r["audit_cost"], r["command_audit_cost"]
             lines.append(
                 f"| {r['model']} | {r['backend']} | {r['test_accuracy']:.4f} | {r['seconds']:.2f} | "
-                f"{r['command_seconds']:.1f} | {r['unaudited_seconds']:.2f} | "
-                f"{c['median']:.0%} ({c['low']:.0%} to {c['high']:.0%}) | {r['audits']} | "
+                f"{r['unaudited_seconds']:.2f} | {c['median']:.0%} ({c['low']:.0%} to {c['high']:.0%}) | "
+                f"{r['command_seconds']:.2f} | {r['unaudited_command_seconds']:.2f} | "
+                f"{w['median']:.0%} ({w['low']:.0%} to {w['high']:.0%}) | {r['audits']} | "
                 f"{r['audit_seconds']:.2f} | {r['gradient_audit']:.2g} |"
             )
         lines.append("")

@@ -17,6 +17,7 @@ as it is, and at the latest before its epoch is reported.
 from __future__ import annotations
 
 import functools
+import importlib
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -78,8 +79,9 @@ class Audit:
     """The network's hand-written gradients against ``jax.grad`` of its reference network.
 
     Compiling the float64 oracle is the audit's one large cost; :meth:`start` runs it in a thread
-    beside training (XLA compiles without holding Python's lock), and the audits asked for before
-    it is done wait in :attr:`pending` until :meth:`poll` or :meth:`finish` finds it done.
+    (XLA compiles without holding Python's lock), which :func:`train` starts before it loads the
+    data, and the audits asked for before it is done wait in :attr:`pending` until :meth:`poll`
+    or :meth:`finish` finds it done.
 
     Args:
         network: the network trained.
@@ -110,8 +112,13 @@ class Audit:
 
         started = time.perf_counter()
         like = ([tuple(np.zeros(np.shape(a)) for a in p) for p in params], np.zeros(np.shape(X)), np.zeros_like(labels))
+
+        def prepare() -> Any:
+            importlib.import_module("handlayers.testing.tolerance")  # what an audit imports: here, not in the first
+            return self.oracle(*like)
+
         pool = ThreadPoolExecutor(1, thread_name_prefix="handlayers-audit")
-        self._ready = pool.submit(_in_x64(lambda: self.oracle(*like)))
+        self._ready = pool.submit(_in_x64(prepare))
         pool.shutdown(wait=False)  # the thread ends when the compilation does
         self.seconds += time.perf_counter() - started
 
@@ -312,15 +319,20 @@ def train(
     network = network or default
     optimizer = optimizer or Adam()
     dtype = np.dtype(dtype)
+    if backend == "jax":
+        import jax
+
+        batch_size += -batch_size % jax.device_count()  # every device gets as many examples
+    audit = Audit(network, backend, dtype) if audit_every else None
+    if audit:  # the oracle compiles in a thread while the data loads (mostly importing scikit-learn)
+        audit.start(network.init(seed, dtype), np.zeros((batch_size, *shape)), np.zeros(batch_size, np.int64))
     X_train, y_train, X_test, y_test = load_digits(seed, shape)
     started = time.perf_counter()
     step = train_step(network, optimizer)
     if backend == "jax":
-        import jax
         import jax.numpy as jnp
 
         step, put = jax_runner(step)
-        batch_size += -batch_size % jax.device_count()  # every device gets as many examples
         params = network.init(seed, dtype, jnp)
         logits = jax.jit(network.logits)
         devices = [str(d) for d in jax.devices()]
@@ -334,9 +346,6 @@ def train(
     per_epoch = len(y_train) // batch_size
     last = epochs * per_epoch - 1
     history = []
-    audit = Audit(network, backend, dtype) if audit_every else None
-    if audit:
-        audit.start(params, X_train[:batch_size], y_train[:batch_size])
     for epoch in range(1, epochs + 1):
         order = rng.permutation(len(y_train))[: per_epoch * batch_size].reshape(per_epoch, batch_size)
         Xs, ys = put(X_train[order], y_train[order])

@@ -172,6 +172,44 @@ def test_the_oracle_compiles_beside_training_for_the_batches_it_audits():
     assert started.oracle._cache_size() == 1  # the audit used what `start` compiled
 
 
+def test_the_oracle_starts_compiling_before_the_data_loads(monkeypatch, dtype):
+    """`train` starts the oracle's compilation before it loads the digits, for the very batches it
+    then audits: the audits compile nothing more."""
+    calls, audits = [], []
+    start, load = train.Audit.start, train.load_digits
+
+    def starting(audit, *args):
+        calls.append("start")
+        audits.append(audit)
+        return start(audit, *args)
+
+    monkeypatch.setattr(train.Audit, "start", starting)
+    monkeypatch.setattr(train, "load_digits", lambda *args: calls.append("load") or load(*args))
+    result = train.train("mlp", epochs=1, dtype=dtype)
+    assert calls == ["start", "load"]
+    assert result["audits"] == 2
+    assert audits[0].oracle._cache_size() == 1
+
+
+def test_the_audit_thread_imports_what_the_audits_need():
+    """The first audit imports nothing: `start`'s thread has imported the checker's tolerance (a
+    fresh process, where nothing else has)."""
+    probe = """
+import sys, numpy as np
+from handlayers import train
+net, shape = train.MODELS["mlp"]()
+audit = train.Audit(net, "numpy", np.float64)
+before = "handlayers.testing.tolerance" in sys.modules
+audit.start(net.init(0), np.zeros((8, *shape)), np.zeros(8, np.int64))
+audit.finish()
+print(before, "handlayers.testing.tolerance" in sys.modules)
+"""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "True"]
+
+
 def test_audit_every_0_trains_without_an_audit(capsys):
     """`audit_every=0` (`--audit-every 0`) trains the same, audits nothing and says so."""
     result = train.train("mlp", epochs=1, audit_every=0)
