@@ -5,10 +5,10 @@
   ``--audit-every 0`` (no audit), in interleaved rounds: test accuracy (target at least 0.97 for
   the MLP, 0.98 for the CNN), the training's seconds and the whole command's (target for the MLP:
   within 30 s), and what the gradient audit costs (target: at most 10% at the default K): the
-  training's seconds with it over those without it, round by round (the oracle starts compiling
-  while the data loads, before the training's clock starts; the training waits for what is left
-  of it), and the same ratio of the whole commands' wall times, which holds all of the audit's
-  one-time start.
+  wall time it adds to the command, round by round, in seconds and over the training's seconds
+  without it (the target's measure: it holds all of the audit's one-time start, which now begins
+  before the data loads, before the training's clock starts), and the training's seconds with it
+  over those without it (the training's clock only).
 - ``epoch``: one epoch of the jitted hand-written step against the same epoch of a plain
   ``jax.jit(value_and_grad)`` step of the reference network with the same optimizer, batches fed
   the same way (target: at most 1.1x).
@@ -97,9 +97,13 @@ def runs(model: str, backend: str, rounds: int) -> dict[str, Any]:
         result[name] = median([r["seconds"] for r in samples[k]])
     for name, k in (("command_seconds", 100), ("unaudited_command_seconds", 0)):
         result[name] = median([r["command_seconds"] for r in samples[k]])
-    for name, measure in (("audit_cost", "seconds"), ("command_audit_cost", "command_seconds")):
-        cost = ratio([r[measure] for r in samples[100]], [r[measure] for r in samples[0]])
-        result[name] = {key: value - 1 for key, value in cost.items()}
+    cost = ratio([r["seconds"] for r in samples[100]], [r["seconds"] for r in samples[0]])
+    result["audit_cost"] = {key: value - 1 for key, value in cost.items()}
+    # what the user waits for: the command's wall time the audit adds, round by round, in seconds
+    # and as a share of the training without it (the target's measure)
+    added = [a["command_seconds"] - u["command_seconds"] for a, u in zip(samples[100], samples[0], strict=True)]
+    result["audit_added_seconds"] = ratio(added, [1.0] * len(added))
+    result["audit_wall_cost"] = ratio(added, [u["seconds"] for u in samples[0]])
     return result
 
 
@@ -127,7 +131,7 @@ def audit_cost(backend: str, rounds: int) -> dict[str, float]:
 def run(rounds: int = 9, *, quick: bool = False) -> dict[str, Any]:
     """Every measurement above; ``quick`` skips the full runs."""
     network, _ = train.MODELS["mlp"]()
-    done = [] if quick else [runs(m, b, 3) for m in ("mlp", "cnn") for b in ("numpy", "jax")]
+    done = [] if quick else [runs(m, b, 5) for m in ("mlp", "cnn") for b in ("numpy", "jax")]
     results: dict[str, Any] = {"runs": done}
     samples = compare(
         {
@@ -148,17 +152,18 @@ def table(results: dict[str, Any]) -> str:
     lines = ["## Training on the digits (`handlayers train`, defaults)", ""]
     if results["runs"]:
         lines += [
-            "| model | backend | test accuracy | training s | unaudited training s | "
-            "audit cost (target at most 10%) | command s | unaudited command s | audit cost, whole command | "
-            "audits | audit waited s | worst/tol |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| model | backend | test accuracy | training s | unaudited training s | audit cost, training's clock | "
+            "command s | unaudited command s | wall time the audit adds, s | "
+            "that over the unaudited training (target at most 10%) | audits | audit waited s | worst/tol |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in results["runs"]:
-            c, w = r["audit_cost"], r["command_audit_cost"]
+            c, a, w = r["audit_cost"], r["audit_added_seconds"], r["audit_wall_cost"]
             lines.append(
                 f"| {r['model']} | {r['backend']} | {r['test_accuracy']:.4f} | {r['seconds']:.2f} | "
                 f"{r['unaudited_seconds']:.2f} | {c['median']:.0%} ({c['low']:.0%} to {c['high']:.0%}) | "
                 f"{r['command_seconds']:.2f} | {r['unaudited_command_seconds']:.2f} | "
+                f"{a['median']:.2f} ({a['low']:.2f} to {a['high']:.2f}) | "
                 f"{w['median']:.0%} ({w['low']:.0%} to {w['high']:.0%}) | {r['audits']} | "
                 f"{r['audit_seconds']:.2f} | {r['gradient_audit']:.2g} |"
             )

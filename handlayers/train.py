@@ -10,14 +10,15 @@ every ``audit_every`` steps and the last, against ``jax.grad`` of the same netwo
 reference functions, in float64, on the batch of that step, with the checker's tolerance. A ratio
 above 1 stops training with :class:`AuditFailure`, whose report runs the checker on each layer
 (on its own input and output gradient in that batch) and shows the one that is wrong. The oracle
-compiles in a thread while training starts; an audit asked for before it is ready runs as soon
-as it is, and at the latest before its epoch is reported.
+compiles in a thread, started before the data loads; an audit asked for before it is ready runs
+as soon as it is, and at the latest before its epoch is reported.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -110,7 +111,6 @@ class Audit:
         """Compile the oracle for batches like ``X, labels`` in a thread."""
         from concurrent.futures import ThreadPoolExecutor
 
-        started = time.perf_counter()
         like = ([tuple(np.zeros(np.shape(a)) for a in p) for p in params], np.zeros(np.shape(X)), np.zeros_like(labels))
 
         def prepare() -> Any:
@@ -120,7 +120,6 @@ class Audit:
         pool = ThreadPoolExecutor(1, thread_name_prefix="handlayers-audit")
         self._ready = pool.submit(_in_x64(prepare))
         pool.shutdown(wait=False)  # the thread ends when the compilation does
-        self.seconds += time.perf_counter() - started
 
     def __call__(self, step: int, params: Sequence[tuple], grads: Sequence[tuple], X: Any, labels: Any) -> float | None:
         """Audit ``grads`` (the hand-written gradients at ``params`` on the batch ``X, labels``):
@@ -323,6 +322,8 @@ def train(
         import jax
 
         batch_size += -batch_size % jax.device_count()  # every device gets as many examples
+    if importlib.util.find_spec("sklearn") is None:  # before the audit's thread starts work for nothing
+        raise ModuleNotFoundError("training needs scikit-learn, in the train extra: pip install '.[train]' in a clone")
     audit = Audit(network, backend, dtype) if audit_every else None
     if audit:  # the oracle compiles in a thread while the data loads (mostly importing scikit-learn)
         audit.start(network.init(seed, dtype), np.zeros((batch_size, *shape)), np.zeros(batch_size, np.int64))

@@ -1,6 +1,7 @@
 """Training on the digits: the split, reproducibility, both backends, the audit, data parallelism, the command."""
 
 import dataclasses
+import importlib.util
 import json
 import os
 import re
@@ -192,22 +193,47 @@ def test_the_oracle_starts_compiling_before_the_data_loads(monkeypatch, dtype):
 
 
 def test_the_audit_thread_imports_what_the_audits_need():
-    """The first audit imports nothing: `start`'s thread has imported the checker's tolerance (a
-    fresh process, where nothing else has)."""
+    """In a fresh process, `start`'s thread imports the checker's tolerance, and the first audit
+    then imports nothing."""
     probe = """
-import sys, numpy as np
+import json, sys, threading, numpy as np
 from handlayers import train
+where = []
+class Spy:
+    def find_spec(self, name, path=None, target=None):
+        if name == "handlayers.testing.tolerance":
+            where.append(threading.current_thread().name)
+sys.meta_path.insert(0, Spy())
 net, shape = train.MODELS["mlp"]()
 audit = train.Audit(net, "numpy", np.float64)
-before = "handlayers.testing.tolerance" in sys.modules
-audit.start(net.init(0), np.zeros((8, *shape)), np.zeros(8, np.int64))
+params = net.init(0)
+X, y = np.random.default_rng(0).random((8, *shape)), np.arange(8)
+audit.start(params, X, y)
 audit.finish()
-print(before, "handlayers.testing.tolerance" in sys.modules)
+before = set(sys.modules)
+_, grads = net.loss_and_gradients(params, X, y)
+ratio = audit(0, params, grads, X, y)
+print(json.dumps({"where": where, "new": sorted(set(sys.modules) - before), "ratio": ratio}))
 """
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["False", "True"]
+    result = json.loads(done.stdout)
+    assert len(result["where"]) == 1
+    assert result["where"][0].startswith("handlayers-audit")
+    assert result["new"] == []
+    assert 0 < result["ratio"] <= 1
+
+
+def test_training_without_scikit_learn_says_what_to_install(monkeypatch):
+    """Without scikit-learn, `train` says which extra to install before it starts the audit's work."""
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "sklearn" else find_spec(name, *a)
+    )
+    monkeypatch.setattr(train.Audit, "start", lambda *a: pytest.fail("the audit started"))
+    with pytest.raises(ModuleNotFoundError, match=re.escape("pip install '.[train]'")):
+        train.train("mlp", epochs=1)
 
 
 def test_audit_every_0_trains_without_an_audit(capsys):
@@ -225,6 +251,8 @@ jax.config.update("jax_enable_x64", True)
 from handlayers import train
 from handlayers.optim import SGD
 
+started, start = [], train.Audit.start
+train.Audit.start = lambda audit, *args: started.append(audit) or start(audit, *args)
 net, _ = train.MODELS["mlp"]()
 X, y, _, _ = train.load_digits(0)
 X, y = X[:32].astype(np.float32), y[:32]
@@ -248,8 +276,9 @@ print(json.dumps({
     "batch_split": len({str(s.index) for s in Xs.addressable_shards}),
     "replicated": all(g.sharding.is_fully_replicated for gs in grads for g in gs),
     "ratios": ratios,
-    "trained": train.train("mlp", backend="jax", epochs=1)["devices"],
+    "trained": train.train("mlp", backend="jax", epochs=1, batch_size=30)["devices"],
     "waits": train._one_step_at_a_time(jax.devices()),
+    "audit_compiles": started[0].oracle._cache_size(),
 }))
 """
 
@@ -265,6 +294,7 @@ def test_data_parallel_gradients_match_one_device():
     result = json.loads(done.stdout)
     assert result["devices"] == result["batch_split"] == 4
     assert result["waits"]  # each step done before the next (see test_the_runner_waits_when_told_to)
+    assert result["audit_compiles"] == 1  # batches of 30 rounded up to 32 before the oracle compiled for them
     assert result["replicated"]
     assert len(result["ratios"]) == 4
     assert max(result["ratios"]) <= 1
