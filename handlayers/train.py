@@ -10,8 +10,9 @@ every ``audit_every`` steps and the last, against ``jax.grad`` of the same netwo
 reference functions, in float64, on the batch of that step, with the checker's tolerance. A ratio
 above 1 stops training with :class:`AuditFailure`, whose report runs the checker on each layer
 (on its own input and output gradient in that batch) and shows the one that is wrong. The oracle
-compiles in a thread, started before the data loads; an audit asked for before it is ready runs
-as soon as it is, and at the latest before its epoch is reported.
+runs in a process of its own, started before the data loads, so its start and its work run on
+another core; training does not wait for its answers, except at the end, and reports an epoch
+once every audit of its steps is judged.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from handlayers import nn
+from handlayers._oracle_process import OracleProcess
 from handlayers.optim import Adam
 
 __all__ = ["MODELS", "Audit", "AuditFailure", "batched", "jax_runner", "load_digits", "train", "train_step"]
@@ -79,10 +81,12 @@ class AuditFailure(Exception):
 class Audit:
     """The network's hand-written gradients against ``jax.grad`` of its reference network.
 
-    Compiling the float64 oracle is the audit's one large cost; :meth:`start` runs it in a thread
-    (XLA compiles without holding Python's lock), which :func:`train` starts before it loads the
-    data, and the audits asked for before it is done wait in :attr:`pending` until :meth:`poll`
-    or :meth:`finish` finds it done.
+    The oracle runs in a Python process of its own (:class:`~handlayers._oracle_process.OracleProcess`,
+    float64 on the CPU), which :meth:`start` starts and :func:`train` starts before it loads the
+    data: its start (jax, tracing, compiling) runs on another core. An audit sends its batch
+    there and waits in :attr:`pending` while training goes on; :meth:`poll` (between steps)
+    judges the audits answered, :meth:`finish` waits for them all, and either raises
+    :class:`AuditFailure` for a ratio above 1. :meth:`close` ends the process.
 
     Args:
         network: the network trained.
@@ -91,69 +95,67 @@ class Audit:
     """
 
     def __init__(self, network: nn.Sequential, backend: str, dtype: Any) -> None:
-        import jax
-
         self.network, self.backend, self.dtype = network, backend, np.dtype(dtype)
         #: the degree of the network's gradients in its inputs, for the tolerance: one factor per
         #: layer with a weight (the loss's own gradient is bounded: softmax minus a one-hot)
         self.degree = sum(bool(p.shapes) for p in network.pieces)
-        # run a few times a training: compiling it with XLA's cheapest settings (as the checker's
-        # rounding sensitivity is) takes half the time; its float64 arithmetic is the same, only
-        # less fused
-        quick = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
-        self.oracle = jax.jit(jax.grad(network.reference_loss), compiler_options=quick)
-        #: the audits asked for while the oracle compiles: (step, params, grads, X, labels), in float64
+        #: the audits sent to the oracle and not judged yet, oldest first: (answer, step, params,
+        #: grads, X, labels), in float64
         self.pending: list[tuple[Any, ...]] = []
         self.worst, self.count, self.seconds = 0.0, 0, 0.0
-        self._ready: Any = None  # the compilation's future, once started
+        self.oracle: OracleProcess | None = None
 
     def start(self, params: Sequence[tuple], X: Any, labels: Any) -> None:
-        """Compile the oracle for batches like ``X, labels`` in a thread."""
-        from concurrent.futures import ThreadPoolExecutor
-
+        """Start the oracle's process, compiling it for batches like ``X, labels`` (the first
+        audit does it if this was not called)."""
+        importlib.import_module("handlayers.testing.tolerance")  # what judging an audit imports
         like = ([tuple(np.zeros(np.shape(a)) for a in p) for p in params], np.zeros(np.shape(X)), np.zeros_like(labels))
+        self.oracle = OracleProcess([(p.reference, p.kwargs) for p in self.network.pieces], like)
 
-        def prepare() -> Any:
-            importlib.import_module("handlayers.testing.tolerance")  # what an audit imports: here, not in the first
-            return self.oracle(*like)
-
-        pool = ThreadPoolExecutor(1, thread_name_prefix="handlayers-audit")
-        self._ready = pool.submit(_in_x64(prepare))
-        pool.shutdown(wait=False)  # the thread ends when the compilation does
-
-    def __call__(self, step: int, params: Sequence[tuple], grads: Sequence[tuple], X: Any, labels: Any) -> float | None:
+    def __call__(self, step: int, params: Sequence[tuple], grads: Sequence[tuple], X: Any, labels: Any) -> None:
         """Audit ``grads`` (the hand-written gradients at ``params`` on the batch ``X, labels``):
-        the worst error as a fraction of its tolerance, or ``None`` when the oracle is still being
-        compiled (the audit then waits in :attr:`pending`). Raises :class:`AuditFailure` above 1."""
+        send them to the oracle; :meth:`poll` or :meth:`finish` judges them."""
         started = time.perf_counter()
+        if self.oracle is None:
+            self.start(params, X, labels)
         as64 = [tuple(np.array(a, np.float64) for a in p) for p in params]
         grads64 = [tuple(np.array(g, np.float64) for g in p) for p in grads]
-        self.pending.append((step, as64, grads64, np.array(X, np.float64), np.array(labels)))
+        X64, labels = np.array(X, np.float64), np.array(labels)
+        self.pending.append((self.oracle.submit(as64, X64, labels), step, as64, grads64, X64, labels))
         self.seconds += time.perf_counter() - started
-        worsts = self.poll()
-        return worsts[-1] if worsts else None
 
     def poll(self) -> list[float]:
-        """Run the pending audits if the oracle is ready (their ratios, oldest first)."""
-        if self._ready is not None and not self._ready.done():
-            return []
-        return self.finish()
+        """Judge the pending audits the oracle has answered, oldest first, up to the first not
+        answered yet: their ratios."""
+        return self._judge(wait=False)
 
     def finish(self) -> list[float]:
-        """Wait for the oracle and run every pending audit (their ratios, oldest first)."""
+        """Wait for the oracle's answers and judge every pending audit: their ratios, oldest first."""
+        return self._judge(wait=True)
+
+    def judged_through(self) -> float:
+        """The last step before the oldest audit not judged yet (infinity when all are)."""
+        return self.pending[0][1] - 1 if self.pending else np.inf
+
+    def close(self) -> None:
+        """End the oracle's process (the audits not judged yet stay so)."""
+        if self.oracle is not None:
+            self.oracle.close()
+
+    def _judge(self, wait: bool) -> list[float]:
         started = time.perf_counter()
-        if self._ready is not None:
-            self._ready.result()  # raises what compiling raised
         worsts = []
-        while self.pending:
-            worsts.append(self._audit(*self.pending.pop(0)))
+        while self.pending and (wait or self.pending[0][0].done()):
+            answer, *audit = self.pending.pop(0)
+            worsts.append(self._audit(answer.result(), *audit))  # raises the oracle's OracleError
         self.seconds += time.perf_counter() - started
         return worsts
 
-    def _audit(self, step: int, params64: list, grads64: list, X64: np.ndarray, labels: np.ndarray) -> float:
+    def _audit(
+        self, expected: list, step: int, params64: list, grads64: list, X64: np.ndarray, labels: np.ndarray
+    ) -> float:
         from handlayers.testing.oracle import Example  # not the whole checker: no Hypothesis
 
-        expected = _in_x64(self.oracle)(params64, X64, labels)
         example = Example((X64, *(a for p in params64 for a in p), labels), {}, 1.0)
         worst, where = 0.0, ""
         for i, (piece, want, got) in enumerate(zip(self.network.pieces, expected, grads64, strict=True)):
@@ -298,21 +300,21 @@ def train(
     Each epoch reshuffles the training set (from ``seed``) and takes every full batch of
     ``batch_size`` (the few examples left over wait for another epoch's order). ``network``
     replaces the model's network (same input shape). ``audit_every=0`` audits nothing (to time
-    training without the audit). ``on_step(done, total)`` is called after
-    every step with the steps done and the steps in all,
-    ``on_epoch(record)`` after every epoch with ``{"epoch", "loss", "train_accuracy",
-    "test_accuracy"}``.
+    training without the audit). ``on_step(done, total)`` is called after every step with the
+    steps done and the steps in all, ``on_epoch(record)`` with each epoch's ``{"epoch", "loss",
+    "train_accuracy", "test_accuracy"}``, in order, once every audit of its steps is judged.
 
     Returns:
         ``{"model", "backend", "devices", "dtype", "seed", "epochs", "steps", "test_accuracy",
         "seconds", "gradient_audit", "audits", "audit_seconds", "history"}``: ``gradient_audit`` is
         the worst audited error as a fraction of its tolerance (``None`` without audits),
-        ``audit_seconds`` the time training waited for the audit, ``seconds`` the wall time of the
+        ``audit_seconds`` the time training spent on the audit (sending it batches, judging the
+        oracle's answers, waiting for the last), ``seconds`` the wall time of the
         training and testing (after loading the data), ``history`` the epochs' records.
 
     Raises:
-        AuditFailure: when the hand-written gradients fail the audit; training stops there (at
-        the latest at the end of the epoch of the step audited).
+        AuditFailure: when the hand-written gradients fail the audit; training stops at the
+        first step after the oracle's answer (at the latest at the end of training).
     """
     default, shape = MODELS[model]()
     network = network or default
@@ -325,56 +327,64 @@ def train(
     if importlib.util.find_spec("sklearn") is None:  # before the audit's thread starts work for nothing
         raise ModuleNotFoundError("training needs scikit-learn, in the train extra: pip install '.[train]' in a clone")
     audit = Audit(network, backend, dtype) if audit_every else None
-    if audit:  # the oracle compiles in a thread while the data loads (mostly importing scikit-learn)
+    if audit:  # the oracle's process starts while the data loads (mostly importing scikit-learn)
         audit.start(network.init(seed, dtype), np.zeros((batch_size, *shape)), np.zeros(batch_size, np.int64))
-    X_train, y_train, X_test, y_test = load_digits(seed, shape)
-    started = time.perf_counter()
-    step = train_step(network, optimizer)
-    if backend == "jax":
-        import jax.numpy as jnp
+    try:
+        X_train, y_train, X_test, y_test = load_digits(seed, shape)
+        started = time.perf_counter()
+        step = train_step(network, optimizer)
+        if backend == "jax":
+            import jax.numpy as jnp
 
-        step, put = jax_runner(step)
-        params = network.init(seed, dtype, jnp)
-        logits = jax.jit(network.logits)
-        devices = [str(d) for d in jax.devices()]
-    else:
-        step, put = batched(step), (lambda *a: a)
-        params, logits, devices = network.init(seed, dtype), network.logits, ["cpu"]
-    X_train = X_train.astype(dtype)
-    X_all, y_all = np.concatenate([X_train, X_test.astype(dtype)]), np.concatenate([y_train, y_test])
-    state = optimizer.init(params)
-    rng = np.random.default_rng(seed)
-    per_epoch = len(y_train) // batch_size
-    last = epochs * per_epoch - 1
-    history = []
-    for epoch in range(1, epochs + 1):
-        order = rng.permutation(len(y_train))[: per_epoch * batch_size].reshape(per_epoch, batch_size)
-        Xs, ys = put(X_train[order], y_train[order])
-        losses = []
-        for b in range(per_epoch):
-            t = (epoch - 1) * per_epoch + b
-            new_params, state, loss, grads = step(params, state, Xs, ys, b)
-            if audit and (t % audit_every == 0 or t == last):
-                audit(t, params, grads, X_train[order[b]], y_train[order[b]])
-            elif audit and audit.pending:
-                audit.poll()
-            params = new_params
-            losses.append(loss)
-            if on_step:
-                on_step(t + 1, last + 1)
+            step, put = jax_runner(step)
+            params = network.init(seed, dtype, jnp)
+            logits = jax.jit(network.logits)
+            devices = [str(d) for d in jax.devices()]
+        else:
+            step, put = batched(step), (lambda *a: a)
+            params, logits, devices = network.init(seed, dtype), network.logits, ["cpu"]
+        X_train = X_train.astype(dtype)
+        X_all, y_all = np.concatenate([X_train, X_test.astype(dtype)]), np.concatenate([y_train, y_test])
+        state = optimizer.init(params)
+        rng = np.random.default_rng(seed)
+        per_epoch = len(y_train) // batch_size
+        last = epochs * per_epoch - 1
+        history: list[dict[str, Any]] = []
+        reported = 0  # the epochs passed to on_epoch: each once every audit of its steps is judged
+        for epoch in range(1, epochs + 1):
+            order = rng.permutation(len(y_train))[: per_epoch * batch_size].reshape(per_epoch, batch_size)
+            Xs, ys = put(X_train[order], y_train[order])
+            losses = []
+            for b in range(per_epoch):
+                t = (epoch - 1) * per_epoch + b
+                new_params, state, loss, grads = step(params, state, Xs, ys, b)
+                if audit and (t % audit_every == 0 or t == last):
+                    audit(t, params, grads, X_train[order[b]], y_train[order[b]])
+                if audit and audit.pending:
+                    audit.poll()
+                params = new_params
+                losses.append(loss)
+                if on_step:
+                    on_step(t + 1, last + 1)
+            # both sets in one call: one shape for jax.jit to compile
+            right = np.argmax(np.asarray(logits(params, X_all)), axis=1) == y_all
+            history.append(
+                {
+                    "epoch": epoch,
+                    "loss": float(np.mean([float(x) for x in losses])),
+                    "train_accuracy": float(np.mean(right[: len(y_train)])),
+                    "test_accuracy": float(np.mean(right[len(y_train) :])),
+                }
+            )
+            if audit and epoch == epochs:
+                audit.finish()
+            judged = min(epoch, (audit.judged_through() + 1) // per_epoch) if audit else epoch
+            for record in history[reported:judged] if on_epoch else ():
+                on_epoch(record)
+            reported = max(reported, judged)
+    finally:
         if audit:
-            audit.finish()  # an epoch is reported only once its audits are done
-        # both sets in one call: one shape for jax.jit to compile
-        right = np.argmax(np.asarray(logits(params, X_all)), axis=1) == y_all
-        record = {
-            "epoch": epoch,
-            "loss": float(np.mean([float(x) for x in losses])),
-            "train_accuracy": float(np.mean(right[: len(y_train)])),
-            "test_accuracy": float(np.mean(right[len(y_train) :])),
-        }
-        history.append(record)
-        if on_epoch:
-            on_epoch(record)
+            audit.close()
     return {
         "model": model,
         "backend": backend,

@@ -1,18 +1,23 @@
 """Training on the digits: the split, reproducibility, both backends, the audit, data parallelism, the command."""
 
 import dataclasses
+import gc
 import importlib.util
+import io
 import json
 import os
+import pickle
 import re
 import subprocess
 import sys
+from concurrent.futures import Future
 
 import numpy as np
 import pytest
 
-from handlayers import nn, train, vector
+from handlayers import _oracle_process, nn, train, vector
 from handlayers.__main__ import main
+from handlayers._oracle_process import OracleError, OracleProcess, serve
 from handlayers.optim import SGD
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -119,110 +124,273 @@ def test_audit_names_a_wrong_activation_not_the_layers_it_feeds():
     assert "layer 0 (vector.affine) is wrong" not in found
 
 
-def test_audit_failure_without_a_wrong_layer_says_so():
+@pytest.fixture
+def audit_of():
+    """``audit_of(network, backend, dtype)``: a :class:`train.Audit`, its oracle's process closed after the test."""
+    made = []
+    yield lambda *args: made.append(train.Audit(*args)) or made[-1]
+    for audit in made:
+        audit.close()
+
+
+def batch_of_8(dtype=np.float64):
+    """The default MLP, its parameters from seed 0, the first 8 digits and their hand-written gradients."""
+    net, _ = train.MODELS["mlp"]()
+    X, y, _, _ = train.load_digits(0)
+    params = net.init(0, dtype)
+    _, grads = net.loss_and_gradients(params, X[:8].astype(dtype), y[:8])
+    return net, params, grads, X[:8], y[:8]
+
+
+def reference_gradients(net, params, X, y):
+    """``jax.grad`` of the network's reference loss in float64, in this process."""
+    import jax
+
+    return train._in_x64(jax.grad(net.reference_loss))(params, X, y)
+
+
+def test_audit_failure_without_a_wrong_layer_says_so(audit_of):
     """When the layers pass alone but the network does not (the optimizer saw other gradients), the report says so."""
-    net, _ = train.MODELS["mlp"]()
-    X, y, _, _ = train.load_digits(0)
-    params = net.init(0)
-    _, grads = net.loss_and_gradients(params, X[:8], y[:8])
+    net, params, grads, X, y = batch_of_8()
     grads[0] = (grads[0][0] + 1e-3, grads[0][1])
+    audit = audit_of(net, "numpy", np.float64)
+    audit(7, params, grads, X, y)
     with pytest.raises(train.AuditFailure, match="every layer passes the checker on its own in this batch"):
-        train.Audit(net, "numpy", np.float64)(7, params, grads, X[:8], y[:8])
+        audit.finish()
 
 
-def test_an_audit_asked_before_the_oracle_is_compiled_waits_for_it():
-    """While the oracle compiles, audits wait in `pending`, in order; `poll` leaves them until it is
-    ready, then runs them all, and a wrong one among them fails with the step it audited."""
-    from concurrent.futures import Future
+class Answers:
+    """An oracle whose answers the test gives: each ``submit`` is a future left pending."""
 
-    net, _ = train.MODELS["mlp"]()
-    X, y, _, _ = train.load_digits(0)
-    params = net.init(0)
-    _, grads = net.loss_and_gradients(params, X[:8], y[:8])
-    audit = train.Audit(net, "numpy", np.float64)
-    audit._ready = compiling = Future()
-    assert audit(0, params, grads, X[:8], y[:8]) is None
+    def __init__(self):
+        self.futures = []
+
+    def submit(self, params, X, labels):
+        self.futures.append(Future())
+        return self.futures[-1]
+
+    def close(self):
+        pass
+
+
+def test_audits_wait_for_the_oracles_answers_and_are_judged_in_order(audit_of):
+    """Audits wait in `pending` while training goes on; `poll` judges the answered ones oldest first,
+    up to the first not answered, and a wrong one fails with the step it audited."""
+    net, params, grads, X, y = batch_of_8()
+    audit = audit_of(net, "numpy", np.float64)
+    audit.oracle = answers = Answers()
+    assert audit(0, params, grads, X, y) is None
     wrong = [(grads[0][0] * (1 + 1e-6), grads[0][1]), *grads[1:]]
-    assert audit(5, params, wrong, X[:8], y[:8]) is None
-    assert [p[0] for p in audit.pending] == [0, 5]
-    assert audit.poll() == []
-    assert (audit.count, len(audit.pending)) == (0, 2)
-    compiling.set_result(None)
+    audit(5, params, wrong, X, y)
+    assert [p[1] for p in audit.pending] == [0, 5]
+    assert (audit.poll(), audit.judged_through()) == ([], -1)
+    expected = reference_gradients(net, params, X, y)
+    answers.futures[1].set_result(expected)
+    assert (audit.poll(), audit.judged_through()) == ([], -1)  # the oldest first
+    answers.futures[0].set_result(expected)
     with pytest.raises(train.AuditFailure, match=r"^gradient audit at step 5: layer 0 \(vector\.affine\) dW"):
         audit.poll()
-    assert (audit.count, audit.pending) == (2, [])
+    assert (audit.count, audit.pending, audit.judged_through()) == (2, [], np.inf)
     assert audit.worst > 1
 
 
-def test_the_oracle_compiles_beside_training_for_the_batches_it_audits():
-    """`start` compiles the oracle for the batch's shapes in a thread: after it, an audit of such a
-    batch runs at once and agrees with one made without it."""
-    net, _ = train.MODELS["mlp"]()
-    X, y, _, _ = train.load_digits(0)
-    params = net.init(0, np.float32)
-    _, grads = net.loss_and_gradients(params, X[:8].astype(np.float32), y[:8])
-    started = train.Audit(net, "numpy", np.float32)
-    started.start(params, X[:8], y[:8])
-    started.finish()
-    assert started.oracle._cache_size() == 1
-    assert (
-        0
-        < started(0, params, grads, X[:8], y[:8])
-        == train.Audit(net, "numpy", np.float32)(0, params, grads, X[:8], y[:8])
-    )
-    assert started.oracle._cache_size() == 1  # the audit used what `start` compiled
+def test_an_oracle_that_failed_fails_the_audit(audit_of):
+    """An error of the oracle's process is raised by the audit waiting for it, not taken for a pass."""
+    net, params, grads, X, y = batch_of_8()
+    audit = audit_of(net, "numpy", np.float64)
+    audit.oracle = answers = Answers()
+    audit(0, params, grads, X, y)
+    answers.futures[0].set_exception(OracleError("Traceback ... MemoryError"))
+    with pytest.raises(OracleError, match="MemoryError"):
+        audit.finish()
 
 
-def test_the_oracle_starts_compiling_before_the_data_loads(monkeypatch, dtype):
-    """`train` starts the oracle's compilation before it loads the digits, for the very batches it
-    then audits: the audits compile nothing more."""
-    calls, audits = [], []
-    start, load = train.Audit.start, train.load_digits
+def test_audits_judge_their_gradients_as_the_checker_does(audit_of, dtype):
+    """Right gradients pass with a ratio above 0 and wrong ones fail (one part in a million in
+    float64, one in a hundred in float32), with or without `start`: the first audit starts the
+    oracle if need be."""
+    net, params, grads, X, y = batch_of_8(dtype)
+    started, unstarted = audit_of(net, "numpy", dtype), audit_of(net, "numpy", dtype)
+    started.start(params, X, y)
+    for audit in started, unstarted:
+        audit(0, params, grads, X, y)
+        (ratio,) = audit.finish()
+        assert 0 < ratio <= 1
+        off = [*grads[:2], (grads[2][0], grads[2][1] * (1 + (1e-6 if np.dtype(dtype) == np.float64 else 1e-2)))]
+        audit(1, params, off, X, y)
+        with pytest.raises(train.AuditFailure, match=r"^gradient audit at step 1: layer 2 \(vector\.affine\) db"):
+            audit.finish()
+    assert started.oracle.ready.done()
+    never = audit_of(net, "numpy", dtype)
+    never.close()  # nothing started, nothing to end
+    assert never.oracle is None
 
-    def starting(audit, *args):
+
+def signature(tree):
+    """Each array's shape and dtype: the oracle compiles once for all arguments of one signature."""
+    import jax
+
+    return jax.tree.map(lambda a: (np.shape(a), np.asarray(a).dtype.name), tree)
+
+
+def test_the_oracle_starts_before_the_data_loads(monkeypatch, dtype):
+    """`train` starts the oracle's process before it loads the digits, compiling for the very
+    signature of the batches it then audits: the audits compile nothing more."""
+    calls, likes, audited = [], [], []
+    init, submit, load = OracleProcess.__init__, OracleProcess.submit, train.load_digits
+
+    def starting(oracle, pieces, like):
         calls.append("start")
-        audits.append(audit)
-        return start(audit, *args)
+        likes.append(signature(like))
+        init(oracle, pieces, like)
 
-    monkeypatch.setattr(train.Audit, "start", starting)
+    monkeypatch.setattr(OracleProcess, "__init__", starting)
+    monkeypatch.setattr(OracleProcess, "submit", lambda o, *args: audited.append(signature(args)) or submit(o, *args))
     monkeypatch.setattr(train, "load_digits", lambda *args: calls.append("load") or load(*args))
     result = train.train("mlp", epochs=1, dtype=dtype)
     assert calls == ["start", "load"]
     assert result["audits"] == 2
-    assert audits[0].oracle._cache_size() == 1
+    assert audited == likes * 2
 
 
-def test_the_audit_thread_imports_what_the_audits_need():
-    """In a fresh process, `start`'s thread imports the checker's tolerance, and the first audit
-    then imports nothing."""
+def test_the_oracle_process_computes_the_reference_gradients():
+    """The process's gradients are `jax.grad` of the reference network's loss in float64, as in this
+    process; a request it cannot answer is an error with its traceback, and the process goes on."""
+    net, params, _, X, y = batch_of_8()
+    oracle = OracleProcess([(p.reference, p.kwargs) for p in net.pieces], (params, X, y))
+    try:
+        assert oracle.ready.result(timeout=300) is None
+        got = oracle.submit(params, X, y).result(timeout=60)
+        bad = oracle.submit(params, X[:, :3], y)
+        again = oracle.submit(params, X[::-1], y).result(timeout=60)
+    finally:
+        oracle.close()
+    for want, answer in (
+        (reference_gradients(net, params, X, y), got),
+        (reference_gradients(net, params, X[::-1], y), again),
+    ):
+        for w, g in zip(jax_leaves(want), jax_leaves(answer), strict=True):
+            assert g.dtype == np.float64
+            np.testing.assert_allclose(g, w, rtol=1e-13, atol=1e-16)
+    with pytest.raises(OracleError, match="Traceback"):
+        bad.result()
+    assert oracle.process.wait(timeout=60) == 0  # closing ended it
+
+
+def jax_leaves(tree):
+    import jax
+
+    return jax.tree.leaves(tree)
+
+
+def test_the_oracle_process_serves_in_this_process():
+    """`serve`, run here on pickled requests: compiles for the first, answers the next with gradients
+    or a traceback, and returns at the end of its input."""
+    net, params, _, X, y = batch_of_8()
+    requests = io.BytesIO()
+    for request in (
+        ([(p.reference, p.kwargs) for p in net.pieces], (params, X, y)),
+        (params, X, y),
+        (params, X[:, :3], y),
+    ):
+        pickle.dump(request, requests)
+    requests.seek(0)
+    answers = io.BytesIO()
+    serve(requests, answers)
+    answers.seek(0)
+    compiled, gradients, error = (pickle.load(answers) for _ in range(3))
+    assert compiled == (True, None)
+    assert gradients[0] is True
+    for w, g in zip(jax_leaves(reference_gradients(net, params, X, y)), jax_leaves(gradients[1]), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-13, atol=1e-16)
+    assert error[0] is False
+    assert "Traceback" in error[1]
+    assert answers.read() == b""
+
+
+def test_an_oracle_process_that_ends_fails_every_answer(monkeypatch):
+    """A process that dies (here one that exits at once, code 3) fails the answers asked of it, saying so."""
+    monkeypatch.setattr(_oracle_process, "BOOT", "import sys; sys.exit(3)")
+    oracle = OracleProcess([("vector.relu", {})], ([()], np.zeros((2, 3)), np.zeros(2, np.int64)))
+    later = oracle.submit([()], np.zeros((2, 3)), np.zeros(2, np.int64))
+    for answer in oracle.ready, later:
+        with pytest.raises(OracleError, match=r"oracle process ended \(exit code 3\)"):
+            answer.result(timeout=60)
+    oracle.close()
+
+
+def test_the_oracle_process_ends_with_its_object():
+    """An oracle no longer referenced ends its process: a training that forgets to close leaves none behind."""
+    oracle = OracleProcess([("vector.relu", {})], ([()], np.zeros((2, 3)), np.zeros(2, np.int64)))
+    process = oracle.process
+    del oracle
+    gc.collect()
+    assert process.wait(timeout=60) == 0
+
+
+def test_the_audit_imports_what_judging_needs_when_it_starts():
+    """In a fresh process, `start` imports the checker's tolerance, and the audits after it import nothing."""
     probe = """
-import json, sys, threading, numpy as np
+import json, sys, numpy as np
 from handlayers import train
-where = []
-class Spy:
-    def find_spec(self, name, path=None, target=None):
-        if name == "handlayers.testing.tolerance":
-            where.append(threading.current_thread().name)
-sys.meta_path.insert(0, Spy())
 net, shape = train.MODELS["mlp"]()
 audit = train.Audit(net, "numpy", np.float64)
 params = net.init(0)
 X, y = np.random.default_rng(0).random((8, *shape)), np.arange(8)
 audit.start(params, X, y)
-audit.finish()
 before = set(sys.modules)
 _, grads = net.loss_and_gradients(params, X, y)
-ratio = audit(0, params, grads, X, y)
-print(json.dumps({"where": where, "new": sorted(set(sys.modules) - before), "ratio": ratio}))
+audit(0, params, grads, X, y)
+ratios = audit.finish()
+audit.close()
+print(json.dumps({"new": sorted(set(sys.modules) - before), "ratios": ratios}))
 """
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)
-    assert len(result["where"]) == 1
-    assert result["where"][0].startswith("handlayers-audit")
     assert result["new"] == []
-    assert 0 < result["ratio"] <= 1
+    assert 0 < result["ratios"][0] <= 1
+
+
+class HeldFirst:
+    """An oracle computing in this process whose first answer it holds until :meth:`release`."""
+
+    def __init__(self, pieces, like):
+        self.network = nn.Sequential(*(nn.Piece(reference, None, kwargs=kwargs) for reference, kwargs in pieces))
+        self.held = None
+
+    def submit(self, params, X, labels):
+        future, value = Future(), reference_gradients(self.network, params, X, labels)
+        if self.held is None:
+            self.held = future, value
+        else:
+            future.set_result(value)
+        return future
+
+    def release(self):
+        self.held[0].set_result(self.held[1])
+
+    def close(self):
+        pass
+
+
+def test_training_reports_an_epoch_once_its_audits_are_judged(monkeypatch):
+    """Training does not wait for the oracle's answers: with the first held back, it trains on,
+    and passes each epoch to `on_epoch` only once every audit of its steps is judged, in order."""
+    made, epochs, seen = [], [], []
+    monkeypatch.setattr(train, "OracleProcess", lambda *args: made.append(HeldFirst(*args)) or made[-1])
+
+    def on_step(done, total):
+        if done == total - 1:
+            seen.append(list(epochs))
+            made[0].release()
+
+    result = train.train("mlp", epochs=3, audit_every=10, on_step=on_step, on_epoch=lambda r: epochs.append(r["epoch"]))
+    assert seen == [[]]  # two epochs trained, none reported: their first audit was not judged
+    assert epochs == [1, 2, 3]
+    assert result["audits"] == 15  # steps 0, 10, ..., 130 and the last, 131
+    assert 0 < result["gradient_audit"] <= 1
 
 
 def test_training_without_scikit_learn_says_what_to_install(monkeypatch):
@@ -251,8 +419,13 @@ jax.config.update("jax_enable_x64", True)
 from handlayers import train
 from handlayers.optim import SGD
 
-started, start = [], train.Audit.start
-train.Audit.start = lambda audit, *args: started.append(audit) or start(audit, *args)
+from handlayers._oracle_process import OracleProcess
+
+signature = lambda tree: repr(jax.tree.map(lambda a: (np.shape(a), np.asarray(a).dtype.name), tree))
+likes, audited = [], []
+init, submit = OracleProcess.__init__, OracleProcess.submit
+OracleProcess.__init__ = lambda oracle, pieces, like: likes.append(signature(like)) or init(oracle, pieces, like)
+OracleProcess.submit = lambda oracle, *args: audited.append(signature(args)) or submit(oracle, *args)
 net, _ = train.MODELS["mlp"]()
 X, y, _, _ = train.load_digits(0)
 X, y = X[:32].astype(np.float32), y[:32]
@@ -278,7 +451,8 @@ print(json.dumps({
     "ratios": ratios,
     "trained": train.train("mlp", backend="jax", epochs=1, batch_size=30)["devices"],
     "waits": train._one_step_at_a_time(jax.devices()),
-    "audit_compiles": started[0].oracle._cache_size(),
+    "started": likes,
+    "audited": audited,
 }))
 """
 
@@ -294,7 +468,10 @@ def test_data_parallel_gradients_match_one_device():
     result = json.loads(done.stdout)
     assert result["devices"] == result["batch_split"] == 4
     assert result["waits"]  # each step done before the next (see test_the_runner_waits_when_told_to)
-    assert result["audit_compiles"] == 1  # batches of 30 rounded up to 32 before the oracle compiled for them
+    # batches of 30 rounded up to 32 before the oracle compiled for them: the audits compile nothing more
+    assert len(result["started"]) == 1
+    assert "(32, 64)" in result["started"][0]
+    assert result["audited"] == result["started"] * 2
     assert result["replicated"]
     assert len(result["ratios"]) == 4
     assert max(result["ratios"]) <= 1
@@ -435,12 +612,11 @@ def test_training_needs_no_global_float64_setting():
     assert 0 <= on_jax["gradient_audit"] <= 1
 
 
-def test_audit_counts_a_nan_gradient_as_wrong():
+def test_audit_counts_a_nan_gradient_as_wrong(audit_of):
     """A NaN in a hand-written gradient fails the audit (its ratio is infinite), whatever the other gradients."""
-    net, _ = train.MODELS["mlp"]()
-    X, y, _, _ = train.load_digits(0)
-    params = net.init(0)
-    _, grads = net.loss_and_gradients(params, X[:8], y[:8])
+    net, params, grads, X, y = batch_of_8()
     grads[0] = (grads[0][0], np.full_like(grads[0][1], np.nan))
+    audit = audit_of(net, "numpy", np.float64)
+    audit(0, params, grads, X, y)
     with pytest.raises(train.AuditFailure, match=r"layer 0 \(vector\.affine\) db is off by inf of its tolerance"):
-        train.Audit(net, "numpy", np.float64)(0, params, grads, X[:8], y[:8])
+        audit.finish()
