@@ -1,6 +1,7 @@
 """The conventions from Python: testing.check and testing.adapt take user code as it is written,
 testing.spec takes any reference; options that do not fit the code are errors."""
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -125,6 +126,21 @@ def test_spec_draws_named_dimensions_alike_labels_in_range_and_the_kinks():
     assert {0.25, 0.0, 1.0, -1.0, ("n", 1), ("equal", True), ("equal", False)} <= seen
 
 
+def test_spec_keeps_literal_sizes():
+    """A literal size in a shape or in a label's shape is drawn as it is, beside the named ones."""
+    spec = testing.spec(refs.multiply, shapes="x: n 3", labels="y: 2 < 4")
+    from hypothesis import given, settings
+
+    @settings(max_examples=10, derandomize=True)
+    @given(spec.draw(np.float64))
+    def run(drawn):
+        (x, y), _ = drawn
+        assert (x.shape[1:], y.shape) == ((3,), (2,))
+        assert np.all((y >= 0) & (y < 4))
+
+    run()
+
+
 @pytest.mark.parametrize(
     ("text", "parsed"),
     [
@@ -159,6 +175,33 @@ def test_labels_and_keywords_parse():
         parse_labels("labels: n")
     with pytest.raises(ValueError, match="NAME=VALUE"):
         parse_keywords(["axis"])
+
+
+def test_a_keyword_value_may_hold_an_equals_sign():
+    """The name ends at the first '=': the rest is the value, a literal ('=') or else text ('1=2')."""
+    assert parse_keywords(["sep='='", "p=1=2"]) == {"sep": "=", "p": "1=2"}
+
+
+def test_a_blank_part_declares_nothing():
+    """A trailing ';', with spaces after it as a shell line may have, or an empty part, is skipped."""
+    assert parse_shapes("x: n;  ") == {"x": ("n",)}
+    assert parse_labels("y: n < k; ;") == {"y": (("n",), "k")}
+
+
+@pytest.mark.parametrize("text", ["y: n <", "y: n <  ", "y: n < k < m"])
+def test_a_label_takes_one_bound(text):
+    """Nothing after the '<', or a second '<', is refused with the form a label takes (not as a
+    dimension that is no name)."""
+    with pytest.raises(ValueError, match=r"labels 'y': expected 'DIMS < BOUND'"):
+        parse_labels(text)
+
+
+@pytest.mark.parametrize("parse", [parse_shapes, parse_labels])
+def test_two_inputs_without_a_separator_are_refused(parse):
+    """Two colons in one part (a ';' missing between two inputs) say so, the part quoted."""
+    text = "X: n d W: d m" if parse is parse_shapes else "y: n < k z: n < k"
+    with pytest.raises(ValueError, match=f"one colon per input, inputs separated by ';', got '{text}'"):
+        parse(text)
 
 
 def test_an_input_declared_twice_is_refused():
@@ -289,6 +332,43 @@ def test_keywords_reach_a_built_in_reference_and_the_layer(capsys):
     assert seen
     assert all(kw == {"axis": 1} for kw in seen)
     assert with_keywords(spec, {}) is spec
+
+
+def test_a_keyword_the_reference_cannot_take_is_refused(capsys):
+    """A keyword the reference has no parameter for, or one its inputs fill, is refused by name
+    (the reference would refuse every example), and the command line exits 2 with the reason."""
+    from handlayers.testing.declared import with_keywords
+
+    softmax = testing.SPECS["vector.softmax"]
+    with pytest.raises(ValueError, match=r"'axes' is no keyword of vector\.softmax; its keywords: axis"):
+        with_keywords(softmax, {"axes": 1})
+    with pytest.raises(ValueError, match=r"'Z' is an input of vector\.softmax"):
+        with_keywords(softmax, {"Z": 1})
+    with pytest.raises(ValueError, match="'alpha' is no keyword of relu; its keywords: none"):
+        testing.spec(jax.nn.relu, shapes="x: n", kwargs={"alpha": 0.1}, name="relu")
+    with pytest.raises(ValueError, match="'X' is an input of dense"):  # A, B, c fill X, W, b
+        testing.spec(refs.dense, shapes="A: n d; B: d e; c: e", kwargs={"X": 1}, name="dense")
+    # nothing is said where the reference takes **kwargs, or where Python cannot read its signature
+    assert testing.spec(lambda x, **kw: x, shapes="x: n", kwargs={"any": 1}).args == ("x",)
+    assert testing.spec(max, shapes="x: n", kwargs={"any": 1}).args == ("x",)
+    relu = Path(vector.__file__).parent.parent / "scalar.py"
+    assert main(["check", f"{relu}:ReLU", "--against", "scalar.relu", "--kw", "alpha=0.1"]) == 2
+    assert "'alpha' is no keyword of scalar.relu" in capsys.readouterr().err
+
+
+def test_a_spec_with_keywords_is_checked_on_arrays_only():
+    """Python floats carry no keywords: a spec with keywords has no elements (an empty tuple, as
+    Spec's type says), and asking it for Python floats is an error, not examples without them."""
+    from handlayers.testing.declared import with_keywords
+
+    def leaky(a, alpha=0.0):
+        return jax.numpy.where(a > 0, a, alpha * a)
+
+    relu = testing.SPECS["scalar.relu"]
+    spec = with_keywords(dataclasses.replace(relu, reference=leaky), {"alpha": 0.1})
+    assert spec.elements == ()
+    with pytest.raises(ValueError, match=r"scalar\.relu takes arrays, not Python floats"):
+        testing.check(relu.layer, spec, backend="python", max_examples=5)
 
 
 def test_a_pair_whose_forward_returns_no_cache_is_reported():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -38,18 +39,20 @@ def parse_shapes(text: str | Mapping[str, str | Sequence[str | int]]) -> dict[st
 
 
 def parse_labels(text: str | Mapping[str, str]) -> dict[str, tuple[Dims, str | int]]:
-    """``"labels: n < k"``: integer inputs of shape ``(n,)`` with values in ``[0, k)``."""
+    """``"labels: n < k"``: integer inputs of shape ``(n,)`` with values in ``[0, k)``; one ``<``
+    and one bound each."""
     parsed = {}
     for name, declared in _items(text):
         dims, sep, bound = str(declared).partition("<")
-        if not sep or not bound.strip():
+        if not sep or not bound.strip() or "<" in bound:
             raise ValueError(f"labels {name!r}: expected 'DIMS < BOUND' (labels: n < k), got {declared!r}")
         parsed[name] = (tuple(_dim(d) for d in dims.split()), _dim(bound.strip()))
     return parsed
 
 
 def parse_keywords(pairs: Sequence[str]) -> dict[str, Any]:
-    """``["axis=1", "mode=train"]`` as ``{"axis": 1, "mode": "train"}``: a Python literal, else text."""
+    """``["axis=1", "mode=train"]`` as ``{"axis": 1, "mode": "train"}``: a Python literal, else text;
+    the name ends at the first ``=`` (``sep='='`` is ``{"sep": "="}``)."""
     keywords = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
@@ -70,6 +73,10 @@ def _items(text: str | Mapping[str, Any]) -> list[tuple[str, Any]]:
         name, sep, rest = part.partition(":")
         if not sep or not name.strip().isidentifier():
             raise ValueError(f"expected 'NAME: DIMS', got {part.strip()!r}")
+        if ":" in rest:  # "X: n d W: d m": two inputs where a ';' is missing
+            raise ValueError(
+                f"expected 'NAME: DIMS', one colon per input, inputs separated by ';', got {part.strip()!r}"
+            )
         items.append((name.strip(), rest.strip()))
     return items
 
@@ -109,6 +116,8 @@ def spec(
     if len(set(declared)) < len(declared):
         raise ValueError(f"an input is declared twice: {', '.join(declared)}")
     args = _order(function, declared)
+    title = name or f"{getattr(function, '__module__', None) or ''}.{_function_name(function)}".lstrip(".")
+    _takes_keywords(function, kwargs or {}, args, title)
     label_positions = tuple(i for i, a in enumerate(args) if a in labels_)
     kwargs_ = dict(kwargs or {})
     dims = [d for a in args for d in (shapes_[a] if a in shapes_ else (*labels_[a][0], labels_[a][1]))]
@@ -136,7 +145,6 @@ def spec(
 
         return inputs()
 
-    title = name or f"{getattr(function, '__module__', None) or ''}.{_function_name(function)}".lstrip(".")
     return Spec(title, function, None, tuple(args), draw, labels=label_positions)  # type: ignore[arg-type]
 
 
@@ -158,6 +166,7 @@ def with_keywords(spec_: Spec, keywords: Mapping[str, Any]) -> Spec:
     keywords); examples where the reference cannot take them (an axis past the input's) are skipped."""
     if not keywords:
         return spec_
+    _takes_keywords(spec_.reference, keywords, spec_.args, spec_.name)
 
     def fits(example: tuple[tuple[Any, ...], dict[str, Any]]) -> bool:
         inputs, kwargs = example
@@ -171,4 +180,25 @@ def with_keywords(spec_: Spec, keywords: Mapping[str, Any]) -> Spec:
     def draw(dtype: Any) -> Any:
         return spec_.draw(dtype).map(lambda e: (e[0], {**e[1], **keywords})).filter(fits)
 
+    # no elements: Python floats carry no keywords, so such a spec is checked on arrays only
     return dataclasses.replace(spec_, draw=draw, elements=())
+
+
+def _takes_keywords(
+    function: Callable[..., Any], keywords: Mapping[str, Any], inputs: Sequence[str], name: str
+) -> None:
+    """Refuse, by name, a keyword the reference has no parameter for, or one that its inputs fill
+    (they go to its first parameters, in order): it would refuse every example. Where Python
+    cannot read its signature, or it takes ``**kwargs``, nothing is said."""
+    found = signature(function)
+    parameters = list(found.parameters.values()) if found is not None else []
+    if found is None or any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return
+    either, only = inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY
+    positional = [p.name for p in parameters if p.kind in (inspect.Parameter.POSITIONAL_ONLY, either)]
+    filled = {*inputs, *positional[: len(inputs)]}
+    taken = [p.name for p in parameters if p.kind in (either, only) and p.name not in filled]
+    for keyword in keywords:
+        if keyword not in taken:
+            what = "an input of" if keyword in filled else "no keyword of"
+            raise ValueError(f"{keyword!r} is {what} {name}; its keywords: {', '.join(taken) or 'none'}")
