@@ -42,6 +42,8 @@ os.dup2(2, 1)
 sys.path[:] = pickle.load(sys.stdin.buffer)
 from handlayers._oracle_process import serve
 serve(sys.stdin.buffer, answers)
+answers.close()
+os._exit(0)  # skip tearing jax down: the parent's pipes to the process close now
 """
 
 #: XLA's cheapest settings (as the checker's rounding sensitivity has them): the oracle runs a few
