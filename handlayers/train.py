@@ -108,9 +108,9 @@ class Audit:
     def start(self, params: Sequence[tuple], X: Any, labels: Any) -> None:
         """Start the oracle's process, compiling it for batches like ``X, labels`` (the first
         audit does it if this was not called)."""
-        importlib.import_module("handlayers.testing.tolerance")  # what judging an audit imports
         like = ([tuple(np.zeros(np.shape(a)) for a in p) for p in params], np.zeros(np.shape(X)), np.zeros_like(labels))
         self.oracle = OracleProcess([(p.reference, p.kwargs) for p in self.network.pieces], like)
+        importlib.import_module("handlayers.testing.tolerance")  # what judging imports (jax too), as the process starts
 
     def __call__(self, step: int, params: Sequence[tuple], grads: Sequence[tuple], X: Any, labels: Any) -> None:
         """Audit ``grads`` (the hand-written gradients at ``params`` on the batch ``X, labels``):
@@ -280,7 +280,6 @@ def _in_x64(f: Callable[..., Any]) -> Callable[..., Any]:
     return wrapped
 
 
-@_in_x64
 def train(
     model: str = "mlp",
     *,
@@ -324,67 +323,101 @@ def train(
         import jax
 
         batch_size += -batch_size % jax.device_count()  # every device gets as many examples
-    if importlib.util.find_spec("sklearn") is None:  # before the audit's thread starts work for nothing
+    if importlib.util.find_spec("sklearn") is None:  # before the audit's process starts work for nothing
         raise ModuleNotFoundError("training needs scikit-learn, in the train extra: pip install '.[train]' in a clone")
     audit = Audit(network, backend, dtype) if audit_every else None
-    if audit:  # the oracle's process starts while the data loads (mostly importing scikit-learn)
+    if audit:  # the oracle's process starts first: beside this one importing jax and loading the data
         audit.start(network.init(seed, dtype), np.zeros((batch_size, *shape)), np.zeros(batch_size, np.int64))
-    try:
-        X_train, y_train, X_test, y_test = load_digits(seed, shape)
-        started = time.perf_counter()
-        step = train_step(network, optimizer)
-        if backend == "jax":
-            import jax.numpy as jnp
-
-            step, put = jax_runner(step)
-            params = network.init(seed, dtype, jnp)
-            logits = jax.jit(network.logits)
-            devices = [str(d) for d in jax.devices()]
-        else:
-            step, put = batched(step), (lambda *a: a)
-            params, logits, devices = network.init(seed, dtype), network.logits, ["cpu"]
-        X_train = X_train.astype(dtype)
-        X_all, y_all = np.concatenate([X_train, X_test.astype(dtype)]), np.concatenate([y_train, y_test])
-        state = optimizer.init(params)
-        rng = np.random.default_rng(seed)
-        per_epoch = len(y_train) // batch_size
-        last = epochs * per_epoch - 1
-        history: list[dict[str, Any]] = []
-        reported = 0  # the epochs passed to on_epoch: each once every audit of its steps is judged
-        for epoch in range(1, epochs + 1):
-            order = rng.permutation(len(y_train))[: per_epoch * batch_size].reshape(per_epoch, batch_size)
-            Xs, ys = put(X_train[order], y_train[order])
-            losses = []
-            for b in range(per_epoch):
-                t = (epoch - 1) * per_epoch + b
-                new_params, state, loss, grads = step(params, state, Xs, ys, b)
-                if audit and (t % audit_every == 0 or t == last):
-                    audit(t, params, grads, X_train[order[b]], y_train[order[b]])
-                if audit and audit.pending:
-                    audit.poll()
-                params = new_params
-                losses.append(loss)
-                if on_step:
-                    on_step(t + 1, last + 1)
-            # both sets in one call: one shape for jax.jit to compile
-            right = np.argmax(np.asarray(logits(params, X_all)), axis=1) == y_all
-            history.append(
-                {
-                    "epoch": epoch,
-                    "loss": float(np.mean([float(x) for x in losses])),
-                    "train_accuracy": float(np.mean(right[: len(y_train)])),
-                    "test_accuracy": float(np.mean(right[len(y_train) :])),
-                }
-            )
-            if audit and epoch == epochs:
-                audit.finish()
-            judged = min(epoch, (audit.judged_through() + 1) // per_epoch) if audit else epoch
-            for record in history[reported:judged] if on_epoch else ():
-                on_epoch(record)
-            reported = max(reported, judged)
+    try:  # this process imports jax now, beside the oracle's process starting
+        return _in_x64(_train)(
+            model,
+            network,
+            shape,
+            backend,
+            epochs,
+            seed,
+            batch_size,
+            dtype,
+            optimizer,
+            audit,
+            audit_every,
+            on_step,
+            on_epoch,
+        )
     finally:
         if audit:
             audit.close()
+
+
+def _train(
+    model: str,
+    network: nn.Sequential,
+    shape: tuple[int, ...],
+    backend: str,
+    epochs: int,
+    seed: int,
+    batch_size: int,
+    dtype: np.dtype,
+    optimizer: Any,
+    audit: Audit | None,
+    audit_every: int,
+    on_step: Callable[[int, int], None] | None,
+    on_epoch: Callable[[dict[str, Any]], None] | None,
+) -> dict[str, Any]:
+    """:func:`train`'s training, in float64-enabled jax, once the audit has started."""
+    X_train, y_train, X_test, y_test = load_digits(seed, shape)
+    started = time.perf_counter()
+    step = train_step(network, optimizer)
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        step, put = jax_runner(step)
+        params = network.init(seed, dtype, jnp)
+        logits = jax.jit(network.logits)
+        devices = [str(d) for d in jax.devices()]
+    else:
+        step, put = batched(step), (lambda *a: a)
+        params, logits, devices = network.init(seed, dtype), network.logits, ["cpu"]
+    X_train = X_train.astype(dtype)
+    X_all, y_all = np.concatenate([X_train, X_test.astype(dtype)]), np.concatenate([y_train, y_test])
+    state = optimizer.init(params)
+    rng = np.random.default_rng(seed)
+    per_epoch = len(y_train) // batch_size
+    last = epochs * per_epoch - 1
+    history: list[dict[str, Any]] = []
+    reported = 0  # the epochs passed to on_epoch: each once every audit of its steps is judged
+    for epoch in range(1, epochs + 1):
+        order = rng.permutation(len(y_train))[: per_epoch * batch_size].reshape(per_epoch, batch_size)
+        Xs, ys = put(X_train[order], y_train[order])
+        losses = []
+        for b in range(per_epoch):
+            t = (epoch - 1) * per_epoch + b
+            new_params, state, loss, grads = step(params, state, Xs, ys, b)
+            if audit and (t % audit_every == 0 or t == last):
+                audit(t, params, grads, X_train[order[b]], y_train[order[b]])
+            if audit and audit.pending:
+                audit.poll()
+            params = new_params
+            losses.append(loss)
+            if on_step:
+                on_step(t + 1, last + 1)
+        # both sets in one call: one shape for jax.jit to compile
+        right = np.argmax(np.asarray(logits(params, X_all)), axis=1) == y_all
+        history.append(
+            {
+                "epoch": epoch,
+                "loss": float(np.mean([float(x) for x in losses])),
+                "train_accuracy": float(np.mean(right[: len(y_train)])),
+                "test_accuracy": float(np.mean(right[len(y_train) :])),
+            }
+        )
+        if audit and epoch == epochs:
+            audit.finish()
+        judged = min(epoch, (audit.judged_through() + 1) // per_epoch) if audit else epoch
+        for record in history[reported:judged] if on_epoch else ():
+            on_epoch(record)
+        reported = max(reported, judged)
     return {
         "model": model,
         "backend": backend,

@@ -353,6 +353,23 @@ print(json.dumps({"new": sorted(set(sys.modules) - before), "ratios": ratios}))
     assert 0 < result["ratios"][0] <= 1
 
 
+def test_the_oracle_process_starts_before_this_one_imports_jax():
+    """In a fresh process training on numpy, the oracle's process starts before this one imports jax
+    (for judging the audits): the two imports then run side by side."""
+    probe = """
+import json, sys
+from handlayers import train
+seen, init = [], train.OracleProcess.__init__
+train.OracleProcess.__init__ = lambda oracle, *args: seen.append("jax" in sys.modules) or init(oracle, *args)
+result = train.train("mlp", epochs=1)
+print(json.dumps({"jax imported before": seen, "audits": result["audits"]}))
+"""
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == {"jax imported before": [False], "audits": 2}
+
+
 class HeldFirst:
     """An oracle computing in this process whose first answer it holds until :meth:`release`."""
 
