@@ -5,10 +5,10 @@
   ``--audit-every 0`` (no audit), in interleaved rounds: test accuracy (target at least 0.97 for
   the MLP, 0.98 for the CNN), the training's seconds and the whole command's (target for the MLP:
   within 30 s), and what the gradient audit costs (target: at most 10% at the default K): the
-  wall time it adds to the command, round by round, in seconds and over the training's seconds
-  without it (the target's measure: it holds all of the audit's one-time start, which now begins
-  before the data loads, before the training's clock starts), and the training's seconds with it
-  over those without it (the training's clock only).
+  wall time it adds to the command, round by round, in seconds, over the training's seconds
+  without it (the target's measure: it holds all of the audit's one-time start, which begins
+  before the data loads, before the training's clock starts) and over the whole command without
+  it; and the training's seconds with it over those without it (the training's clock only).
 - ``epoch``: one epoch of the jitted hand-written step against the same epoch of a plain
   ``jax.jit(value_and_grad)`` step of the reference network with the same optimizer, batches fed
   the same way (target: at most 1.1x).
@@ -104,6 +104,7 @@ def runs(model: str, backend: str, rounds: int) -> dict[str, Any]:
     added = [a["command_seconds"] - u["command_seconds"] for a, u in zip(samples[100], samples[0], strict=True)]
     result["audit_added_seconds"] = ratio(added, [1.0] * len(added))
     result["audit_wall_cost"] = ratio(added, [u["seconds"] for u in samples[0]])
+    result["audit_command_cost"] = ratio(added, [u["command_seconds"] for u in samples[0]])
     return result
 
 
@@ -139,7 +140,7 @@ def audit_cost(backend: str, rounds: int) -> dict[str, float]:
 def run(rounds: int = 9, *, quick: bool = False) -> dict[str, Any]:
     """Every measurement above; ``quick`` skips the full runs."""
     network, _ = train.MODELS["mlp"]()
-    done = [] if quick else [runs(m, b, 5) for m in ("mlp", "cnn") for b in ("numpy", "jax")]
+    done = [] if quick else [runs(m, b, 9) for m in ("mlp", "cnn") for b in ("numpy", "jax")]
     results: dict[str, Any] = {"runs": done}
     samples = compare(
         {
@@ -162,17 +163,19 @@ def table(results: dict[str, Any]) -> str:
         lines += [
             "| model | backend | test accuracy | training s | unaudited training s | audit cost, training's clock | "
             "command s | unaudited command s | wall time the audit adds, s | "
-            "that over the unaudited training (target at most 10%) | audits | audit waited s | worst/tol |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "that over the unaudited training (target at most 10%) | over the unaudited command | audits | "
+            "audit waited s | worst/tol |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in results["runs"]:
-            c, a, w = r["audit_cost"], r["audit_added_seconds"], r["audit_wall_cost"]
+            c, a, w, m = r["audit_cost"], r["audit_added_seconds"], r["audit_wall_cost"], r["audit_command_cost"]
             lines.append(
                 f"| {r['model']} | {r['backend']} | {r['test_accuracy']:.4f} | {r['seconds']:.2f} | "
                 f"{r['unaudited_seconds']:.2f} | {c['median']:.0%} ({c['low']:.0%} to {c['high']:.0%}) | "
                 f"{r['command_seconds']:.2f} | {r['unaudited_command_seconds']:.2f} | "
                 f"{a['median']:.2f} ({a['low']:.2f} to {a['high']:.2f}) | "
-                f"{w['median']:.0%} ({w['low']:.0%} to {w['high']:.0%}) | {r['audits']} | "
+                f"{w['median']:.0%} ({w['low']:.0%} to {w['high']:.0%}) | "
+                f"{m['median']:.0%} ({m['low']:.0%} to {m['high']:.0%}) | {r['audits']} | "
                 f"{r['audit_seconds']:.2f} | {r['gradient_audit']:.2g} |"
             )
         lines.append("")
