@@ -187,7 +187,7 @@ def table(results: dict[str, Any]) -> str:
         *(f"| {way} | {s * 1e3:.2f} |" for way, s in e["seconds"].items()),
         f"| ratio (target at most 1.10) | {q['median']:.3f} ({q['low']:.3f} to {q['high']:.3f}) |",
         "",
-        "| backend | one step ms | one audit ms | audit every 100 steps, share |",
+        "| backend | one step ms | one audit ms, sent, answered and judged | every 100 steps, if training waited for it |",
         "|---|---:|---:|---:|",
     ]
     for backend, a in results["audit"].items():
