@@ -77,7 +77,7 @@ def command(model: str, backend: str, audit_every: int = 100) -> dict[str, Any]:
         cwd=ROOT, capture_output=True, text=True, check=True,
     )  # fmt: skip
     result = json.loads(done.stdout)
-    result["command_seconds"] = round(time.perf_counter() - started, 2)
+    result["command_seconds"] = round(time.perf_counter() - started, 4)
     del result["history"]
     return result
 
@@ -164,7 +164,7 @@ def table(results: dict[str, Any]) -> str:
             "| model | backend | test accuracy | training s | unaudited training s | audit cost, training's clock | "
             "command s | unaudited command s | wall time the audit adds, s | "
             "that over the unaudited training (target at most 10%) | over the unaudited command | audits | "
-            "audit waited s | worst/tol |",
+            "time spent on the audit, s | worst/tol |",
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in results["runs"]:
@@ -187,7 +187,8 @@ def table(results: dict[str, Any]) -> str:
         *(f"| {way} | {s * 1e3:.2f} |" for way, s in e["seconds"].items()),
         f"| ratio (target at most 1.10) | {q['median']:.3f} ({q['low']:.3f} to {q['high']:.3f}) |",
         "",
-        "| backend | one step ms | one audit ms, sent, answered and judged | every 100 steps, if training waited for it |",
+        "| backend | one step ms | one audit ms, sent, answered and judged "
+        "| every 100 steps, if training waited for it |",
         "|---|---:|---:|---:|",
     ]
     for backend, a in results["audit"].items():

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE = 0, 1, 2
+EXIT_ORACLE = 3  # train: the gradient audit's oracle failed, so nothing was audited
 
 
 def _at_least(least: int) -> Callable[[str], int]:
@@ -51,7 +52,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     _check_parser(commands)
 
-    train = commands.add_parser("train", help="train a network of the layers on scikit-learn's digits")
+    train = commands.add_parser(
+        "train",
+        help="train a network of the layers on scikit-learn's digits",
+        epilog="exit status: 0 trained, 1 the gradient audit stopped training (its report on stdout), "
+        "3 the audit's oracle failed (its error on stderr)",
+    )
     train.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
     train.add_argument("--backend", choices=["numpy", "jax"], default="numpy")
     train.add_argument("--epochs", type=_positive, default=20, help="passes over the training set (default 20)")
@@ -531,6 +537,11 @@ def _train(args: argparse.Namespace) -> int:
         except train.AuditFailure as failure:
             print(str(failure))
             return EXIT_MISMATCH
+        except train.OracleError as error:
+            print(
+                f"handlayers train: the gradient audit's oracle failed, so training stopped:\n{error}", file=sys.stderr
+            )
+            return EXIT_ORACLE
     if args.plot:
         _plot(result["history"], args.plot, f"{args.model}, {args.backend}, seed {args.seed}")
     if args.json:

@@ -1,7 +1,7 @@
 """The training audit's oracle in a Python process of its own.
 
 The oracle is ``jax.grad`` of a network's reference loss, in float64, on the CPU. Starting it
-(starting Python and jax, tracing the reference network, compiling it: about 0.8 s for the MLP
+(starting Python and jax, tracing the reference network, compiling it: about 0.6 s for the MLP
 on the project's 2-core machine) holds Python's lock most of the time, so in a thread beside the
 training it took turns with it: the audit added 0.1 to 0.35 s to training runs of 0.4 to 3.3 s.
 In a process of its own it runs on another core while the training loads its data and trains,
@@ -11,12 +11,14 @@ and each audit's oracle runs beside the training's next steps.
 hands it requests and gets :class:`concurrent.futures.Future` answers. The process reads pickled
 requests on its standard input and writes pickled answers on the standard output it was given
 (its ``sys.stdout`` goes to standard error, so a stray print cannot break the conversation), and
-ends at the end of its input: when the training closes it, or exits.
+ends at the end of its input: when the training closes it, or exits. Every request gets an
+answer or an :class:`OracleError`, whatever happens to the process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import pickle
 import queue
@@ -33,16 +35,20 @@ import numpy as np
 
 __all__ = ["OracleError", "OracleProcess", "serve"]
 
-#: the process's program: the parent's ``sys.path`` comes first, so it imports what the parent does
+#: the process's program (run with ``-I``: nothing from the working directory shadows ``pickle``);
+#: the parent's ``sys.path`` comes first, so it imports what the parent does
 BOOT = """\
-import os, pickle, sys
+import os, pickle, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the training's: it closes the process
 hasattr(os, "nice") and os.nice(10)  # where both compete for a core, the training goes first
 answers = os.fdopen(os.dup(1), "wb")
 os.dup2(2, 1)
-sys.path[:] = pickle.load(sys.stdin.buffer)
+try:
+    sys.path[:] = pickle.load(sys.stdin.buffer)
+except EOFError:  # closed before its first request
+    os._exit(0)
 from handlayers._oracle_process import serve
 serve(sys.stdin.buffer, answers)
-answers.close()
 os._exit(0)  # skip tearing jax down: the parent's pipes to the process close now
 """
 
@@ -57,12 +63,13 @@ class OracleError(RuntimeError):
 
 
 def serve(requests: BinaryIO, answers: BinaryIO) -> None:
-    """The process's loop, until the end of ``requests``.
+    """The process's loop, until the end of ``requests`` (or of the pipe to its answers).
 
-    The first request is the network, as its pieces' ``(reference, kwargs)``, and arguments like
-    those to come, ``(params, X, labels)``: it compiles the oracle for them and answers ``None``.
-    Each later request is such arguments, answered with the oracle's gradients (numpy arrays, one
-    tuple per piece). Each answer is ``(True, value)``, or ``(False, traceback)`` for an error.
+    The first request is the network, as :meth:`handlayers.nn.Sequential.references`, and
+    arguments like those to come, ``(params, X, labels)``: it compiles the oracle for them and
+    answers ``None``. Each later request is such arguments, answered with the oracle's gradients
+    (numpy arrays, one tuple per piece). Each answer is ``(True, value)``, or ``(False,
+    traceback)`` for an error.
     """
     import jax
 
@@ -77,8 +84,8 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
         try:
             with jax.enable_x64(True):
                 if oracle is None:
-                    pieces, like = request
-                    network = nn.Sequential(*(nn.Piece(reference, None, kwargs=kwargs) for reference, kwargs in pieces))
+                    references, like = request
+                    network = nn.Sequential.from_references(references)
                     oracle = jax.jit(jax.grad(network.reference_loss), compiler_options=QUICK)
                     oracle(*like)
                     answer: tuple[bool, Any] = (True, None)
@@ -86,79 +93,132 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
                     answer = (True, [tuple(np.asarray(g) for g in p) for p in oracle(*request)])
         except Exception:
             answer = (False, traceback.format_exc())
-        pickle.dump(answer, answers)
-        answers.flush()
+        try:
+            pickle.dump(answer, answers)
+            answers.flush()
+        except OSError:  # the training is gone: nobody to answer
+            return
 
 
 class OracleProcess:
-    """``jax.grad`` of ``pieces``' reference loss, in float64, on the CPU of a process of its own.
+    """``jax.grad`` of a network's reference loss, in float64, on the CPU of a process of its own.
 
     Starts the process and the oracle's compilation for arguments like ``like``; :attr:`ready` is
     done when it is compiled. :meth:`close` ends the process (so does the object's collection).
 
     Args:
-        pieces: the network's pieces, each ``(reference, kwargs)`` (:class:`handlayers.nn.Piece`'s).
+        references: the network's :meth:`handlayers.nn.Sequential.references`.
         like: arguments ``(params, X, labels)`` shaped as the audits' will be (their values unused).
     """
 
-    def __init__(self, pieces: Sequence[tuple[str, dict[str, Any]]], like: tuple[Any, ...]) -> None:
-        env = {
-            **os.environ,
-            "JAX_PLATFORMS": "cpu",  # the CPU's float64; a GPU stays the training's
-            # numpy's BLAS does no work there: without its threads, the process's start takes a
-            # quarter less CPU time (0.57 s against 0.76 s for the MLP), taken from the training
-            **dict.fromkeys(("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"), "1"),
-        }
-        process = subprocess.Popen([sys.executable, "-c", BOOT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-        self._requests: queue.SimpleQueue = queue.SimpleQueue()
-        self._requests.put(list(sys.path))  # for BOOT, unanswered
-        # the thread holds the process and the queue, not this object: collecting it closes the process
-        threading.Thread(target=_converse, args=(process, self._requests), name="handlayers-audit", daemon=True).start()
-        self._close = weakref.finalize(self, self._requests.put, None)
-        self.process = process
+    def __init__(self, references: Sequence[tuple[str, dict[str, Any]]], like: tuple[Any, ...]) -> None:
+        env = {key: value for key, value in os.environ.items() if key != "XLA_FLAGS"}  # none is the oracle's
+        env["JAX_PLATFORMS"] = "cpu"  # the CPU's float64; a GPU stays the training's
+        # numpy's BLAS does no work there: without its threads, the process's start takes a quarter
+        # less CPU time (0.57 s against 0.76 s for the MLP), taken from the training
+        env.update(dict.fromkeys(("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"), "1"))
+        command = [sys.executable, "-I", "-c", BOOT]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        # the thread holds the channel, not this object: collecting it closes the process
+        self._channel = channel = _Channel(_dumps(_path()))
+        threading.Thread(target=_converse, args=(self.process, channel), name="handlayers-audit", daemon=True).start()
+        weakref.finalize(self, channel.close)
         #: done once the oracle is compiled (an :class:`OracleError` if it could not be)
-        self.ready = self._ask((list(pieces), like))
+        self.ready = self._ask((list(references), like))
 
     def submit(self, params: Any, X: Any, labels: Any) -> Future:
-        """The oracle's gradients at ``params, X, labels`` (numpy arrays), to come: a future."""
+        """The oracle's gradients at ``params, X, labels`` (numpy arrays), to come: a future.
+
+        Raises:
+            OracleError: when the process is closed.
+            pickle.PicklingError: when the arguments cannot be sent."""
         return self._ask((params, X, labels))
 
     def _ask(self, request: tuple) -> Future:
         future: Future = Future()
-        self._requests.put((future, request))
+        self._channel.put(future, _dumps(request))  # pickled here: what cannot be raises here
         return future
 
     def close(self) -> None:
-        """End the process, once the requests already made are answered."""
-        self._close()
+        """End the process: the requests not answered yet fail with :class:`OracleError`."""
+        self._channel.close()
 
 
-def _converse(process: subprocess.Popen, requests: queue.SimpleQueue) -> None:
-    """Send each request to ``process`` and set its future to the answer, until told ``None``; the
-    first, ``sys.path``, is for :data:`BOOT` and goes with the next."""
-    path, ended = requests.get(), None
-    while (item := requests.get()) is not None:
-        future, request = item
-        if ended is None:
-            try:
-                if path is not None:
-                    pickle.dump(path, process.stdin)
-                    path = None
-                pickle.dump(request, process.stdin)
-                process.stdin.flush()
-                ok, value = pickle.load(process.stdout)
-            except (EOFError, OSError):
-                ended = OracleError(
-                    f"the audit's oracle process ended (exit code {process.wait()}); its error is above"
-                )
-            else:
-                if ok:
-                    future.set_result(value)
+def _dumps(value: Any) -> bytes:
+    return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+
+
+def _path() -> list[str]:
+    """The parent's ``sys.path`` for the process, absolute, with the folders that hold the
+    ``handlayers`` and ``reference`` it imported first (they may come from a working directory
+    since left)."""
+    roots = [
+        os.path.dirname(importlib.util.find_spec(name).submodule_search_locations[0])
+        for name in ("handlayers", "reference")
+    ]
+    return [*dict.fromkeys([*roots, *(os.path.abspath(p) for p in sys.path)])]
+
+
+class _Channel:
+    """What :class:`OracleProcess` shares with its conversation's thread: the requests, each a
+    future and its pickled request, and whether it is closed."""
+
+    def __init__(self, path: bytes) -> None:
+        self.path, self.closed = path, False
+        self.requests: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+
+    def put(self, future: Future, request: bytes) -> None:
+        with self._lock:
+            if self.closed:
+                raise OracleError("the audit's oracle process is closed")
+            self.requests.put((future, request))
+
+    def close(self) -> None:
+        with self._lock:
+            if not self.closed:
+                self.closed = True
+                self.requests.put(None)
+
+
+def _converse(process: subprocess.Popen, channel: _Channel) -> None:
+    """Send each request to ``process`` and set its future to the answer, until the channel is
+    closed; the futures it cannot answer fail with :class:`OracleError`, and anything unexpected
+    on the pipes ends the process (what it says next could not be trusted)."""
+    first, ended = True, None
+    try:
+        while (item := channel.requests.get()) is not None:
+            future, request = item
+            if not future.set_running_or_notify_cancel():
+                continue  # cancelled by its caller
+            if channel.closed:
+                ended = ended or OracleError("the audit's oracle process was closed before this answer")
+            if ended is None:
+                try:
+                    process.stdin.write(channel.path + request if first else request)
+                    process.stdin.flush()
+                    first = False
+                    ok, value = pickle.load(process.stdout)
+                except Exception as error:  # EOF, a broken pipe, a truncated answer...
+                    process.kill()
+                    ended = OracleError(
+                        f"the audit's oracle process ended (exit code {process.wait()}; "
+                        f"{type(error).__name__}: {error}); its error, if any, is above"
+                    )
                 else:
-                    future.set_exception(OracleError(value))
-                continue
-        future.set_exception(ended)
-    with contextlib.suppress(OSError):  # a process that died may leave a write unflushed
-        process.stdin.close()
-    process.wait()
-    process.stdout.close()
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(OracleError(value))
+                    continue
+            future.set_exception(ended)
+    finally:
+        channel.close()
+        while not channel.requests.empty():  # closed: nothing more comes
+            item = channel.requests.get()
+            if item is not None and item[0].set_running_or_notify_cancel():
+                item[0].set_exception(OracleError("the audit's oracle process was closed before this answer"))
+        for pipe in process.stdin, process.stdout:
+            with contextlib.suppress(OSError):  # a process that died may leave a write unflushed
+                pipe.close()
+        process.wait()

@@ -54,7 +54,8 @@ class Piece:
     Attributes:
         reference: the name of its reference function, ``"vector.affine"`` (a name of
             ``handlayers.testing.SPECS``), or ``"flatten"``.
-        layer: makes the layer from the constructor keywords ``kwargs``.
+        layer: makes the layer from the constructor keywords ``kwargs`` (``None`` in a network
+            built by :meth:`Sequential.from_references`, which has only its references).
         shapes: the shapes of its parameters, forward's inputs after the first.
         fans: ``(fan_in, fan_out)`` of its weight, for the initialization.
         kwargs: the layer's constructor keywords, also the reference's keyword arguments.
@@ -63,7 +64,7 @@ class Piece:
     """
 
     reference: str
-    layer: Callable[..., Any]
+    layer: Callable[..., Any] | None
     shapes: tuple[tuple[int, ...], ...] = ()
     fans: tuple[int, int] = (0, 0)
     kwargs: dict[str, Any] = field(default_factory=dict)
@@ -182,6 +183,16 @@ class Sequential:
             else:
                 dX = out
         return loss, grads
+
+    def references(self) -> list[tuple[str, dict[str, Any]]]:
+        """Each piece's reference and keywords: all :meth:`reference_loss` needs, to build it again
+        elsewhere with :meth:`from_references` (the training's audit does, in a process of its own)."""
+        return [(piece.reference, dict(piece.kwargs)) for piece in self.pieces]
+
+    @classmethod
+    def from_references(cls, references: Sequence[tuple[str, dict[str, Any]]]) -> Sequential:
+        """A network of :meth:`references`' pieces, without their layers: for :meth:`reference_loss`."""
+        return cls(*(Piece(reference, None, kwargs=dict(kwargs)) for reference, kwargs in references))
 
     def reference_loss(self, params: Sequence[tuple[Any, ...]], X: Any, labels: Any) -> Any:
         """The same loss built from the reference functions: ``jax.grad`` of it is the audit's oracle."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -27,10 +28,20 @@ from typing import Any
 import numpy as np
 
 from handlayers import nn
-from handlayers._oracle_process import OracleProcess
+from handlayers._oracle_process import OracleError, OracleProcess
 from handlayers.optim import Adam
 
-__all__ = ["MODELS", "Audit", "AuditFailure", "batched", "jax_runner", "load_digits", "train", "train_step"]
+__all__ = [
+    "MODELS",
+    "Audit",
+    "AuditFailure",
+    "OracleError",
+    "batched",
+    "jax_runner",
+    "load_digits",
+    "train",
+    "train_step",
+]
 
 #: the models by name: each makes its network and the shape of one example it takes
 MODELS: dict[str, Callable[[], tuple[nn.Sequential, tuple[int, ...]]]] = {
@@ -86,7 +97,9 @@ class Audit:
     data: its start (jax, tracing, compiling) runs on another core. An audit sends its batch
     there and waits in :attr:`pending` while training goes on; :meth:`poll` (between steps)
     judges the audits answered, :meth:`finish` waits for them all, and either raises
-    :class:`AuditFailure` for a ratio above 1. :meth:`close` ends the process.
+    :class:`AuditFailure` for a ratio above 1. At most :attr:`in_flight` audits wait: a training
+    faster than its oracle (a large network on a GPU) waits for the oldest rather than piling up
+    float64 copies. :meth:`close` ends the process.
 
     Args:
         network: the network trained.
@@ -104,24 +117,29 @@ class Audit:
         self.pending: list[tuple[Any, ...]] = []
         self.worst, self.count, self.seconds = 0.0, 0, 0.0
         self.oracle: OracleProcess | None = None
+        #: the most audits waiting for the oracle at once
+        self.in_flight = 8
 
     def start(self, params: Sequence[tuple], X: Any, labels: Any) -> None:
         """Start the oracle's process, compiling it for batches like ``X, labels`` (the first
         audit does it if this was not called)."""
         like = ([tuple(np.zeros(np.shape(a)) for a in p) for p in params], np.zeros(np.shape(X)), np.zeros_like(labels))
-        self.oracle = OracleProcess([(p.reference, p.kwargs) for p in self.network.pieces], like)
+        self.oracle = OracleProcess(self.network.references(), like)
         importlib.import_module("handlayers.testing.tolerance")  # what judging imports (jax too), as the process starts
 
     def __call__(self, step: int, params: Sequence[tuple], grads: Sequence[tuple], X: Any, labels: Any) -> None:
         """Audit ``grads`` (the hand-written gradients at ``params`` on the batch ``X, labels``):
-        send them to the oracle; :meth:`poll` or :meth:`finish` judges them."""
+        send them to the oracle; :meth:`poll` or :meth:`finish` judges them (this call judges the
+        oldest first if :attr:`in_flight` are waiting)."""
+        if len(self.pending) >= self.in_flight:
+            self._judge(wait=True, count=len(self.pending) - self.in_flight + 1)
         started = time.perf_counter()
         if self.oracle is None:
             self.start(params, X, labels)
         as64 = [tuple(np.array(a, np.float64) for a in p) for p in params]
         grads64 = [tuple(np.array(g, np.float64) for g in p) for p in grads]
-        X64, labels = np.array(X, np.float64), np.array(labels)
-        self.pending.append((self.oracle.submit(as64, X64, labels), step, as64, grads64, X64, labels))
+        X64, labels64 = np.array(X, np.float64), np.array(labels)
+        self.pending.append((self.oracle.submit(as64, X64, labels64), step, as64, grads64, X64, labels64))
         self.seconds += time.perf_counter() - started
 
     def poll(self) -> list[float]:
@@ -129,25 +147,28 @@ class Audit:
         answered yet: their ratios."""
         return self._judge(wait=False)
 
-    def finish(self) -> list[float]:
-        """Wait for the oracle's answers and judge every pending audit: their ratios, oldest first."""
-        return self._judge(wait=True)
+    def finish(self, timeout: float | None = None) -> list[float]:
+        """Wait for the oracle's answers and judge every pending audit: their ratios, oldest first.
+        ``timeout``: the seconds to wait for each answer (raises ``TimeoutError`` past them)."""
+        return self._judge(wait=True, timeout=timeout)
 
     def judged_through(self) -> float:
         """The last step before the oldest audit not judged yet (infinity when all are)."""
-        return self.pending[0][1] - 1 if self.pending else np.inf
+        return self.pending[0][1] - 1 if self.pending else math.inf
 
     def close(self) -> None:
         """End the oracle's process (the audits not judged yet stay so)."""
         if self.oracle is not None:
             self.oracle.close()
 
-    def _judge(self, wait: bool) -> list[float]:
+    def _judge(self, wait: bool, count: float = math.inf, timeout: float | None = None) -> list[float]:
+        """Judge the oldest ``count`` pending audits, waiting for their answers or (``wait=False``)
+        up to the first not answered yet."""
         started = time.perf_counter()
-        worsts = []
-        while self.pending and (wait or self.pending[0][0].done()):
+        worsts: list[float] = []
+        while self.pending and len(worsts) < count and (wait or self.pending[0][0].done()):
             answer, *audit = self.pending.pop(0)
-            worsts.append(self._audit(answer.result(), *audit))  # raises the oracle's OracleError
+            worsts.append(self._audit(answer.result(timeout), *audit))  # raises the oracle's OracleError
         self.seconds += time.perf_counter() - started
         return worsts
 
@@ -314,6 +335,8 @@ def train(
     Raises:
         AuditFailure: when the hand-written gradients fail the audit; training stops at the
         first step after the oracle's answer (at the latest at the end of training).
+        OracleError: when the audit's oracle fails (its process's error, or how it ended).
+        ValueError: when ``batch_size`` is larger than the training set.
     """
     default, shape = MODELS[model]()
     network = network or default
@@ -326,30 +349,21 @@ def train(
     if importlib.util.find_spec("sklearn") is None:  # before the audit's process starts work for nothing
         raise ModuleNotFoundError("training needs scikit-learn, in the train extra: pip install '.[train]' in a clone")
     audit = Audit(network, backend, dtype) if audit_every else None
-    if audit:  # the oracle's process starts first: beside this one importing jax and loading the data
+    if audit:  # the oracle's process starts first: beside this one importing jax (on numpy) and loading the data
         audit.start(network.init(seed, dtype), np.zeros((batch_size, *shape)), np.zeros(batch_size, np.int64))
-    try:  # this process imports jax now, beside the oracle's process starting
+    try:
         return _in_x64(_train)(
-            model,
-            network,
-            shape,
-            backend,
-            epochs,
-            seed,
-            batch_size,
-            dtype,
-            optimizer,
-            audit,
-            audit_every,
-            on_step,
-            on_epoch,
-        )
+            model=model, network=network, shape=shape, backend=backend, epochs=epochs, seed=seed,
+            batch_size=batch_size, dtype=dtype, optimizer=optimizer, audit=audit, audit_every=audit_every,
+            on_step=on_step, on_epoch=on_epoch,
+        )  # fmt: skip
     finally:
         if audit:
             audit.close()
 
 
 def _train(
+    *,
     model: str,
     network: nn.Sequential,
     shape: tuple[int, ...],
@@ -384,6 +398,8 @@ def _train(
     state = optimizer.init(params)
     rng = np.random.default_rng(seed)
     per_epoch = len(y_train) // batch_size
+    if per_epoch == 0:
+        raise ValueError(f"batch_size {batch_size} is larger than the training set ({len(y_train)} examples)")
     last = epochs * per_epoch - 1
     history: list[dict[str, Any]] = []
     reported = 0  # the epochs passed to on_epoch: each once every audit of its steps is judged

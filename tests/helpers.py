@@ -40,3 +40,40 @@ def seeded_example(spec, shapes, kwargs=None, seed=0, scale=1.0):
     several = len(spec.outputs) > 1
     dout = tuple(rng.standard_normal(s) for s in shape) if several else rng.standard_normal(shape)
     return Example(inputs, kwargs or {}, dout)
+
+
+# --- training (tests/test_train.py, tests/test_oracle_process.py) ---
+
+
+def batch_of_8(dtype=np.float64):
+    """The default MLP, its parameters from seed 0, the first 8 digits and their hand-written gradients."""
+    from handlayers import train
+
+    net, _ = train.MODELS["mlp"]()
+    X, y, _, _ = train.load_digits(0)
+    params = net.init(0, dtype)
+    _, grads = net.loss_and_gradients(params, X[:8].astype(dtype), y[:8])
+    return net, params, grads, X[:8], y[:8]
+
+
+def reference_gradients(net, params, X, y):
+    """``jax.grad`` of the network's reference loss in float64, in this process: one tuple a piece."""
+    import jax
+
+    from handlayers import train
+
+    return train._in_x64(jax.grad(net.reference_loss))(params, X, y)
+
+
+def fresh_python(probe, timeout=300):
+    """Run the Python source ``probe`` in a fresh process that imports this checkout (CPU only) and
+    return what it printed; its stderr is the failure message if it fails."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout

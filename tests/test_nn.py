@@ -27,12 +27,24 @@ NETWORKS = [mlp((3, 4, 2)), mlp((2, 3, 3, 2))]
 _AUDITS = {}
 
 
-def audit(net, backend, dtype):
-    """One Audit per network, backend and dtype."""
+def audited(net, backend, dtype, *args):
+    """The audit's ratio for ``args`` (step, params, grads, X, labels), by one Audit (and one oracle
+    process) per network, backend and dtype."""
     key = (id(net), backend, np.dtype(dtype).name)
     if key not in _AUDITS:
         _AUDITS[key] = Audit(net, backend, dtype)
-    return _AUDITS[key]
+    _AUDITS[key](*args)
+    (ratio,) = _AUDITS[key].finish(300)
+    return ratio
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _close_audits():
+    """The oracles' processes end with the module's tests."""
+    yield
+    for audit in _AUDITS.values():
+        audit.close()
+    _AUDITS.clear()
 
 
 @st.composite
@@ -58,7 +70,7 @@ def test_gradients_match_jax_grad_of_the_reference_network(backend, dtype, data)
             assert type(dp) is type(a)
             assert dp.shape == a.shape
             assert dp.dtype == a.dtype
-    assert audit(net, backend, dtype)(0, params, grads, X, labels) <= 1
+    assert audited(net, backend, dtype, 0, params, grads, X, labels) <= 1
     # the loss too: the reference network's, to the rounding of its float64 value in the dtype
     expected = float(net.reference_loss([tuple(np.asarray(a, np.float64) for a in p) for p in params], X, labels))
     assert abs(float(loss) - expected) <= 64 * np.finfo(dtype).eps * max(1.0, abs(expected)) * X.size
@@ -146,7 +158,7 @@ def test_cnn_gradients_match_jax_grad_of_the_reference_network(backend):
     X, labels = rng.uniform(0, 1, (4, *shape)), rng.integers(0, 10, 4)
     params = [tuple(backend_array(backend, a) for a in p) for p in net.init(seed=0)]
     _, grads = net.loss_and_gradients(params, backend_array(backend, X), backend_array(backend, labels))
-    assert Audit(net, backend, np.float64)(0, params, grads, X, labels) <= 1
+    assert audited(net, backend, np.float64, 0, params, grads, X, labels) <= 1
 
 
 def test_flatten_joins_convolution_shaped_inputs_to_dense_layers(backend):
@@ -156,7 +168,11 @@ def test_flatten_joins_convolution_shaped_inputs_to_dense_layers(backend):
     params = [tuple(backend_array(backend, a) for a in p) for p in net.init(seed=2)]
     _, grads = net.loss_and_gradients(params, backend_array(backend, X), backend_array(backend, labels))
     assert grads[0] == ()
-    assert Audit(net, backend, np.float64)(0, params, grads, X, labels) <= 1
+    assert audited(net, backend, np.float64, 0, params, grads, X, labels) <= 1
+    # the reference network's loss, here (the audit's runs in its own process): the same
+    loss, _ = net.loss_and_gradients(params, backend_array(backend, X), backend_array(backend, labels))
+    expected = net.reference_loss([tuple(np.asarray(a) for a in p) for p in params], X, labels)
+    assert float(loss) == pytest.approx(float(expected), rel=1e-12)
 
 
 def test_convolution_pieces_make_the_contracts_layers():

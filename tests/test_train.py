@@ -1,12 +1,9 @@
 """Training on the digits: the split, reproducibility, both backends, the audit, data parallelism, the command."""
 
 import dataclasses
-import gc
 import importlib.util
-import io
 import json
 import os
-import pickle
 import re
 import subprocess
 import sys
@@ -15,10 +12,11 @@ from concurrent.futures import Future
 import numpy as np
 import pytest
 
-from handlayers import _oracle_process, nn, train, vector
+from handlayers import nn, train, vector
 from handlayers.__main__ import main
-from handlayers._oracle_process import OracleError, OracleProcess, serve
+from handlayers._oracle_process import OracleError, OracleProcess
 from handlayers.optim import SGD
+from tests.helpers import batch_of_8, fresh_python, reference_gradients
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -124,29 +122,28 @@ def test_audit_names_a_wrong_activation_not_the_layers_it_feeds():
     assert "layer 0 (vector.affine) is wrong" not in found
 
 
+WAIT = 300  # seconds for any answer of the oracle: a process starting jax on a busy 2-core machine
+
+
 @pytest.fixture
 def audit_of():
     """``audit_of(network, backend, dtype)``: a :class:`train.Audit`, its oracle's process closed after the test."""
     made = []
-    yield lambda *args: made.append(train.Audit(*args)) or made[-1]
+
+    def audit_of(*args):
+        made.append(train.Audit(*args))
+        return made[-1]
+
+    yield audit_of
     for audit in made:
         audit.close()
 
 
-def batch_of_8(dtype=np.float64):
-    """The default MLP, its parameters from seed 0, the first 8 digits and their hand-written gradients."""
-    net, _ = train.MODELS["mlp"]()
-    X, y, _, _ = train.load_digits(0)
-    params = net.init(0, dtype)
-    _, grads = net.loss_and_gradients(params, X[:8].astype(dtype), y[:8])
-    return net, params, grads, X[:8], y[:8]
-
-
-def reference_gradients(net, params, X, y):
-    """``jax.grad`` of the network's reference loss in float64, in this process."""
+def signature(tree):
+    """Each array's shape and dtype: the oracle compiles once for all arguments of one signature."""
     import jax
 
-    return train._in_x64(jax.grad(net.reference_loss))(params, X, y)
+    return jax.tree.map(lambda a: (np.shape(a), np.asarray(a).dtype.name), tree)
 
 
 def test_audit_failure_without_a_wrong_layer_says_so(audit_of):
@@ -156,7 +153,7 @@ def test_audit_failure_without_a_wrong_layer_says_so(audit_of):
     audit = audit_of(net, "numpy", np.float64)
     audit(7, params, grads, X, y)
     with pytest.raises(train.AuditFailure, match="every layer passes the checker on its own in this batch"):
-        audit.finish()
+        audit.finish(WAIT)
 
 
 class Answers:
@@ -202,7 +199,7 @@ def test_an_oracle_that_failed_fails_the_audit(audit_of):
     audit(0, params, grads, X, y)
     answers.futures[0].set_exception(OracleError("Traceback ... MemoryError"))
     with pytest.raises(OracleError, match="MemoryError"):
-        audit.finish()
+        audit.finish(WAIT)
 
 
 def test_audits_judge_their_gradients_as_the_checker_does(audit_of, dtype):
@@ -214,23 +211,16 @@ def test_audits_judge_their_gradients_as_the_checker_does(audit_of, dtype):
     started.start(params, X, y)
     for audit in started, unstarted:
         audit(0, params, grads, X, y)
-        (ratio,) = audit.finish()
+        (ratio,) = audit.finish(WAIT)
         assert 0 < ratio <= 1
         off = [*grads[:2], (grads[2][0], grads[2][1] * (1 + (1e-6 if np.dtype(dtype) == np.float64 else 1e-2)))]
         audit(1, params, off, X, y)
         with pytest.raises(train.AuditFailure, match=r"^gradient audit at step 1: layer 2 \(vector\.affine\) db"):
-            audit.finish()
+            audit.finish(WAIT)
     assert started.oracle.ready.done()
     never = audit_of(net, "numpy", dtype)
     never.close()  # nothing started, nothing to end
     assert never.oracle is None
-
-
-def signature(tree):
-    """Each array's shape and dtype: the oracle compiles once for all arguments of one signature."""
-    import jax
-
-    return jax.tree.map(lambda a: (np.shape(a), np.asarray(a).dtype.name), tree)
 
 
 def test_the_oracle_starts_before_the_data_loads(monkeypatch, dtype):
@@ -253,81 +243,6 @@ def test_the_oracle_starts_before_the_data_loads(monkeypatch, dtype):
     assert audited == likes * 2
 
 
-def test_the_oracle_process_computes_the_reference_gradients():
-    """The process's gradients are `jax.grad` of the reference network's loss in float64, as in this
-    process; a request it cannot answer is an error with its traceback, and the process goes on."""
-    net, params, _, X, y = batch_of_8()
-    oracle = OracleProcess([(p.reference, p.kwargs) for p in net.pieces], (params, X, y))
-    try:
-        assert oracle.ready.result(timeout=300) is None
-        got = oracle.submit(params, X, y).result(timeout=60)
-        bad = oracle.submit(params, X[:, :3], y)
-        again = oracle.submit(params, X[::-1], y).result(timeout=60)
-    finally:
-        oracle.close()
-    for want, answer in (
-        (reference_gradients(net, params, X, y), got),
-        (reference_gradients(net, params, X[::-1], y), again),
-    ):
-        for w, g in zip(jax_leaves(want), jax_leaves(answer), strict=True):
-            assert g.dtype == np.float64
-            np.testing.assert_allclose(g, w, rtol=1e-13, atol=1e-16)
-    with pytest.raises(OracleError, match="Traceback"):
-        bad.result()
-    assert oracle.process.wait(timeout=60) == 0  # closing ended it
-
-
-def jax_leaves(tree):
-    import jax
-
-    return jax.tree.leaves(tree)
-
-
-def test_the_oracle_process_serves_in_this_process():
-    """`serve`, run here on pickled requests: compiles for the first, answers the next with gradients
-    or a traceback, and returns at the end of its input."""
-    net, params, _, X, y = batch_of_8()
-    requests = io.BytesIO()
-    for request in (
-        ([(p.reference, p.kwargs) for p in net.pieces], (params, X, y)),
-        (params, X, y),
-        (params, X[:, :3], y),
-    ):
-        pickle.dump(request, requests)
-    requests.seek(0)
-    answers = io.BytesIO()
-    serve(requests, answers)
-    answers.seek(0)
-    compiled, gradients, error = (pickle.load(answers) for _ in range(3))
-    assert compiled == (True, None)
-    assert gradients[0] is True
-    for w, g in zip(jax_leaves(reference_gradients(net, params, X, y)), jax_leaves(gradients[1]), strict=True):
-        np.testing.assert_allclose(g, w, rtol=1e-13, atol=1e-16)
-    assert error[0] is False
-    assert "Traceback" in error[1]
-    assert answers.read() == b""
-
-
-def test_an_oracle_process_that_ends_fails_every_answer(monkeypatch):
-    """A process that dies (here one that exits at once, code 3) fails the answers asked of it, saying so."""
-    monkeypatch.setattr(_oracle_process, "BOOT", "import sys; sys.exit(3)")
-    oracle = OracleProcess([("vector.relu", {})], ([()], np.zeros((2, 3)), np.zeros(2, np.int64)))
-    later = oracle.submit([()], np.zeros((2, 3)), np.zeros(2, np.int64))
-    for answer in oracle.ready, later:
-        with pytest.raises(OracleError, match=r"oracle process ended \(exit code 3\)"):
-            answer.result(timeout=60)
-    oracle.close()
-
-
-def test_the_oracle_process_ends_with_its_object():
-    """An oracle no longer referenced ends its process: a training that forgets to close leaves none behind."""
-    oracle = OracleProcess([("vector.relu", {})], ([()], np.zeros((2, 3)), np.zeros(2, np.int64)))
-    process = oracle.process
-    del oracle
-    gc.collect()
-    assert process.wait(timeout=60) == 0
-
-
 def test_the_audit_imports_what_judging_needs_when_it_starts():
     """In a fresh process, `start` imports the checker's tolerance, and the audits after it import nothing."""
     probe = """
@@ -341,14 +256,11 @@ audit.start(params, X, y)
 before = set(sys.modules)
 _, grads = net.loss_and_gradients(params, X, y)
 audit(0, params, grads, X, y)
-ratios = audit.finish()
+ratios = audit.finish(300)
 audit.close()
 print(json.dumps({"new": sorted(set(sys.modules) - before), "ratios": ratios}))
 """
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout)
+    result = json.loads(fresh_python(probe))
     assert result["new"] == []
     assert 0 < result["ratios"][0] <= 1
 
@@ -364,50 +276,131 @@ train.OracleProcess.__init__ = lambda oracle, *args: seen.append("jax" in sys.mo
 result = train.train("mlp", epochs=1)
 print(json.dumps({"jax imported before": seen, "audits": result["audits"]}))
 """
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout) == {"jax imported before": [False], "audits": 2}
+    assert json.loads(fresh_python(probe)) == {"jax imported before": [False], "audits": 2}
 
 
-class HeldFirst:
-    """An oracle computing in this process whose first answer it holds until :meth:`release`."""
+class InProcess:
+    """An oracle computing here as it is asked, whose answers wait until the training's step
+    ``hold_until`` (``None``: answered at once)."""
 
-    def __init__(self, pieces, like):
-        self.network = nn.Sequential(*(nn.Piece(reference, None, kwargs=kwargs) for reference, kwargs in pieces))
-        self.held = None
+    def __init__(self, references, like, hold_until=None):
+        self.network = nn.Sequential.from_references(references)
+        self.hold_until, self.held = hold_until, []
 
     def submit(self, params, X, labels):
-        future, value = Future(), reference_gradients(self.network, params, X, labels)
-        if self.held is None:
-            self.held = future, value
-        else:
-            future.set_result(value)
+        future = Future()
+        self.held.append((future, reference_gradients(self.network, params, X, labels)))
+        if self.hold_until is None:
+            self.release()
         return future
 
     def release(self):
-        self.held[0].set_result(self.held[1])
+        self.hold_until = None
+        for future, value in self.held:
+            future.set_result(value)
+        self.held = []
 
     def close(self):
         pass
 
 
+def with_oracle(monkeypatch, hold_until=None):
+    """Training's oracles made :class:`InProcess`, as many as `train` makes: the list of them."""
+    made = []
+
+    def make(references, like):
+        made.append(InProcess(references, like, hold_until))
+        return made[-1]
+
+    monkeypatch.setattr(train, "OracleProcess", make)
+    return made
+
+
 def test_training_reports_an_epoch_once_its_audits_are_judged(monkeypatch):
-    """Training does not wait for the oracle's answers: with the first held back, it trains on,
-    and passes each epoch to `on_epoch` only once every audit of its steps is judged, in order."""
-    made, epochs, seen = [], [], []
-    monkeypatch.setattr(train, "OracleProcess", lambda *args: made.append(HeldFirst(*args)) or made[-1])
+    """Training does not wait for the oracle's answers: with those of epoch 1 held until step 49
+    (in epoch 2), it trains on, and passes each epoch to `on_epoch` once every audit of its steps
+    is judged, in order: epoch 1 during epoch 2, not at the end."""
+    made = with_oracle(monkeypatch, hold_until=49)
+    epochs, seen = [], {}
 
     def on_step(done, total):
-        if done == total - 1:
-            seen.append(list(epochs))
+        seen[done] = list(epochs)
+        if done == 49:
             made[0].release()
 
     result = train.train("mlp", epochs=3, audit_every=10, on_step=on_step, on_epoch=lambda r: epochs.append(r["epoch"]))
-    assert seen == [[]]  # two epochs trained, none reported: their first audit was not judged
+    assert seen[45] == []  # epoch 1 trained (44 steps), not reported: its audits were not judged
+    assert seen[2 * 44 + 1] == [1, 2]  # reported with epoch 2, as soon as judged
     assert epochs == [1, 2, 3]
     assert result["audits"] == 15  # steps 0, 10, ..., 130 and the last, 131
     assert 0 < result["gradient_audit"] <= 1
+
+
+def test_a_failing_audit_stops_training_at_the_step_its_answer_comes(monkeypatch):
+    """Each step looks for the oracle's answers: with an oracle answering at once, a wrong layer
+    stops training at step 0, before its first step is counted."""
+    with_oracle(monkeypatch)
+    steps = []
+    with pytest.raises(train.AuditFailure, match=r"^gradient audit at step 0: layer 2"):
+        train.train("mlp", epochs=2, network=mlp_with(2, OffAffine), on_step=lambda done, total: steps.append(done))
+    assert steps == []
+
+
+@pytest.mark.parametrize("wrong", [False, True])
+def test_training_ends_its_oracle_process(monkeypatch, wrong):
+    """`train` closes the oracle's process when it returns and when an audit fails."""
+    made = []
+
+    def keep(references, like):
+        made.append(OracleProcess(references, like))
+        return made[-1]
+
+    monkeypatch.setattr(train, "OracleProcess", keep)
+    network = mlp_with(2, OffAffine) if wrong else None
+    try:
+        train.train("mlp", epochs=1, network=network)
+    except train.AuditFailure:
+        assert wrong
+    (oracle,) = made
+    assert oracle.process.wait(WAIT) == 0
+    with pytest.raises(OracleError, match="is closed"):
+        oracle.submit(*[None] * 3)
+
+
+def test_audits_in_flight_are_bounded(audit_of):
+    """With `in_flight` audits waiting, the next audit judges the oldest first (waiting for its answer)."""
+    net, params, grads, X, y = batch_of_8()
+    audit = audit_of(net, "numpy", np.float64)
+    audit.oracle, audit.in_flight = Answers(), 2
+    for step in range(2):
+        audit(step, params, grads, X, y)
+        audit.oracle.futures[-1].set_result(reference_gradients(net, params, X, y))
+    assert (audit.count, [p[1] for p in audit.pending]) == (0, [0, 1])
+    audit(2, params, grads, X, y)
+    assert (audit.count, [p[1] for p in audit.pending]) == (1, [1, 2])
+
+
+def test_a_batch_larger_than_the_training_set_is_refused():
+    """A batch no epoch can fill is a ValueError that says so, not a division by zero."""
+    with pytest.raises(ValueError, match=r"batch_size 2000 is larger than the training set \(1438 examples\)"):
+        train.train("mlp", epochs=1, batch_size=2000, audit_every=0)
+
+
+def test_train_command_exits_3_when_the_oracle_fails(monkeypatch, capsys):
+    """An oracle that fails (its process died) ends `train` with status 3 and its error on stderr."""
+
+    class Failing(Answers):
+        def submit(self, params, X, labels):
+            future = super().submit(params, X, labels)
+            future.set_exception(OracleError("the audit's oracle process ended (exit code -9)"))
+            return future
+
+    monkeypatch.setattr(train, "OracleProcess", lambda references, like: Failing())
+    assert main(["train", "--epochs", "1"]) == 3
+    assert (
+        "oracle failed, so training stopped:\nthe audit's oracle process ended (exit code -9)"
+        in capsys.readouterr().err
+    )
 
 
 def test_training_without_scikit_learn_says_what_to_install(monkeypatch):
@@ -636,4 +629,4 @@ def test_audit_counts_a_nan_gradient_as_wrong(audit_of):
     audit = audit_of(net, "numpy", np.float64)
     audit(0, params, grads, X, y)
     with pytest.raises(train.AuditFailure, match=r"layer 0 \(vector\.affine\) db is off by inf of its tolerance"):
-        audit.finish()
+        audit.finish(WAIT)

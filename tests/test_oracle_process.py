@@ -1,0 +1,258 @@
+"""The training audit's oracle in a process of its own: its answers, its failures, its end."""
+
+import gc
+import io
+import os
+import pickle
+import subprocess
+import types
+from concurrent.futures import Future
+
+import jax
+import numpy as np
+import pytest
+
+from handlayers import _oracle_process, nn
+from handlayers._oracle_process import OracleError, OracleProcess, serve
+from tests.helpers import batch_of_8, reference_gradients
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WAIT = 300  # seconds for any answer: a process starting jax on a busy 2-core machine
+
+
+def relu_oracle():
+    """An oracle of a one-ReLU network (nothing to compile for its first answer but a ReLU)."""
+    return OracleProcess([("vector.relu", {})], ([()], np.zeros((2, 3)), np.zeros(2, np.int64)))
+
+
+def test_the_oracle_process_computes_the_reference_gradients():
+    """The process's gradients are `jax.grad` of the reference network's loss in float64, as in this
+    process, for the arguments it compiled for and for others."""
+    net, params, _, X, y = batch_of_8()
+    oracle = OracleProcess(net.references(), (params, X, y))
+    try:
+        assert oracle.ready.result(WAIT) is None
+        answers = [
+            oracle.submit(params, X, y).result(WAIT),
+            oracle.submit(params, X[::-1], y[:4].repeat(2)).result(WAIT),
+        ]
+    finally:
+        oracle.close()
+    for (Xi, yi), answer in zip([(X, y), (X[::-1], y[:4].repeat(2))], answers, strict=True):
+        for want, got in zip(
+            jax.tree.leaves(reference_gradients(net, params, Xi, yi)), jax.tree.leaves(answer), strict=True
+        ):
+            assert got.dtype == np.float64
+            np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-16)
+    assert oracle.process.wait(WAIT) == 0  # closing ended it
+
+
+def test_a_request_the_oracle_cannot_answer_is_an_error_and_it_goes_on():
+    """A request the oracle fails on comes back as an OracleError with its traceback; the next is answered."""
+    net, params, _, X, y = batch_of_8()
+    oracle = OracleProcess(net.references(), (params, X, y))
+    try:
+        bad, good = oracle.submit(params, X[:, :3], y), oracle.submit(params, X, y)
+        with pytest.raises(OracleError, match="Traceback"):
+            bad.result(WAIT)
+        assert len(jax.tree.leaves(good.result(WAIT))) == 4
+    finally:
+        oracle.close()
+
+
+def test_the_oracle_process_serves_in_this_process():
+    """`serve`, run here on pickled requests: compiles for the first, answers the next with gradients
+    or a traceback, and returns at the end of its input."""
+    net, params, _, X, y = batch_of_8()
+    requests = io.BytesIO()
+    for request in (net.references(), (params, X, y)), (params, X, y), (params, X[:, :3], y):
+        pickle.dump(request, requests)
+    requests.seek(0)
+    answers = io.BytesIO()
+    serve(requests, answers)
+    answers.seek(0)
+    compiled, gradients, error = (pickle.load(answers) for _ in range(3))
+    assert compiled == (True, None)
+    assert gradients[0] is True
+    for want, got in zip(
+        jax.tree.leaves(reference_gradients(net, params, X, y)), jax.tree.leaves(gradients[1]), strict=True
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-16)
+    assert error[0] is False
+    assert "Traceback" in error[1]
+    assert answers.read() == b""
+
+
+class Gone(io.BytesIO):
+    """Answers whose reader has gone: every write is a broken pipe."""
+
+    def write(self, data):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_the_oracle_process_ends_quietly_when_the_training_is_gone():
+    """When its answers cannot be written (the training exited), `serve` returns, without a traceback."""
+    requests = io.BytesIO(pickle.dumps(([("vector.relu", {})], ([()], np.zeros((2, 3)), np.zeros(2, np.int64)))))
+    serve(requests, Gone())  # returns: nothing raised
+    assert requests.read() == b""
+
+
+def test_an_oracle_process_that_ends_fails_every_answer(monkeypatch):
+    """A process that dies (here one that exits at once, code 3) fails the answers asked of it, saying so."""
+    monkeypatch.setattr(_oracle_process, "BOOT", "import sys; sys.exit(3)")
+    oracle = relu_oracle()
+    later = oracle.submit([()], np.zeros((2, 3)), np.zeros(2, np.int64))
+    for answer in oracle.ready, later:
+        with pytest.raises(OracleError, match=r"oracle process ended \(exit code 3; "):
+            answer.result(WAIT)
+    oracle.close()
+
+
+TRUNCATED = """
+import os, pickle, sys
+requests, answers = sys.stdin.buffer, sys.stdout.buffer
+pickle.load(requests), pickle.load(requests)  # sys.path, then the network
+pickle.dump((True, None), answers)
+answers.flush()
+pickle.load(requests)
+answers.write(pickle.dumps((True, list(range(1000))))[:40])  # dies mid-answer
+answers.flush()
+os._exit(0)
+"""
+
+
+def test_an_oracle_process_that_dies_mid_answer_fails_it_and_the_next(monkeypatch):
+    """A process that dies halfway through an answer (killed while writing it) fails that answer and
+    every later one with an OracleError: none waits for ever."""
+    monkeypatch.setattr(_oracle_process, "BOOT", TRUNCATED)
+    oracle = relu_oracle()
+    assert oracle.ready.result(WAIT) is None
+    cut, later = (oracle.submit([()], np.zeros((2, 3)), np.zeros(2, np.int64)) for _ in range(2))
+    for answer in cut, later:
+        with pytest.raises(OracleError, match=r"UnpicklingError|EOFError"):
+            answer.result(WAIT)
+    oracle.close()
+
+
+def test_what_cannot_be_sent_is_refused_at_once():
+    """A request that cannot be pickled raises where it is made, and the oracle goes on."""
+    oracle = relu_oracle()
+    try:
+        with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+            oracle.submit([()], lambda: 0, np.zeros(2, np.int64))
+        assert oracle.ready.result(WAIT) is None
+    finally:
+        oracle.close()
+
+
+SLOW = """
+import os, pickle, sys, time
+requests, answers = sys.stdin.buffer, sys.stdout.buffer
+while True:
+    try:
+        pickle.load(requests)
+    except EOFError:
+        os._exit(0)
+    time.sleep(0.5)
+    pickle.dump((True, "answered"), answers)
+    answers.flush()
+"""
+
+
+def test_closing_fails_what_is_not_answered_yet_and_refuses_more(monkeypatch):
+    """`close` lets the request being answered finish, fails those still queued, and refuses new ones."""
+    monkeypatch.setattr(_oracle_process, "BOOT", SLOW)
+    oracle = relu_oracle()
+    queued = [oracle.submit([()], np.zeros((2, 3)), np.zeros(2, np.int64)) for _ in range(3)]
+    oracle.close()
+    with pytest.raises(OracleError, match="closed before this answer"):
+        queued[-1].result(WAIT)
+    with pytest.raises(OracleError, match="is closed"):
+        oracle.submit([()], np.zeros((2, 3)), np.zeros(2, np.int64))
+    assert oracle.process.wait(WAIT) == 0
+
+
+def test_a_cancelled_request_is_skipped(monkeypatch):
+    """A request its caller cancelled before it was sent is not sent; the next is answered."""
+    monkeypatch.setattr(_oracle_process, "BOOT", SLOW)
+    oracle = relu_oracle()
+    try:
+        cancelled, answered = (oracle.submit([()], np.zeros((2, 3)), np.zeros(2, np.int64)) for _ in range(2))
+        assert cancelled.cancel()
+        assert answered.result(WAIT) == "answered"
+    finally:
+        oracle.close()
+
+
+def test_the_oracle_process_ends_with_its_object():
+    """An oracle no longer referenced ends its process: a training that forgets to close leaves none behind."""
+    oracle = relu_oracle()
+    process = oracle.process
+    del oracle
+    gc.collect()
+    assert process.wait(WAIT) == 0
+
+
+def test_the_process_runs_on_the_cpu_without_blas_threads_or_the_trainings_xla_flags(monkeypatch):
+    """The process is started isolated (`-I`), on the CPU, with one BLAS thread, without XLA_FLAGS
+    (a flag its CPU-only jax does not know would abort it), and imports what this process imports."""
+    started = []
+    popen = subprocess.Popen
+    monkeypatch.setattr(
+        subprocess, "Popen", lambda command, **kw: started.append((command, kw)) or popen(command, **kw)
+    )
+    monkeypatch.setenv("XLA_FLAGS", "--xla_tpu_no_such_flag=1")
+    monkeypatch.setenv("JAX_PLATFORMS", "cuda")
+    oracle = relu_oracle()
+    try:
+        assert oracle.ready.result(WAIT) is None
+    finally:
+        oracle.close()
+    ((command, kw),) = started
+    assert command[1:3] == ["-I", "-c"]
+    assert kw["env"]["JAX_PLATFORMS"] == "cpu"
+    assert kw["env"]["OPENBLAS_NUM_THREADS"] == "1"
+    assert "XLA_FLAGS" not in kw["env"]
+
+
+def test_the_process_finds_this_checkout_first():
+    """The path sent to the process is absolute, this checkout's folder first (a working directory
+    since left, as `''` in `sys.path`, would no longer find it)."""
+    path = _oracle_process._path()
+    assert path[0] == ROOT
+    assert all(os.path.isabs(p) for p in path)
+    assert len(path) == len(set(path))
+
+
+def test_a_network_travels_as_its_references():
+    """`references` and `from_references` carry what the reference loss needs, and nothing of the layers."""
+    net, params, _, X, y = batch_of_8()
+    again = nn.Sequential.from_references(net.references())
+    assert [(p.reference, p.kwargs, p.layer) for p in again.pieces] == [
+        (p.reference, p.kwargs, None) for p in net.pieces
+    ]
+    for a, b in zip(
+        jax.tree.leaves(reference_gradients(again, params, X, y)),
+        jax.tree.leaves(reference_gradients(net, params, X, y)),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+
+
+def interrupted(data):
+    raise KeyboardInterrupt  # what no `except Exception` catches, as a Ctrl-C in the thread
+
+
+def test_whatever_ends_the_conversation_no_request_is_left_waiting():
+    """Even when the conversation's thread is ended by what it does not catch, every request still
+    queued fails with an OracleError: none waits for ever."""
+    channel = _oracle_process._Channel(b"")
+    first, queued = Future(), Future()
+    channel.put(first, b"request")
+    channel.put(queued, b"request")
+    pipe = types.SimpleNamespace(write=interrupted, close=lambda: None)
+    with pytest.raises(KeyboardInterrupt):
+        _oracle_process._converse(types.SimpleNamespace(stdin=pipe, stdout=pipe, wait=lambda: 0), channel)
+    with pytest.raises(OracleError, match="closed before this answer"):
+        queued.result(0)
+    assert channel.closed
