@@ -45,7 +45,7 @@ answers = os.fdopen(os.dup(1), "wb")
 os.dup2(2, 1)
 try:
     sys.path[:] = pickle.load(sys.stdin.buffer)
-except EOFError:  # closed before its first request
+except (EOFError, pickle.UnpicklingError):  # closed before its first request, or the training gone
     os._exit(0)
 from handlayers._oracle_process import serve
 serve(sys.stdin.buffer, answers)
@@ -79,7 +79,7 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
     while True:
         try:
             request = pickle.load(requests)
-        except EOFError:
+        except (EOFError, pickle.UnpicklingError):  # the end, or the training gone halfway through
             return
         try:
             with jax.enable_x64(True):
@@ -112,6 +112,7 @@ class OracleProcess:
     """
 
     def __init__(self, references: Sequence[tuple[str, dict[str, Any]]], like: tuple[Any, ...]) -> None:
+        path = _dumps(_path())
         env = {key: value for key, value in os.environ.items() if key != "XLA_FLAGS"}  # none is the oracle's
         env["JAX_PLATFORMS"] = "cpu"  # the CPU's float64; a GPU stays the training's
         # numpy's BLAS does no work there: without its threads, the process's start takes a quarter
@@ -120,7 +121,7 @@ class OracleProcess:
         command = [sys.executable, "-I", "-c", BOOT]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         # the thread holds the channel, not this object: collecting it closes the process
-        self._channel = channel = _Channel(_dumps(_path()))
+        self._channel = channel = _Channel(path)
         threading.Thread(target=_converse, args=(self.process, channel), name="handlayers-audit", daemon=True).start()
         weakref.finalize(self, channel.close)
         #: done once the oracle is compiled (an :class:`OracleError` if it could not be)
@@ -139,9 +140,12 @@ class OracleProcess:
         self._channel.put(future, _dumps(request))  # pickled here: what cannot be raises here
         return future
 
-    def close(self) -> None:
-        """End the process: the requests not answered yet fail with :class:`OracleError`."""
+    def close(self, kill: bool = False) -> None:
+        """End the process: the requests not answered yet fail with :class:`OracleError`. The one
+        being answered is let finish, unless ``kill`` (for an error's way out: the process may hang)."""
         self._channel.close()
+        if kill:
+            self.process.kill()  # the thread, waiting for its answer, then fails it
 
 
 def _dumps(value: Any) -> bytes:
@@ -152,11 +156,10 @@ def _path() -> list[str]:
     """The parent's ``sys.path`` for the process, absolute, with the folders that hold the
     ``handlayers`` and ``reference`` it imported first (they may come from a working directory
     since left)."""
-    roots = [
-        os.path.dirname(importlib.util.find_spec(name).submodule_search_locations[0])
-        for name in ("handlayers", "reference")
-    ]
-    return [*dict.fromkeys([*roots, *(os.path.abspath(p) for p in sys.path)])]
+    path = [os.path.abspath(p) for p in sys.path]
+    specs = [importlib.util.find_spec(name) for name in ("handlayers", "reference")]
+    roots = [os.path.dirname(spec.submodule_search_locations[0]) for spec in specs if spec]
+    return [*dict.fromkeys([*(root for root in roots if root not in path), *path])]
 
 
 class _Channel:
@@ -185,7 +188,7 @@ def _converse(process: subprocess.Popen, channel: _Channel) -> None:
     """Send each request to ``process`` and set its future to the answer, until the channel is
     closed; the futures it cannot answer fail with :class:`OracleError`, and anything unexpected
     on the pipes ends the process (what it says next could not be trusted)."""
-    first, ended = True, None
+    first, ended, future = True, None, None
     try:
         while (item := channel.requests.get()) is not None:
             future, request = item
@@ -211,9 +214,12 @@ def _converse(process: subprocess.Popen, channel: _Channel) -> None:
                     else:
                         future.set_exception(OracleError(value))
                     continue
-            future.set_exception(ended)
+            future.set_exception(OracleError(*ended.args))
     finally:
         channel.close()
+        if future is not None and not future.done():  # ended by what it does not catch, mid-request
+            process.kill()
+            future.set_exception(OracleError("the audit's oracle process was stopped before this answer"))
         while not channel.requests.empty():  # closed: nothing more comes
             item = channel.requests.get()
             if item is not None and item[0].set_running_or_notify_cancel():

@@ -149,17 +149,19 @@ class Audit:
 
     def finish(self, timeout: float | None = None) -> list[float]:
         """Wait for the oracle's answers and judge every pending audit: their ratios, oldest first.
-        ``timeout``: the seconds to wait for each answer (raises ``TimeoutError`` past them)."""
+        ``timeout``: the seconds to wait for each answer (past them, raises
+        ``concurrent.futures.TimeoutError`` and keeps the audit pending)."""
         return self._judge(wait=True, timeout=timeout)
 
     def judged_through(self) -> float:
         """The last step before the oldest audit not judged yet (infinity when all are)."""
         return self.pending[0][1] - 1 if self.pending else math.inf
 
-    def close(self) -> None:
-        """End the oracle's process (the audits not judged yet stay so)."""
+    def close(self, kill: bool = False) -> None:
+        """End the oracle's process (the audits not judged yet stay so); ``kill``: at once, on an
+        error's way out (see :meth:`OracleProcess.close <handlayers._oracle_process.OracleProcess.close>`)."""
         if self.oracle is not None:
-            self.oracle.close()
+            self.oracle.close(kill)
 
     def _judge(self, wait: bool, count: float = math.inf, timeout: float | None = None) -> list[float]:
         """Judge the oldest ``count`` pending audits, waiting for their answers or (``wait=False``)
@@ -167,8 +169,10 @@ class Audit:
         started = time.perf_counter()
         worsts: list[float] = []
         while self.pending and len(worsts) < count and (wait or self.pending[0][0].done()):
-            answer, *audit = self.pending.pop(0)
-            worsts.append(self._audit(answer.result(timeout), *audit))  # raises the oracle's OracleError
+            answer, *audit = self.pending[0]
+            expected = answer.result(timeout)  # raises the oracle's OracleError, or TimeoutError (kept pending)
+            self.pending.pop(0)
+            worsts.append(self._audit(expected, *audit))
         self.seconds += time.perf_counter() - started
         return worsts
 
@@ -348,18 +352,20 @@ def train(
         batch_size += -batch_size % jax.device_count()  # every device gets as many examples
     if importlib.util.find_spec("sklearn") is None:  # before the audit's process starts work for nothing
         raise ModuleNotFoundError("training needs scikit-learn, in the train extra: pip install '.[train]' in a clone")
-    audit = Audit(network, backend, dtype) if audit_every else None
-    if audit:  # the oracle's process starts first: beside this one importing jax (on numpy) and loading the data
-        audit.start(network.init(seed, dtype), np.zeros((batch_size, *shape)), np.zeros(batch_size, np.int64))
+    audit, trained = Audit(network, backend, dtype) if audit_every else None, False
     try:
-        return _in_x64(_train)(
+        if audit:  # the oracle's process starts first: beside this one importing jax (on numpy) and loading the data
+            audit.start(network.init(seed, dtype), np.zeros((batch_size, *shape)), np.zeros(batch_size, np.int64))
+        result = _in_x64(_train)(
             model=model, network=network, shape=shape, backend=backend, epochs=epochs, seed=seed,
             batch_size=batch_size, dtype=dtype, optimizer=optimizer, audit=audit, audit_every=audit_every,
             on_step=on_step, on_epoch=on_epoch,
         )  # fmt: skip
+        trained = True
+        return result
     finally:
         if audit:
-            audit.close()
+            audit.close(kill=not trained)  # on an error's way out, a process that may hang is killed
 
 
 def _train(

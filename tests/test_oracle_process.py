@@ -5,6 +5,8 @@ import io
 import os
 import pickle
 import subprocess
+import sys
+import time
 import types
 from concurrent.futures import Future
 
@@ -91,10 +93,15 @@ class Gone(io.BytesIO):
 
 
 def test_the_oracle_process_ends_quietly_when_the_training_is_gone():
-    """When its answers cannot be written (the training exited), `serve` returns, without a traceback."""
-    requests = io.BytesIO(pickle.dumps(([("vector.relu", {})], ([()], np.zeros((2, 3)), np.zeros(2, np.int64)))))
+    """When its answers cannot be written, or a request ends halfway (the training exited while
+    sending it), `serve` returns, without a traceback."""
+    request = pickle.dumps(([("vector.relu", {})], ([()], np.zeros((2, 3)), np.zeros(2, np.int64))))
+    requests = io.BytesIO(request)
     serve(requests, Gone())  # returns: nothing raised
     assert requests.read() == b""
+    answers = io.BytesIO()
+    serve(io.BytesIO(request[: len(request) // 2]), answers)
+    assert answers.getvalue() == b""
 
 
 def test_an_oracle_process_that_ends_fails_every_answer(monkeypatch):
@@ -148,40 +155,77 @@ def test_what_cannot_be_sent_is_refused_at_once():
 SLOW = """
 import os, pickle, sys, time
 requests, answers = sys.stdin.buffer, sys.stdout.buffer
+pickle.load(requests)  # sys.path
+count = 0
 while True:
     try:
         pickle.load(requests)
     except EOFError:
         os._exit(0)
-    time.sleep(0.5)
-    pickle.dump((True, "answered"), answers)
-    answers.flush()
+    count += 1
+    time.sleep(1)
+    try:
+        pickle.dump((True, count), answers)  # which request this is, counting from 1
+        answers.flush()
+    except BrokenPipeError:
+        os._exit(0)
 """
 
 
-def test_closing_fails_what_is_not_answered_yet_and_refuses_more(monkeypatch):
-    """`close` lets the request being answered finish, fails those still queued, and refuses new ones."""
+def slow_oracle(monkeypatch):
+    """An oracle whose process answers each request with its number, a second after it came."""
     monkeypatch.setattr(_oracle_process, "BOOT", SLOW)
-    oracle = relu_oracle()
-    queued = [oracle.submit([()], np.zeros((2, 3)), np.zeros(2, np.int64)) for _ in range(3)]
+    return relu_oracle()
+
+
+def submit(oracle):
+    return oracle.submit([()], np.zeros((2, 3)), np.zeros(2, np.int64))
+
+
+def test_closing_lets_the_answer_being_made_finish_fails_the_rest_and_refuses_more(monkeypatch):
+    """`close` lets the request being answered finish, fails those still queued, and refuses new ones."""
+    oracle = slow_oracle(monkeypatch)
+    queued = [submit(oracle) for _ in range(3)]
+    while not oracle.ready.running():  # the first request is sent: the process answers it in a second
+        time.sleep(0.01)
     oracle.close()
-    with pytest.raises(OracleError, match="closed before this answer"):
-        queued[-1].result(WAIT)
+    assert oracle.ready.result(WAIT) == 1
+    for answer in queued:
+        with pytest.raises(OracleError, match="closed before this answer"):
+            answer.result(WAIT)
     with pytest.raises(OracleError, match="is closed"):
-        oracle.submit([()], np.zeros((2, 3)), np.zeros(2, np.int64))
+        submit(oracle)
     assert oracle.process.wait(WAIT) == 0
 
 
-def test_a_cancelled_request_is_skipped(monkeypatch):
-    """A request its caller cancelled before it was sent is not sent; the next is answered."""
-    monkeypatch.setattr(_oracle_process, "BOOT", SLOW)
-    oracle = relu_oracle()
+def test_a_cancelled_request_is_not_sent(monkeypatch):
+    """A request its caller cancelled before it was sent is not sent: the next is the process's second."""
+    oracle = slow_oracle(monkeypatch)
     try:
-        cancelled, answered = (oracle.submit([()], np.zeros((2, 3)), np.zeros(2, np.int64)) for _ in range(2))
-        assert cancelled.cancel()
-        assert answered.result(WAIT) == "answered"
+        cancelled, answered = submit(oracle), submit(oracle)
+        assert cancelled.cancel()  # the first is being answered for a second: these wait
+        assert answered.result(WAIT) == 2
     finally:
         oracle.close()
+
+
+HANGS = """
+import pickle, sys, time
+pickle.load(sys.stdin.buffer), pickle.load(sys.stdin.buffer)
+time.sleep(3600)
+"""
+
+
+def test_closing_with_kill_ends_a_process_that_hangs(monkeypatch):
+    """`close(kill=True)`, training's way out on an error, ends a process that never answers and fails its answer."""
+    monkeypatch.setattr(_oracle_process, "BOOT", HANGS)
+    oracle = relu_oracle()
+    while not oracle.ready.running():
+        time.sleep(0.01)
+    oracle.close(kill=True)
+    with pytest.raises(OracleError, match="ended"):
+        oracle.ready.result(WAIT)
+    assert oracle.process.wait(WAIT) != 0
 
 
 def test_the_oracle_process_ends_with_its_object():
@@ -215,13 +259,13 @@ def test_the_process_runs_on_the_cpu_without_blas_threads_or_the_trainings_xla_f
     assert "XLA_FLAGS" not in kw["env"]
 
 
-def test_the_process_finds_this_checkout_first():
-    """The path sent to the process is absolute, this checkout's folder first (a working directory
-    since left, as `''` in `sys.path`, would no longer find it)."""
+def test_the_process_finds_this_checkout(monkeypatch):
+    """The path sent to the process is `sys.path` made absolute, this checkout's folder first if it
+    is not in it (imported from a working directory since left: `''` would no longer find it)."""
     path = _oracle_process._path()
-    assert path[0] == ROOT
-    assert all(os.path.isabs(p) for p in path)
-    assert len(path) == len(set(path))
+    assert path == list(dict.fromkeys(os.path.abspath(p) for p in sys.path))  # the checkout is on sys.path here
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if os.path.abspath(p) != ROOT])
+    assert _oracle_process._path() == [ROOT, *(p for p in path if p != ROOT)]
 
 
 def test_a_network_travels_as_its_references():
@@ -251,8 +295,13 @@ def test_whatever_ends_the_conversation_no_request_is_left_waiting():
     channel.put(first, b"request")
     channel.put(queued, b"request")
     pipe = types.SimpleNamespace(write=interrupted, close=lambda: None)
+    killed = []
+    process = types.SimpleNamespace(stdin=pipe, stdout=pipe, wait=lambda: 0, kill=lambda: killed.append(True))
     with pytest.raises(KeyboardInterrupt):
-        _oracle_process._converse(types.SimpleNamespace(stdin=pipe, stdout=pipe, wait=lambda: 0), channel)
+        _oracle_process._converse(process, channel)
+    with pytest.raises(OracleError, match="stopped before this answer"):
+        first.result(0)  # the one being sent
     with pytest.raises(OracleError, match="closed before this answer"):
         queued.result(0)
     assert channel.closed
+    assert killed == [True]  # what it would say next could not be trusted

@@ -1,5 +1,6 @@
 """Training on the digits: the split, reproducibility, both backends, the audit, data parallelism, the command."""
 
+import concurrent.futures
 import dataclasses
 import importlib.util
 import json
@@ -7,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from concurrent.futures import Future
 
 import numpy as np
@@ -166,7 +168,7 @@ class Answers:
         self.futures.append(Future())
         return self.futures[-1]
 
-    def close(self):
+    def close(self, kill=False):
         pass
 
 
@@ -300,7 +302,7 @@ class InProcess:
             future.set_result(value)
         self.held = []
 
-    def close(self):
+    def close(self, kill=False):
         pass
 
 
@@ -348,36 +350,57 @@ def test_a_failing_audit_stops_training_at_the_step_its_answer_comes(monkeypatch
 
 @pytest.mark.parametrize("wrong", [False, True])
 def test_training_ends_its_oracle_process(monkeypatch, wrong):
-    """`train` closes the oracle's process when it returns and when an audit fails."""
-    made = []
+    """`train` closes the oracle's process when it returns, and closes it with `kill` when an audit
+    fails (on an error's way out it may hang: tests/test_oracle_process.py)."""
+    made, kills = [], []
 
-    def keep(references, like):
-        made.append(OracleProcess(references, like))
-        return made[-1]
+    class Kept(OracleProcess):
+        def close(self, kill=False):
+            kills.append(kill)
+            super().close(kill)
 
-    monkeypatch.setattr(train, "OracleProcess", keep)
-    network = mlp_with(2, OffAffine) if wrong else None
-    try:
-        train.train("mlp", epochs=1, network=network)
-    except train.AuditFailure:
-        assert wrong
+    monkeypatch.setattr(
+        train, "OracleProcess", lambda references, like: made.append(Kept(references, like)) or made[-1]
+    )
+    if wrong:
+        with pytest.raises(train.AuditFailure):
+            train.train("mlp", epochs=1, network=mlp_with(2, OffAffine))
+    else:
+        train.train("mlp", epochs=1)
     (oracle,) = made
-    assert oracle.process.wait(WAIT) == 0
+    assert kills == [wrong]
+    oracle.process.wait(WAIT)  # ended (by its end of input, or killed)
     with pytest.raises(OracleError, match="is closed"):
         oracle.submit(*[None] * 3)
 
 
 def test_audits_in_flight_are_bounded(audit_of):
-    """With `in_flight` audits waiting, the next audit judges the oldest first (waiting for its answer)."""
+    """With `in_flight` audits waiting, the next audit waits for the oldest's answer and judges it first."""
     net, params, grads, X, y = batch_of_8()
     audit = audit_of(net, "numpy", np.float64)
     audit.oracle, audit.in_flight = Answers(), 2
-    for step in range(2):
-        audit(step, params, grads, X, y)
-        audit.oracle.futures[-1].set_result(reference_gradients(net, params, X, y))
-    assert (audit.count, [p[1] for p in audit.pending]) == (0, [0, 1])
-    audit(2, params, grads, X, y)
+    audit(0, params, grads, X, y)
+    audit(1, params, grads, X, y)
+    expected = reference_gradients(net, params, X, y)
+    late = threading.Timer(0.5, audit.oracle.futures[0].set_result, [expected])
+    late.start()
+    audit(2, params, grads, X, y)  # waits for step 0's answer, half a second away
+    late.join()
     assert (audit.count, [p[1] for p in audit.pending]) == (1, [1, 2])
+
+
+def test_an_answer_not_come_in_time_stays_pending(audit_of):
+    """`finish(timeout)` raises a TimeoutError past its timeout and keeps the audit, judged once answered."""
+    net, params, grads, X, y = batch_of_8()
+    audit = audit_of(net, "numpy", np.float64)
+    audit.oracle = Answers()
+    audit(0, params, grads, X, y)
+    with pytest.raises(concurrent.futures.TimeoutError):  # the builtin TimeoutError from Python 3.11
+        audit.finish(0.01)
+    assert [p[1] for p in audit.pending] == [0]
+    audit.oracle.futures[0].set_result(reference_gradients(net, params, X, y))
+    (ratio,) = audit.finish(WAIT)
+    assert 0 < ratio <= 1
 
 
 def test_a_batch_larger_than_the_training_set_is_refused():
