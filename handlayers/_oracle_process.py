@@ -52,11 +52,6 @@ serve(sys.stdin.buffer, answers)
 os._exit(0)  # skip tearing jax down: the parent's pipes to the process close now
 """
 
-#: XLA's cheapest settings (as the checker's rounding sensitivity has them): the oracle runs a few
-#: times a training, and compiling it so takes half the time; its float64 arithmetic is the same,
-#: only less fused
-QUICK = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
-
 
 class OracleError(RuntimeError):
     """The oracle's process failed: ``str()`` says how (its traceback, or how it ended)."""
@@ -74,6 +69,7 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
     import jax
 
     from handlayers import nn
+    from handlayers.testing.tolerance import QUICK_COMPILE
 
     oracle = None
     while True:
@@ -86,7 +82,7 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
                 if oracle is None:
                     references, like = request
                     network = nn.Sequential.from_references(references)
-                    oracle = jax.jit(jax.grad(network.reference_loss), compiler_options=QUICK)
+                    oracle = jax.jit(jax.grad(network.reference_loss), compiler_options=QUICK_COMPILE)
                     oracle(*like)
                     answer: tuple[bool, Any] = (True, None)
                 else:
