@@ -86,7 +86,12 @@ def train_step(network: nn.Sequential, optimizer: Any) -> Callable[..., Any]:
 
 
 class AuditFailure(Exception):
-    """The hand-written gradients disagree with the reference network's; ``str()`` is the report."""
+    """The hand-written gradients disagree with the reference network's; ``str()`` is the report,
+    :attr:`step` the training step whose gradients failed."""
+
+    def __init__(self, report: str, step: int | None = None) -> None:
+        super().__init__(report)
+        self.step = step
 
 
 class Audit:
@@ -196,7 +201,8 @@ class Audit:
             self.pending.clear()
             raise AuditFailure(
                 f"gradient audit at step {step}: {where} is off by {worst:.3g} of its tolerance\n\n"
-                + _in_x64(self.locate)(params64, X64, labels)
+                + _in_x64(self.locate)(params64, X64, labels),
+                step,
             )
         return worst
 
@@ -409,37 +415,46 @@ def _train(
     last = epochs * per_epoch - 1
     history: list[dict[str, Any]] = []
     reported = 0  # the epochs passed to on_epoch: each once every audit of its steps is judged
-    for epoch in range(1, epochs + 1):
-        order = rng.permutation(len(y_train))[: per_epoch * batch_size].reshape(per_epoch, batch_size)
-        Xs, ys = put(X_train[order], y_train[order])
-        losses = []
-        for b in range(per_epoch):
-            t = (epoch - 1) * per_epoch + b
-            new_params, state, loss, grads = step(params, state, Xs, ys, b)
-            if audit and (t % audit_every == 0 or t == last):
-                audit(t, params, grads, X_train[order[b]], y_train[order[b]])
-            if audit and audit.pending:
-                audit.poll()
-            params = new_params
-            losses.append(loss)
-            if on_step:
-                on_step(t + 1, last + 1)
-        # both sets in one call: one shape for jax.jit to compile
-        right = np.argmax(np.asarray(logits(params, X_all)), axis=1) == y_all
-        history.append(
-            {
-                "epoch": epoch,
-                "loss": float(np.mean([float(x) for x in losses])),
-                "train_accuracy": float(np.mean(right[: len(y_train)])),
-                "test_accuracy": float(np.mean(right[len(y_train) :])),
-            }
-        )
-        if audit and epoch == epochs:
-            audit.finish()
-        judged = min(epoch, (audit.judged_through() + 1) // per_epoch) if audit else epoch
+
+    def report(judged: int) -> None:
+        """Pass the epochs up to ``judged`` not passed yet to ``on_epoch``."""
+        nonlocal reported
         for record in history[reported:judged] if on_epoch else ():
             on_epoch(record)
         reported = max(reported, judged)
+
+    try:
+        for epoch in range(1, epochs + 1):
+            order = rng.permutation(len(y_train))[: per_epoch * batch_size].reshape(per_epoch, batch_size)
+            Xs, ys = put(X_train[order], y_train[order])
+            losses = []
+            for b in range(per_epoch):
+                t = (epoch - 1) * per_epoch + b
+                new_params, state, loss, grads = step(params, state, Xs, ys, b)
+                if audit and (t % audit_every == 0 or t == last):
+                    audit(t, params, grads, X_train[order[b]], y_train[order[b]])
+                if audit and audit.pending:
+                    audit.poll()
+                params = new_params
+                losses.append(loss)
+                if on_step:
+                    on_step(t + 1, last + 1)
+            # both sets in one call: one shape for jax.jit to compile
+            right = np.argmax(np.asarray(logits(params, X_all)), axis=1) == y_all
+            history.append(
+                {
+                    "epoch": epoch,
+                    "loss": float(np.mean([float(x) for x in losses])),
+                    "train_accuracy": float(np.mean(right[: len(y_train)])),
+                    "test_accuracy": float(np.mean(right[len(y_train) :])),
+                }
+            )
+            if audit and epoch == epochs:
+                audit.finish()
+            report(min(epoch, (audit.judged_through() + 1) // per_epoch) if audit else epoch)
+    except AuditFailure as failure:  # first the epochs before its step: every audit of theirs passed
+        report(min(len(history), failure.step // per_epoch))
+        raise
     return {
         "model": model,
         "backend": backend,

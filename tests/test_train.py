@@ -338,6 +338,31 @@ def test_training_reports_an_epoch_once_its_audits_are_judged(monkeypatch):
     assert 0 < result["gradient_audit"] <= 1
 
 
+def test_a_failing_audit_first_reports_the_epochs_whose_audits_passed(monkeypatch):
+    """Epoch 1's audits (steps 0 to 40; 44 steps an epoch) answered right only at step 49, in
+    epoch 2, whose first audit, at step 50, is answered wrong at once: training stops there,
+    having passed epoch 1 to `on_epoch` (not epoch 2)."""
+
+    class WrongFromStep50(InProcess):
+        def submit(self, params, X, labels):
+            future = Future()
+            grads = reference_gradients(self.network, params, X, labels)
+            self.count = getattr(self, "count", 0) + 1
+            self.held.append((future, grads if self.count <= 5 else [tuple(2 * g for g in p) for p in grads]))
+            if self.hold_until is None:
+                self.release()
+            return future
+
+    made, epochs = [], []
+    oracle = lambda *args: made.append(WrongFromStep50(*args, hold_until=49)) or made[-1]  # noqa: E731
+    monkeypatch.setattr(train, "OracleProcess", oracle)
+    on_step = lambda done, total: done == 49 and made[0].release()  # noqa: E731
+    with pytest.raises(train.AuditFailure, match=r"^gradient audit at step 50: layer") as failure:
+        train.train("mlp", epochs=3, audit_every=10, on_step=on_step, on_epoch=lambda r: epochs.append(r["epoch"]))
+    assert failure.value.step == 50
+    assert epochs == [1]
+
+
 def test_a_failing_audit_stops_training_at_the_step_its_answer_comes(monkeypatch):
     """Each step looks for the oracle's answers: with an oracle answering at once, a wrong layer
     stops training at step 0, before its first step is counted."""
