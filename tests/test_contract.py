@@ -311,3 +311,12 @@ def test_sum_to_shape_is_the_backward_of_broadcasting(shapes, data):
     g = data.draw(arrays(np.float64, out, grid(8.0)))  # exact sums: no rounding to compare
     _, vjp = jax.vjp(lambda x: jax.numpy.broadcast_to(x, out), np.zeros(shape))
     np.testing.assert_array_equal(sum_to_shape(np, g, shape), vjp(g)[0])
+
+
+@given(data=st.data())
+def test_floats_draw_no_magnitude_below_2_to_the_minus_20_but_zero(dtype, data):
+    """floats() draws 0 for a magnitude below 2**-20: a product of two drawn values (an affine map's
+    2.2e-308 * 0.5) or a mean of them (a normalization's) would be subnormal, which the oracle
+    flushes to 0 and a numpy layer keeps."""
+    values = data.draw(arrays(dtype, (64,), floats(dtype, data.draw(st.sampled_from([2.0**-10, 4.0, 1e4])))))
+    assert np.all((values == 0) | (np.abs(values) >= 2**-20)), values[(values != 0) & (np.abs(values) < 2**-20)]

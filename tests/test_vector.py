@@ -258,5 +258,8 @@ def test_softmax_cross_entropy_backward_is_the_one_hot_formula_bit_for_bit(backe
     p, labels = as_numpy(layer.p), np.asarray(labels)
     one_hot = np.arange(p.shape[1]) == labels[:, None]
     expected = (as_numpy(dl).astype(p.dtype) / p.shape[0]) * (p - one_hot)
+    # XLA on CPU flushes a subnormal result to 0 (p = exp(-708) times dl / n): so may a jax layer
+    subnormal = np.abs(expected) < np.finfo(p.dtype).smallest_normal
+    expected = np.where(subnormal & (backend == "jax") & (as_numpy(dZ) == 0), 0.0, expected)
     assert as_numpy(dZ).dtype == expected.dtype
     np.testing.assert_array_equal(as_numpy(dZ), expected)
