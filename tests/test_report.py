@@ -272,3 +272,36 @@ def test_numpy_and_jax_frames_are_left_out_of_the_users_traceback():
         assert "test_report.py" in text
         for package in (np, jax):
             assert os.path.dirname(package.__file__) not in text
+
+
+KINK = "dS passes the gradient through at the kink, where the contract takes 0"
+
+
+def test_the_kink_is_judged_entry_by_entry():
+    """A hinge's kinks in two rows, crossed by the nudge up in one and down in the other: a layer
+    taking the passing side of each (`>=` for `>`) is named; one taking it at one kink and the
+    contract's 0 at the other, one wrong away from the kinks, or one with another value at a kink
+    is not."""
+    want = np.array([[0.0, 0.0], [0.0, 0.0], [1.0, -1.0]])
+    above = np.array([[-1.0, 1.0], [0.0, 0.0], [1.0, -1.0]])  # row 0's kink crossed going up
+    below = np.array([[0.0, 0.0], [1.0, -1.0], [1.0, -1.0]])  # row 1's going down
+    cases = {"above": [("dS", above)], "below": [("dS", below)]}
+    passing = np.array([[-1.0, 1.0], [1.0, -1.0], [1.0, -1.0]])
+    assert hints([row("dS", want, passing)], cases=cases) == [KINK]
+    assert hints([row("dS", want, np.where([[1], [0], [1]], passing, want))], cases=cases) == []
+    assert hints([row("dS", want, passing + np.array([[0, 0], [0, 0], [0, 0.5]]))], cases=cases) == []
+    assert hints([row("dS", want, np.where([[1], [0], [1]], 0.5 * passing, want))], cases=cases) == []
+
+
+def test_a_mask_on_dout_at_a_kink_is_not_the_kink():
+    """A ReLU masked on dout where its input is 0 (the nudge up gives dout, down 0): passing dout
+    where it is positive and 0 where it is negative is no side of the kink."""
+    dout = np.array([2.0, -3.0])
+    cases = {"above": [("dS", dout)], "below": [("dS", np.zeros(2))]}
+    assert hints([row("dS", np.zeros(2), np.where(dout > 0, dout, 0))], cases=cases) == []
+    assert hints([row("dS", np.zeros(2), dout)], cases=cases) == [KINK]
+
+
+def test_a_nudged_oracle_of_another_shape_explains_nothing():
+    cases = {"above": [("dS", np.array([[5.0, 1.0]]))]}
+    assert hints([row("dS", [2.0, 1.0], [5.0, 1.0])], cases=cases) == []
