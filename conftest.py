@@ -118,12 +118,3 @@ def pytest_collection_modifyitems(config, items):
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
-    # Under pytest-xdist's --dist loadgroup (nox's tests session) every test of one built-in
-    # reference runs on one worker, so a shape compiled for it there serves them all: 10% less time
-    # for the heaviest six references' contract tests on this 2-core machine (two runs each way).
-    from handlayers.testing import SPECS
-
-    for item in items:
-        name = item.callspec.params.get("name") if hasattr(item, "callspec") else None
-        if isinstance(name, str) and name in SPECS:
-            item.add_marker(pytest.mark.xdist_group(name))

@@ -18,11 +18,10 @@ def tests(session):
 
     One run serves both backends: each drawn example's oracle is computed once and compared with
     both. ``-n auto`` starts one pytest-xdist worker per core (each with one BLAS thread, see
-    conftest.py), and ``--dist loadgroup`` keeps the tests of one reference on one worker (they
-    share its compiled shapes). Pass pytest options after ``--``: ``nox -s tests -- --backend jax -n 0``.
+    conftest.py). Pass pytest options after ``--``: ``nox -s tests -- --backend jax -n 0``.
     """
     session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, "test"))
-    session.run("pytest", "-n", "auto", "--dist", "loadgroup", "--cov", "--cov-report=", *session.posargs)
+    session.run("pytest", "-n", "auto", "--cov", "--cov-report=", *session.posargs)
 
 
 @nox.session
