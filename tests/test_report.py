@@ -277,20 +277,38 @@ def test_numpy_and_jax_frames_are_left_out_of_the_users_traceback():
 KINK = "dS passes the gradient through at the kink, where the contract takes 0"
 
 
-def test_the_kink_is_judged_entry_by_entry():
+def test_the_kink_may_be_crossed_up_in_one_row_and_down_in_another():
     """A hinge's kinks in two rows, crossed by the nudge up in one and down in the other: a layer
-    taking the passing side of each (`>=` for `>`) is named; one taking it at one kink and the
-    contract's 0 at the other, one wrong away from the kinks, or one with another value at a kink
-    is not."""
+    taking the passing side of both (`>=` for `>`) is named, as is one taking it at one of them
+    (the nudge up's gradient); one also wrong away from the kinks, or with half the passing
+    value, is not."""
     want = np.array([[0.0, 0.0], [0.0, 0.0], [1.0, -1.0]])
     above = np.array([[-1.0, 1.0], [0.0, 0.0], [1.0, -1.0]])  # row 0's kink crossed going up
     below = np.array([[0.0, 0.0], [1.0, -1.0], [1.0, -1.0]])  # row 1's going down
     cases = {"above": [("dS", above)], "below": [("dS", below)]}
     passing = np.array([[-1.0, 1.0], [1.0, -1.0], [1.0, -1.0]])
     assert hints([row("dS", want, passing)], cases=cases) == [KINK]
-    assert hints([row("dS", want, np.where([[1], [0], [1]], passing, want))], cases=cases) == []
+    assert hints([row("dS", want, np.where([[1], [0], [1]], passing, want))], cases=cases) == [KINK]
     assert hints([row("dS", want, passing + np.array([[0, 0], [0, 0], [0, 0.5]]))], cases=cases) == []
-    assert hints([row("dS", want, np.where([[1], [0], [1]], 0.5 * passing, want))], cases=cases) == []
+    assert hints([row("dS", want, np.where([[1], [1], [0]], 0.5 * passing, want))], cases=cases) == []
+
+
+def test_two_kinks_either_side_of_the_label_are_the_kink():
+    """One hinge row, S = [0, 1, 0] with label 1: both margins at 0, one crossed by each nudge.
+    The `>=` layer's [1, -2, 1] is the two changes together."""
+    cases = {"above": [("dS", np.array([0.0, -1.0, 1.0]))], "below": [("dS", np.array([1.0, -1.0, 0.0]))]}
+    assert hints([row("dS", np.zeros(3), [1.0, -2.0, 1.0])], cases=cases) == [KINK]
+    assert hints([row("dS", np.zeros(3), [1.0, -1.0, 1.0])], cases=cases) == []
+
+
+def test_a_mix_of_sides_no_layer_takes_is_not_the_kink():
+    """Against a reference that splits the gradient at the kink (jnp.maximum's 0.5, a max's tie):
+    a ReLU masked on dout, or a max giving both tied entries all of it, is no side of the kink."""
+    dout = np.array([2.0, -3.0])
+    relu = {"above": [("dS", dout)], "below": [("dS", np.zeros(2))]}
+    assert hints([row("dS", 0.5 * dout, np.where(dout > 0, dout, 0))], cases=relu) == []
+    tie = {"above": [("dS", np.array([0.0, 1.0]))], "below": [("dS", np.array([1.0, 0.0]))]}
+    assert KINK not in hints([row("dS", [0.5, 0.5], [1.0, 1.0])], cases=tie)  # a factor of 2 it is
 
 
 def test_a_mask_on_dout_at_a_kink_is_not_the_kink():
