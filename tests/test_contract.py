@@ -11,6 +11,7 @@ from hypothesis.extra import numpy as hnp
 
 from handlayers._layer import keep_where, sum_to_shape
 from handlayers.testing import SPECS, Example, arrays, check_example, examples, floats, grid, oracle, tolerance
+from handlayers.testing.strategies import smallest_drawn
 from tests.helpers import as_numpy, backend_array
 
 NAMES = list(SPECS)
@@ -314,9 +315,12 @@ def test_sum_to_shape_is_the_backward_of_broadcasting(shapes, data):
 
 
 @given(data=st.data())
-def test_floats_draw_no_magnitude_below_2_to_the_minus_20_but_zero(dtype, data):
-    """floats() draws 0 for a magnitude below 2**-20: a product of two drawn values (an affine map's
-    2.2e-308 * 0.5) or a mean of them (a normalization's) would be subnormal, which the oracle
-    flushes to 0 and a numpy layer keeps."""
+def test_floats_draw_no_magnitude_below_the_smallest_drawn_but_zero(dtype, data):
+    """floats() draws 0 for a magnitude below 2**-21 (float32) or 2**-170 (float64): a product of
+    two drawn values (an affine map's 2.2e-308 * 0.5) or a mean of them (a normalization's) would
+    be subnormal, which the oracle flushes to 0 and a numpy layer keeps."""
+    tiny = {np.dtype(np.float32): 2.0**-21, np.dtype(np.float64): 2.0**-170}[np.dtype(dtype)]
+    assert smallest_drawn(dtype) == tiny
+    assert tiny**6 >= np.finfo(dtype).smallest_normal  # six of them multiply to a normal number
     values = data.draw(arrays(dtype, (64,), floats(dtype, data.draw(st.sampled_from([2.0**-10, 4.0, 1e4])))))
-    assert np.all((values == 0) | (np.abs(values) >= 2**-20)), values[(values != 0) & (np.abs(values) < 2**-20)]
+    assert np.all((values == 0) | (np.abs(values) >= tiny)), values[(values != 0) & (np.abs(values) < tiny)]

@@ -52,9 +52,9 @@ def networks(draw, dtype):
     """A small MLP of one or two hidden layers, its parameters, a batch and its labels."""
     n, net = draw(st.integers(1, 3)), draw(st.sampled_from(NETWORKS))
     widths = [piece.shapes[0][0] for piece in net.pieces if piece.shapes] + [net.pieces[-1].shapes[1][0]]
-    # floats() draws no magnitude under 2**-20 but 0: every product, sum and difference in these
-    # two-layer networks is then 0 or a normal float (XLA on CPU flushes subnormals to zero: a
-    # hidden unit of 0.5 * 2.2e-308 would be a ReLU's kink for the oracle and not for numpy)
+    # floats() draws no magnitude under 2**-21 (float32) or 2**-170 (float64) but 0: every product,
+    # sum and difference in these two-layer networks is then 0 or a normal float (XLA on CPU flushes
+    # subnormals to zero: a hidden unit of 0.5 * 2.2e-308 would be a ReLU's kink for the oracle only)
     values = floats(dtype, 4.0)
     params = [tuple(draw(arrays(dtype, s, values)) for s in piece.shapes) for piece in net.pieces]
     X = draw(arrays(dtype, (n, widths[0]), values))

@@ -6,6 +6,7 @@ and a ``dout`` for that reference.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +26,6 @@ __all__ = ["MAX_SIDE", "Example", "arrays", "broadcast_inputs", "douts", "exampl
 #: shape compiles anew
 MAX_SIDE = 3
 
-#: the smallest magnitude :func:`floats` draws but 0
-TINY = 2.0**-20
-
 
 # ---------------------------------------------------------------------------------------------
 # Strategies
@@ -36,21 +34,26 @@ TINY = 2.0**-20
 def floats(dtype: Any, bound: float, specials: Sequence[float] = (0.0, 1.0, -1.0)) -> st.SearchStrategy[float]:
     """Finite floats of ``dtype`` in ``[-bound, bound]``, with ``specials`` (the kinks) drawn often.
 
-    No magnitude below :data:`TINY` but 0 (a smaller one is drawn as 0): XLA on CPU flushes
-    subnormals to zero, and not only drawn ones. From values of 0 or at least ``2**-20``, every
-    sum and difference of two, and every product of up to six (fifty in float64), is 0 or normal;
-    from ``2.2e-308``, half of it is a subnormal that the oracle flushes and a numpy
-    layer keeps: a ReLU after an affine map then has its kink for the oracle only, a
-    normalization's mean of ``[2.2e-308, 0, 0]`` is 0 for one and not the other, and a right layer
-    would fail for a reason that is the platform's, not the layer's.
+    No magnitude below :func:`smallest_drawn` but 0 (a smaller one is drawn as a zero of its
+    sign): XLA on CPU flushes subnormals to zero, computed ones too, and numpy does not. From the
+    smallest normal, ``0.5 * 2.2e-308`` is an affine map's output that a ReLU after it sees as its
+    kink in the oracle only, and a normalization's mean of ``[2.2e-308, 0, 0]`` is 0 for the oracle
+    and not for a numpy layer: a right layer would fail for the platform's reason, not its own.
     """
-    width = np.finfo(dtype).bits
+    width, tiny = np.finfo(dtype).bits, smallest_drawn(dtype)
     return st.one_of(
         st.sampled_from(list(specials)),
         st.floats(-bound, bound, width=width, allow_nan=False, allow_infinity=False, allow_subnormal=False).map(
-            lambda v: 0.0 if abs(v) < TINY else v
+            lambda v: math.copysign(0.0, v) if abs(v) < tiny else v
         ),
     )
+
+
+def smallest_drawn(dtype: Any) -> float:
+    """The smallest magnitude but 0 that :func:`floats` draws in ``dtype``: ``2**-21`` in float32,
+    ``2**-170`` in float64, so that a product of up to six drawn values, and a sum or difference
+    of two, is 0 or a normal number."""
+    return 2.0 ** math.ceil(np.finfo(dtype).minexp / 6)
 
 
 def grid(bound: float, step: float = 0.125) -> st.SearchStrategy[float]:
@@ -99,8 +102,8 @@ def broadcast_inputs(
 
 def douts(shape: tuple[int, ...], dtype: Any = np.float64) -> st.SearchStrategy[Any]:
     """Output gradients of ``shape``: random values in [-10, 10], zeros and ones among them (as
-    :func:`floats`, none of a magnitude below :data:`TINY` but 0: a ``dout`` of float32's smallest
-    normal times a gradient below 1 would be subnormal)."""
+    :func:`floats`, none of a magnitude below :func:`smallest_drawn` but 0: a ``dout`` of float32's
+    smallest normal times a gradient below 1 would be subnormal)."""
     values = floats(dtype, 10.0, specials=(0.0, 1.0, -1.0, 0.5))
     return arrays(dtype, shape, values)
 
