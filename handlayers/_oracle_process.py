@@ -40,10 +40,7 @@ __all__ = ["OracleError", "OracleProcess", "serve"]
 BOOT = """\
 import os, pickle, signal, sys
 signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the training's: it closes the process
-try:  # Linux: run only where a core would otherwise idle, so the training goes first
-    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-except (AttributeError, OSError):  # elsewhere: a lower priority
-    hasattr(os, "nice") and os.nice(10)
+hasattr(os, "nice") and os.nice(10)  # where both compete for a core, the training goes first
 answers = os.fdopen(os.dup(1), "wb")
 os.dup2(2, 1)
 try:

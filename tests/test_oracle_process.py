@@ -259,20 +259,6 @@ def test_the_process_runs_on_the_cpu_without_blas_threads_or_the_trainings_xla_f
     assert "XLA_FLAGS" not in kw["env"]
 
 
-@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
-def test_the_process_runs_only_where_a_core_would_idle():
-    """On Linux the process (and every thread it starts, jax's too) is scheduled SCHED_IDLE: where
-    it and the training compete for a core, the training goes first."""
-    oracle = relu_oracle()
-    try:
-        assert oracle.ready.result(WAIT) is None
-        threads = os.listdir(f"/proc/{oracle.process.pid}/task")
-        assert len(threads) > 1  # jax's
-        assert {os.sched_getscheduler(int(thread)) for thread in threads} == {os.SCHED_IDLE}
-    finally:
-        oracle.close()
-
-
 def test_the_process_finds_this_checkout(monkeypatch):
     """The path sent to the process is `sys.path` made absolute, this checkout's folder first if it
     is not in it (imported from a working directory since left: `''` would no longer find it)."""
