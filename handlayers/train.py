@@ -453,7 +453,7 @@ def _train(
                 audit.finish()
             report(min(epoch, (audit.judged_through() + 1) // per_epoch) if audit else epoch)
     except AuditFailure as failure:  # first the epochs before its step: every audit of theirs passed
-        report(min(len(history), failure.step // per_epoch))
+        report(min(len(history), failure.step // per_epoch) if failure.step is not None else 0)
         raise
     return {
         "model": model,

@@ -363,6 +363,22 @@ def test_a_failing_audit_first_reports_the_epochs_whose_audits_passed(monkeypatc
     assert epochs == [1]
 
 
+def test_an_audit_failure_of_no_step_passes_through(monkeypatch):
+    """An AuditFailure raised by a callback (no step of its own) ends training as it is (not as a
+    TypeError), the epochs reported before it reported, no other."""
+    with_oracle(monkeypatch)
+    epochs = []
+
+    def on_step(done, total):
+        if done == 50:
+            raise train.AuditFailure("stopped by the caller")
+
+    with pytest.raises(train.AuditFailure, match=r"^stopped by the caller$") as failure:
+        train.train("mlp", epochs=2, on_step=on_step, on_epoch=lambda r: epochs.append(r["epoch"]))
+    assert failure.value.step is None
+    assert epochs == [1]  # judged and reported at its end, step 44
+
+
 def test_a_failing_audit_stops_training_at_the_step_its_answer_comes(monkeypatch):
     """Each step looks for the oracle's answers: with an oracle answering at once, a wrong layer
     stops training at step 0, before its first step is counted."""
