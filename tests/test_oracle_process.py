@@ -259,6 +259,21 @@ def test_the_process_runs_on_the_cpu_without_blas_threads_or_the_trainings_xla_f
     assert "XLA_FLAGS" not in kw["env"]
 
 
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="no nice values here")
+def test_the_process_runs_at_nice_10():
+    """The process runs at a lower priority than the training (nice 10), and so does every thread
+    it starts (jax's): where they compete for a core, the training goes first."""
+    oracle = relu_oracle()
+    try:
+        assert oracle.ready.result(WAIT) is None
+        threads = os.listdir(f"/proc/{oracle.process.pid}/task") if os.path.isdir("/proc") else [oracle.process.pid]
+        assert {os.getpriority(os.PRIO_PROCESS, int(thread)) for thread in threads} == {
+            os.getpriority(os.PRIO_PROCESS, 0) + 10
+        }
+    finally:
+        oracle.close()
+
+
 def test_the_process_finds_this_checkout(monkeypatch):
     """The path sent to the process is `sys.path` made absolute, this checkout's folder first if it
     is not in it (imported from a working directory since left: `''` would no longer find it)."""
