@@ -48,8 +48,15 @@ def test_a_wrong_factor_or_transpose_is_named(got, batch, words):
 
 
 def test_a_transposed_rectangular_gradient_is_named():
-    """A gradient of the transposed shape and values is transposed."""
+    """A gradient of the transposed shape and values is transposed; of that shape alone, it is not."""
     assert hints([row("dW", E[:, :1], E[:, :1].T)]) == ["dW is transposed"]
+    assert hints([row("dW", E[:, :1], -E[:, :1].T)]) == []
+
+
+def test_a_gradient_with_every_axis_reversed_is_transposed():
+    """``.T`` of a 3-d gradient reverses its axes: (n, t, d) returned as (d, t, n) is transposed."""
+    dx = np.arange(24.0).reshape(2, 3, 4)
+    assert hints([row("dx", dx, dx.T)], batch=2) == ["dx is transposed"]
 
 
 def test_a_gradient_not_summed_back_is_named():
@@ -67,12 +74,48 @@ def test_a_gradient_summed_over_every_axis_is_named():
         "db sums over every axis, where it should sum over the axes that broadcasting stretched"
     ]
     assert hints([row("db", [4.0, 6.0], 9.0)]) == []  # not the sum: no guess
+    # each of the n entries may be off by its tolerance, and so their sum by n of them
+    assert hints([row("db", [4.0, 6.0], 10.0 + 6 * TOL)]) == [
+        "db sums over every axis, where it should sum over the axes that broadcasting stretched"
+    ]
 
 
 def test_shapes_that_explain_nothing_name_nothing():
     """A gradient of an unrelated shape, or a wrong sum, gets no guess."""
     assert hints([row("db", [4.0, 6.0], np.ones(3))]) == []
     assert hints([row("db", [4.0, 6.0], np.ones((2, 2)))]) == []
+
+
+def test_a_mean_over_rows_of_one_entry_is_the_mean_over_every_entry():
+    """With k = 1 entry a row, a missing 1/n is a missing 1/(n*k): the 1/n alone is said."""
+    rows = [row("dY", E, 2 * E)]
+    found = diagnose(rows, batch=2, dout_is_ones=False, expected_for=lambda case: [], width=1)
+    assert found == ["dY is missing the 1/n of the mean, or has a factor of 2 too many"]
+    found = diagnose(rows, batch=2, dout_is_ones=False, expected_for=lambda case: [], width=2)
+    assert "dY is missing the 1/(n*k) of the mean over every entry" not in found[0]
+    assert "k times too large" in found[0]
+
+
+W = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])  # n = 2 rows of k = 3 entries
+LARGE = "is k times too large (k entries a row): a mean over the n rows, not over every entry"
+
+
+@pytest.mark.parametrize(
+    ("factor", "n", "words"),
+    [
+        (3, 2, [LARGE]),
+        (1 / 3, 2, ["is k times too small (k entries a row): a mean over every entry, not over the n rows"]),
+        (6, 2, ["is missing the 1/(n*k) of the mean over every entry"]),
+        (1 / 6, 2, ["is averaged over every entry (1/(n*k)) where it is summed"]),
+        (2, 2, ["is missing the 1/n of the mean", "has a factor of 2 too many"]),
+        (3, 1, [LARGE]),  # one row: 1/(n*k) is 1/k, said once
+    ],
+)
+def test_a_mean_over_rows_or_entries_is_named_by_k(factor, n, words):
+    """A loss over n rows of k entries: a gradient k, n*k or n times off, or 1/k or 1/(n*k), names which."""
+    rows = [row("dY", W[:n], factor * W[:n])]
+    found = mistakes(rows, batch=n, dout_is_ones=False, expected_for=lambda c: [], width=3)
+    assert [h.words for h in found] == words
 
 
 def test_a_zero_gradient_gets_no_factor_guess():

@@ -204,7 +204,8 @@ def _shape_hints(got: np.ndarray, want: np.ndarray, tol: float, batch: int | Non
     if got.ndim == 0 and _close(got, np.sum(want), tol * want.size):
         kept = "the batch axis only (axis=0)" if batch is not None else "the axes that broadcasting stretched"
         return [f"sums over every axis, where it should sum over {kept}"]
-    if got.ndim == 2 and got.shape == want.shape[::-1] and _close(got.T, want, tol):
+    # every axis reversed (``.T``): a 2-d gradient's rows for its columns, or a 3-d one's too
+    if got.shape == want.shape[::-1] and _close(got.T, want, tol):
         return ["is transposed"]
     try:
         summed = sum_to_shape(np, got, want.shape)
