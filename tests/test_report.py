@@ -118,6 +118,24 @@ def test_a_mean_over_rows_or_entries_is_named_by_k(factor, n, words):
     assert [h.words for h in found] == words
 
 
+@pytest.mark.parametrize("x", [np.linspace(-3.0, 3.0, 24, dtype=np.float32).reshape(2, 3, 4), np.zeros(5), 2.5])
+def test_a_nudge_moves_each_entry_a_billionth_more_than_the_one_before(x):
+    """The kink hints' nudge: up or down by 1e-9 to 2e-9 of each entry's size (at least 1), each
+    entry by a larger fraction than the one before, in float64; labels stay as they are."""
+    from handlayers.testing.compare import _nudge
+
+    size = np.maximum(1.0, np.abs(np.asarray(x, np.float64)))
+    for sign in (1.0, -1.0):
+        moved = _nudge(x, sign, is_label=False)
+        assert moved.dtype == np.float64
+        assert np.shape(moved) == np.shape(x)
+        fraction = np.ravel(sign * (moved - np.asarray(x, np.float64)) / size)
+        assert np.all((fraction >= 0.99e-9) & (fraction < 2e-9))
+        assert np.all(np.diff(fraction) > 0)
+    labels = np.array([2, 0, 1])
+    assert _nudge(labels, 1.0, is_label=True) is labels
+
+
 def test_a_zero_gradient_gets_no_factor_guess():
     """Every factor of 0 is 0: a wrong answer where 0 was due says nothing about factors."""
     assert hints([row("da", [0.0, 0.0], [1.0, 1.0])]) == []

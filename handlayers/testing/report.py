@@ -236,7 +236,7 @@ def _value_hints(row: Any, got: np.ndarray, want: np.ndarray, batch: int | None,
             ]
     factors += [(-1.0, "has the wrong sign"), (2.0, "has a factor of 2 too many"), (0.5, "has a factor of 2 too few")]
     matches = [words for factor, words in factors if _close(got, factor * want, row.tol)]
-    if got.ndim == 2 and got.shape[0] == got.shape[1] and _close(got.T, want, row.tol):
+    if _close(got.T, want, row.tol):  # a square gradient's rows for its columns (other shapes: _shape_hints)
         matches.append("is transposed")
     return matches
 
