@@ -57,6 +57,8 @@ def test_a_gradient_with_every_axis_reversed_is_transposed():
     """``.T`` of a 3-d gradient reverses its axes: (n, t, d) returned as (d, t, n) is transposed."""
     dx = np.arange(24.0).reshape(2, 3, 4)
     assert hints([row("dx", dx, dx.T)], batch=2) == ["dx is transposed"]
+    dx = np.arange(12.0).reshape(2, 3, 2)  # a shape that is its own reverse: the values tell
+    assert hints([row("dx", dx, dx.T)], batch=2) == ["dx is transposed"]
 
 
 def test_a_gradient_not_summed_back_is_named():

@@ -218,22 +218,21 @@ def _shape_hints(got: np.ndarray, want: np.ndarray, tol: float, batch: int | Non
 
 
 def _value_hints(row: Any, got: np.ndarray, want: np.ndarray, batch: int | None, width: int | None) -> list[str]:
-    factors = []
-    if batch and batch > 1:
+    n = batch if batch and batch > 1 else 0  # a mean over n rows: a batch of more than one
+    k = width if width and width > 1 else 0  # k entries a row
+    factors = (
+        [(float(n), "is missing the 1/n of the mean"), (1 / n, "is averaged, not summed, over the batch")] if n else []
+    )
+    if k:
         factors += [
-            (float(batch), "is missing the 1/n of the mean"),
-            (1 / batch, "is averaged, not summed, over the batch"),
+            (float(k), "is k times too large (k entries a row): a mean over the n rows, not over every entry"),
+            (1 / k, "is k times too small (k entries a row): a mean over every entry, not over the n rows"),
         ]
-    if width and width > 1:
+    if n and k:
         factors += [
-            (float(width), "is k times too large (k entries a row): a mean over the n rows, not over every entry"),
-            (1 / width, "is k times too small (k entries a row): a mean over every entry, not over the n rows"),
+            (float(n * k), "is missing the 1/(n*k) of the mean over every entry"),
+            (1 / (n * k), "is averaged over every entry (1/(n*k)) where it is summed"),
         ]
-        if batch and batch > 1:
-            factors += [
-                (float(batch * width), "is missing the 1/(n*k) of the mean over every entry"),
-                (1 / (batch * width), "is averaged over every entry (1/(n*k)) where it is summed"),
-            ]
     factors += [(-1.0, "has the wrong sign"), (2.0, "has a factor of 2 too many"), (0.5, "has a factor of 2 too few")]
     matches = [words for factor, words in factors if _close(got, factor * want, row.tol)]
     if _close(got.T, want, row.tol):  # a square gradient's rows for its columns (other shapes: _shape_hints)
