@@ -386,3 +386,21 @@ def test_a_mask_on_dout_at_a_kink_is_not_the_kink():
 def test_a_nudged_oracle_of_another_shape_explains_nothing():
     cases = {"above": [("dS", np.array([[5.0, 1.0]]))]}
     assert hints([row("dS", [2.0, 1.0], [5.0, 1.0])], cases=cases) == []
+
+
+def test_a_nudge_that_moves_a_smooth_gradient_is_no_other_case():
+    """The nudged oracle moves a smooth gradient by about a billionth of itself: within 1e-7 of
+    it, the nudge changed nothing and explains nothing (not even a gradient that far off), though
+    its change is more than the tolerance."""
+    moved = E * (1 + 5e-8)
+    assert hints([row("dS", E, moved)], cases={"above": [("dS", E)]}) == []
+    assert hints([row("dS", E, moved)], cases={"above": [("dS", moved)]}) == []
+
+
+def test_the_other_side_of_a_kink_is_named_beside_its_smooth_parts_moved_by_the_nudge():
+    """A layer that takes the other side at the kink, compared with the nudged oracle, whose
+    smooth entries also moved by about a billionth of themselves: it is still the kink."""
+    expected = np.array([0.0, 3.0])  # the contract's 0 at the kink, then a smooth entry
+    got = np.array([2.0, 3.0])
+    above = np.array([2.0, 3.0 * (1 + 1e-9)])
+    assert hints([row("dS", expected, got)], cases={"above": [("dS", above)]}) == [KINK]
