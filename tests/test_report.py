@@ -404,3 +404,17 @@ def test_the_other_side_of_a_kink_is_named_beside_its_smooth_parts_moved_by_the_
     got = np.array([2.0, 3.0])
     above = np.array([2.0, 3.0 * (1 + 1e-9)])
     assert hints([row("dS", expected, got)], cases={"above": [("dS", above)]}) == [KINK]
+
+
+@pytest.mark.parametrize(
+    ("got", "words"),
+    [
+        (2 * E + 3.5 * TOL, ["dW has a factor of 2 too many"]),  # within 4 tolerances: the layer's rounding
+        (2 * E + 4.5 * TOL, []),
+        (2 * E + 1e-9, []),
+        (2 * E * (1 + 1e-6), []),  # no relative slack: a millionth off is not the factor
+    ],
+)
+def test_a_factor_is_named_only_within_a_few_tolerances_of_it(got, words):
+    """A hint's value must be the gradient times its factor up to 4 tolerances, absolutely."""
+    assert hints([row("dW", E, got)]) == words
