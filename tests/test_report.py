@@ -231,7 +231,8 @@ def test_a_relu_masking_on_dout_is_not_told_it_passes_through_at_the_kink():
     from the wrong array, not that it passes the gradient through at the kink."""
     pair = (lab("cs231n", "relu_dout_mask_forward"), lab("cs231n", "relu_dout_mask_backward"))
     text = failure(pair, "vector.relu")
-    assert "Likely mistake: dA is computed from dout where it should be from A" in text
+    mistake = "dA is computed from dout where it should be from A (a mask or derivative taken from the wrong array)"
+    assert f"Likely mistake: {mistake}" in text
     assert "passes the gradient through" not in text
 
 
@@ -418,3 +419,27 @@ def test_the_other_side_of_a_kink_is_named_beside_its_smooth_parts_moved_by_the_
 def test_a_factor_is_named_only_within_a_few_tolerances_of_it(got, words):
     """A hint's value must be the gradient times its factor up to 4 tolerances, absolutely."""
     assert hints([row("dW", E, got)]) == words
+
+
+def test_a_layer_ignoring_dout_is_told_so():
+    """A backward that returns the local derivatives without dout is named, through check."""
+    text = failure(lab("lab_wrong", "AffineIgnoresDout"), "scalar.affine", backend="python")
+    assert "ignores dout (it is the gradient for dout = 1)" in text
+
+
+class LSTMStepOneOutputThreeGradients:
+    """forward returns h alone (not (h, c)) and backward three gradients of six: no value to compare."""
+
+    def forward(self, x, h_prev, c_prev, Wx, Wh, b):
+        return np.zeros_like(h_prev)
+
+    def backward(self, douts):
+        return np.zeros(1), np.zeros(1), np.zeros(1)
+
+
+def test_a_layer_with_no_value_to_compare_is_reported_without_hints():
+    """No output and no gradient to compare (both counts wrong): the report says so, and names no mistake."""
+    text = failure(LSTMStepOneOutputThreeGradients, "vector.lstm_step", max_examples=5)
+    assert "forward returned one array, expected a tuple of 2 outputs (h, c)" in text
+    assert "backward returned 3 gradients, expected 6" in text
+    assert "Likely mistake" not in text
