@@ -10,6 +10,11 @@ from handlayers.testing import SPECS, Example, arrays, examples, grid, oracle
 H = 1e-5  # the finite differences' step
 
 
+def float_inputs(spec, example):
+    """The inputs the gradient is taken of (not the labels), as float64 arrays."""
+    return [np.asarray(x, np.float64) for i, x in enumerate(example.inputs) if i not in spec.labels]
+
+
 def reference_at(spec, example, floats_):
     """The reference's output (float64 numpy) at the float inputs ``floats_``, labels as drawn."""
     it = iter(floats_)
@@ -23,7 +28,7 @@ def smooth_along(spec, example, v):
     up to curvature; this rejects the kinks, where the convention, not the limit, decides the
     gradient), else ``None``: a kink moves the slope by O(|v|) >= 0.25 (v's grid step), curvature
     only by O(h * f'')."""
-    x = [np.asarray(x, np.float64) for i, x in enumerate(example.inputs) if i not in spec.labels]
+    x = float_inputs(spec, example)
     f0 = reference_at(spec, example, x)
     f_plus = reference_at(spec, example, [xi + H * vi for xi, vi in zip(x, v, strict=True)])
     f_minus = reference_at(spec, example, [xi - H * vi for xi, vi in zip(x, v, strict=True)])
@@ -37,7 +42,7 @@ def smooth_along(spec, example, v):
 def assert_vjp_matches_finite_differences(spec, example, v, differences, grads):
     """<vjp(dout), v> (``grads``: the oracle's gradients of the float inputs) equals <dout,
     directional derivative along v> by central differences."""
-    x = [np.asarray(x, np.float64) for i, x in enumerate(example.inputs) if i not in spec.labels]
+    x = float_inputs(spec, example)
     f_plus, f_minus, forward_diff, backward_diff = differences
     dout = np.asarray(example.dout, np.float64)
     scale = float(np.sum(np.abs(dout) * (np.abs(forward_diff) + np.abs(backward_diff)))) + 1e-300
@@ -73,8 +78,7 @@ def test_reference_gradient_matches_finite_differences(name, data):
     points where the function is smooth along v."""
     spec = SPECS[name]
     example = data.draw(examples(spec))
-    floats_ = [x for i, x in enumerate(example.inputs) if i not in spec.labels]
-    v = [data.draw(arrays(np.float64, np.shape(x), grid(1.0, step=0.25))) for x in floats_]  # the direction
+    v = [data.draw(arrays(np.float64, x.shape, grid(1.0, step=0.25))) for x in float_inputs(spec, example)]
     differences = smooth_along(spec, example, v)
     assume(differences is not None)
     assert_vjp_matches_finite_differences(spec, example, v, differences, oracle_grads(spec, example))
