@@ -443,3 +443,32 @@ def test_a_layer_with_no_value_to_compare_is_reported_without_hints():
     assert "forward returned one array, expected a tuple of 2 outputs (h, c)" in text
     assert "backward returned 3 gradients, expected 6" in text
     assert "Likely mistake" not in text
+
+
+def test_a_gradient_of_numeric_text_is_compared_as_numbers():
+    """A backward returning numbers as text (``"4.0"``) is read as the numbers it spells, as
+    ``_numbers`` admits it: twice the gradient is named so."""
+    assert hints([row("dW", E, (2 * E).astype(str))]) == ["dW has a factor of 2 too many"]
+
+
+class ReLUPassingAboveMinusTwoBillionths:
+    """ReLU whose backward passes dout where ``x > -2e-9``: wrong a little below the kink, not at it."""
+
+    def forward(self, x):
+        self.x = x
+        return np.maximum(x, 0.0)
+
+    def backward(self, dout):
+        return dout * (self.x > -2e-9)
+
+
+def test_an_input_a_nudge_away_from_the_kink_is_not_at_the_kink():
+    """At ``x = -1.5e-9`` the nudges (about 1e-9 up and down) stay below 0: the oracle's gradient
+    is 0 on both sides, and a layer passing dout there is not told it takes the other side at the
+    kink (a nudge up twice as large would cross it and say so)."""
+    spec = testing.SPECS["scalar.relu"]
+    example = testing.Example((np.array([-1.5e-9, 2.0]),), {}, np.array([3.0, 5.0]))
+    with pytest.raises(testing.Mismatch) as failed:
+        testing.check_example(ReLUPassingAboveMinusTwoBillionths, spec, example)
+    assert "da: WRONG" in str(failed.value)
+    assert "at the kink" not in str(failed.value)
