@@ -38,3 +38,28 @@ def test_release_compiled_drops_jax_programs_only_when_the_process_holds_too_man
     monkeypatch.setattr(oracle_module, "MAPS", "/nonexistent/maps")
     assert not release_compiled(fraction=0.0)
     assert add_one._cache_size() == 1
+
+
+def test_quick_compile_keeps_the_options_this_xla_knows(monkeypatch):
+    """Every quick option this jax's XLA accepts is kept, one it refuses is left out (not raised),
+    and an error that is not about an option is raised."""
+    oracle_module = importlib.import_module("handlayers.testing.oracle")
+    known = oracle_module.quick_compile()
+    assert known.items() <= oracle_module.QUICK_OPTIONS.items()
+    assert {"xla_backend_optimization_level", "xla_llvm_disable_expensive_passes"} <= set(known)  # long known
+
+    def jit_without_a_device(*args, **kwargs):
+        raise RuntimeError("no device")
+
+    monkeypatch.setitem(oracle_module.QUICK_OPTIONS, "xla_no_such_option", True)
+    oracle_module.quick_compile.cache_clear()
+    try:
+        assert oracle_module.quick_compile() == known
+        monkeypatch.setattr(oracle_module.jax, "jit", jit_without_a_device)
+        oracle_module.quick_compile.cache_clear()
+        with pytest.raises(RuntimeError, match="no device"):
+            oracle_module.quick_compile()
+    finally:
+        monkeypatch.undo()
+        oracle_module.quick_compile.cache_clear()
+    assert oracle_module.quick_compile() == known

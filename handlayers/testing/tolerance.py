@@ -88,6 +88,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from handlayers.testing.oracle import quick_compile
+
 if TYPE_CHECKING:
     from handlayers.testing.oracle import Example
     from handlayers.testing.specs import Spec
@@ -255,10 +257,6 @@ def rounding_sensitivity(
 
 #: the most Jacobian entries held at once (a block of rows times every perturbed value): 32 MB
 _JACOBIAN_ENTRIES = 2**22
-#: XLA's cheapest compile settings, for float64 programs run a few times (the rounding sensitivity
-#: here, the training audit's oracle): compiling so takes half the time; the float64 arithmetic is
-#: the same, only less fused
-QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 _RECENT: OrderedDict[Any, tuple[float, tuple[float | None, ...]]] = OrderedDict()
 _FUNCTIONS: dict[Any, Callable[..., Any]] = {}
 
@@ -349,7 +347,7 @@ def _sensitivity_function(
 
     # Little to optimize in a graph of a few hundred tiny operations: XLA's cheapest settings
     # halve the compilation, the time that counts here (one compilation per shape).
-    _FUNCTIONS[key] = jax.jit(at_points, compiler_options=QUICK_COMPILE)
+    _FUNCTIONS[key] = jax.jit(at_points, compiler_options=quick_compile())
     return _FUNCTIONS[key]
 
 
