@@ -1,13 +1,16 @@
 """Every layer against jax.vjp of its reference: the suite's central property."""
 
+import functools
 import importlib
+from types import SimpleNamespace
 
 import jax
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from handlayers.testing import SPECS, check_backends, examples
+from handlayers.testing import SPECS, Example, check_backends, examples, oracle, tolerance
 
 
 @pytest.mark.parametrize("name", list(SPECS))
@@ -40,26 +43,52 @@ def test_release_compiled_drops_jax_programs_only_when_the_process_holds_too_man
     assert add_one._cache_size() == 1
 
 
-def test_quick_compile_keeps_the_options_this_xla_knows(monkeypatch):
-    """Every quick option this jax's XLA accepts is kept, one it refuses is left out (not raised),
-    and an error that is not about an option is raised."""
+def test_quick_jit_keeps_the_options_this_xla_knows(monkeypatch):
+    """Every option this jax's XLA accepts is kept (this project's jax knows all three), one it
+    refuses is left out (not raised), none where jax.jit takes no compiler options, and an error
+    that is not about an option is raised."""
     oracle_module = importlib.import_module("handlayers.testing.oracle")
-    known = oracle_module.quick_compile()
-    assert known.items() <= oracle_module.QUICK_OPTIONS.items()
-    assert {"xla_backend_optimization_level", "xla_llvm_disable_expensive_passes"} <= set(known)  # long known
+    known = oracle_module._known_options
+    cheapest = tuple(oracle_module.CHEAPEST.items())
+    assert known(cheapest) == cheapest
+    assert known((*cheapest, ("xla_no_such_option", True))) == cheapest
+    assert oracle_module.quick_jit(lambda x: 2 * x)(3.0) == 6.0
 
-    def jit_without_a_device(*args, **kwargs):
-        raise RuntimeError("no device")
+    def jit(function, compiler_options=None, error=None):
+        if compiler_options is not None:
+            raise error
+        return jax.jit(function)
 
-    monkeypatch.setitem(oracle_module.QUICK_OPTIONS, "xla_no_such_option", True)
-    oracle_module.quick_compile.cache_clear()
-    try:
-        assert oracle_module.quick_compile() == known
-        monkeypatch.setattr(oracle_module.jax, "jit", jit_without_a_device)
-        oracle_module.quick_compile.cache_clear()
-        with pytest.raises(RuntimeError, match="no device"):
-            oracle_module.quick_compile()
-    finally:
-        monkeypatch.undo()
-        oracle_module.quick_compile.cache_clear()
-    assert oracle_module.quick_compile() == known
+    monkeypatch.setattr(oracle_module, "jax", SimpleNamespace(jit=functools.partial(jit, error=TypeError("old jax"))))
+    probe = (("xla_cpu_use_fusion_emitters", False),)
+    assert known.__wrapped__(probe) == ()
+    monkeypatch.setattr(oracle_module, "_known_options", lambda options: ())
+    assert oracle_module.quick_jit(lambda x: 2 * x)(3.0) == 6.0  # jax.jit as it is, no options
+    monkeypatch.setattr(
+        oracle_module, "jax", SimpleNamespace(jit=functools.partial(jit, error=RuntimeError("no device")))
+    )
+    with pytest.raises(RuntimeError, match="no device"):
+        known.__wrapped__(probe)
+
+
+def test_the_oracle_and_the_measured_tolerance_compile_quickly(monkeypatch):
+    """The oracle takes the options that keep its results (every last bit), the measured tolerance's
+    program the cheapest; both through quick_jit."""
+    oracle_module = importlib.import_module("handlayers.testing.oracle")
+    tolerance_module = importlib.import_module("handlayers.testing.tolerance")
+    calls = []
+
+    def quick_jit(function, *, cheapest=False):
+        calls.append(cheapest)
+        return jax.jit(function)
+
+    monkeypatch.setattr(oracle_module, "quick_jit", quick_jit)
+    monkeypatch.setattr(tolerance_module, "quick_jit", quick_jit)
+    monkeypatch.setattr(oracle_module, "_ORACLES", {})
+    monkeypatch.setattr(tolerance_module, "_FUNCTIONS", {})
+    spec = SPECS["vector.layer_norm"]  # a measured tolerance
+    example = Example((np.ones((2, 3)), np.ones(3), np.zeros(3)), {}, np.ones((2, 3)))
+    oracle(spec, example)
+    assert calls == [False]
+    tolerance(spec, example, np.float64, spec.grads[0])
+    assert calls[1:] == [True]

@@ -13,16 +13,15 @@ import numpy as np
 if TYPE_CHECKING:
     from handlayers.testing.specs import Spec
 
-__all__ = ["Example", "oracle", "output_shape", "quick_compile", "release_compiled"]
+__all__ = ["Example", "oracle", "output_shape", "quick_jit", "release_compiled"]
 
-#: XLA's cheapest compile settings, each a plain float64 program's arithmetic unchanged, only less
-#: fused and less tuned: no backend optimization, no expensive LLVM passes, and on the CPU the older
-#: (non-MLIR) fusion emitters
-QUICK_OPTIONS = {
-    "xla_backend_optimization_level": 0,
-    "xla_llvm_disable_expensive_passes": True,
-    "xla_cpu_use_fusion_emitters": False,
-}
+#: how XLA:CPU generates code, not what it computes: its older (non-MLIR) emitters for fused
+#: loops, which compile in about half the time (in probes, float64 results the same bit for bit)
+SAME_RESULTS = {"xla_cpu_use_fusion_emitters": False}
+#: and XLA's cheapest settings, no backend optimization and no expensive LLVM passes: a float64
+#: gradient a few ulps from the defaults' (4 eps of its largest entry in a probe), for programs
+#: whose last bits do not matter (the measured tolerance, the training audit's oracle)
+CHEAPEST = {**SAME_RESULTS, "xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
 @dataclass(frozen=True)
@@ -62,27 +61,35 @@ def release_compiled(fraction: float = 0.5) -> bool:
     return crowded
 
 
-@functools.cache
-def quick_compile() -> dict[str, Any]:
-    """The compiler options (``jax.jit(..., compiler_options=...)``) of the programs this package
-    compiles for itself and runs a few times each: the oracle, the measured tolerance, the training
-    audit's oracle. They are :data:`QUICK_OPTIONS` less those this jax's XLA does not know (it
-    refuses an unknown option when compiling; the emitters' option is recent). An oracle of an
-    MLP compiles in 72 ms with them against 259 ms without (docs/testing.md).
+def quick_jit(function: Callable[..., Any], *, cheapest: bool = False) -> Callable[..., Any]:
+    """``jax.jit(function)`` compiled with :data:`SAME_RESULTS` (``cheapest``: :data:`CHEAPEST`),
+    less any option this jax's XLA does not know, for the programs this package compiles for
+    itself: the oracle (the same results, sooner: an MLP's in 133 ms against 259 ms), and,
+    cheapest, the measured tolerance's program and the training audit's oracle (docs/testing.md).
     """
+    options = _known_options(tuple((CHEAPEST if cheapest else SAME_RESULTS).items()))
+    return jax.jit(function, compiler_options=dict(options)) if options else jax.jit(function)
 
-    def known(options: dict[str, Any]) -> bool:
+
+@functools.cache
+def _known_options(options: tuple[tuple[str, Any], ...]) -> tuple[tuple[str, Any], ...]:
+    """Those of ``options`` that this XLA accepts: it refuses an unknown one when compiling (the
+    emitters' option is recent), and an old jax takes no compiler options at all."""
+
+    def known(some: tuple[tuple[str, Any], ...]) -> bool:
         try:
-            jax.jit(lambda x: x + 1, compiler_options=options).lower(0.0).compile()
+            jax.jit(lambda x: x + 1, compiler_options=dict(some)).lower(0.0).compile()
+        except TypeError:  # a jax.jit without compiler_options
+            return False
         except RuntimeError as error:  # jax's JaxRuntimeError: "No such compile option"
             if "compile option" not in str(error):
                 raise
             return False
         return True
 
-    if known(QUICK_OPTIONS):  # one probe where every option is known
-        return dict(QUICK_OPTIONS)
-    return {name: value for name, value in QUICK_OPTIONS.items() if known({name: value})}
+    if known(options):  # one probe where every option is known
+        return options
+    return tuple(option for option in options if known((option,)))
 
 
 def output_shape(spec: Spec, inputs: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
@@ -108,13 +115,13 @@ def oracle(spec: Spec, example: Example) -> tuple[np.ndarray, tuple[np.ndarray |
     """``(output, gradients)`` of ``spec.reference`` by ``jax.vjp``, in float64 on jax's default device
     (for a reference of several outputs, ``output`` is a tuple and ``example.dout`` one too).
 
-    The jitted vjp is cached per reference and keywords, so each new shape compiles once (with
-    :func:`quick_compile`'s options).
+    The jitted vjp (:func:`quick_jit`) is cached per reference and keywords, so each new shape
+    compiles once.
     """
     # user references may share a name: the function itself is in the key
     key = (spec.name, spec.reference, spec.labels, tuple(sorted(example.kwargs.items())))
     if key not in _ORACLES:
-        _ORACLES[key] = jax.jit(_vjp_function(spec, example.kwargs), compiler_options=quick_compile())
+        _ORACLES[key] = quick_jit(_vjp_function(spec, example.kwargs))
     floats_ = [np.asarray(x, np.float64) for i, x in enumerate(example.inputs) if i not in spec.labels]
     labels = [np.asarray(example.inputs[i]) for i in spec.labels]
     # several outputs: dout is a tuple, the cotangent of the reference's tuple of outputs

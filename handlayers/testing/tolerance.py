@@ -88,7 +88,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from handlayers.testing.oracle import quick_compile
+from handlayers.testing.oracle import quick_jit
 
 if TYPE_CHECKING:
     from handlayers.testing.oracle import Example
@@ -345,9 +345,10 @@ def _sensitivity_function(
         output, grads = jax.vmap(at_point, in_axes=(0, None, 0))(floats_, others_, dout_)
         return jnp.max(output), jnp.max(grads, axis=0)
 
-    # Little to optimize in a graph of a few hundred tiny operations: XLA's cheapest settings
-    # halve the compilation, the time that counts here (one compilation per shape).
-    _FUNCTIONS[key] = jax.jit(at_points, compiler_options=quick_compile())
+    # Little to optimize in a graph of a few hundred tiny operations: XLA's cheapest settings and
+    # the CPU's older emitters compile it in half the time or less, the time that counts here (one
+    # compilation per shape); a bound needs no last bit.
+    _FUNCTIONS[key] = quick_jit(at_points, cheapest=True)
     return _FUNCTIONS[key]
 
 
