@@ -77,10 +77,22 @@ WRONG = [
         ["--shapes", "x: n d"],
         ["dx is the derivative taken at the output where it should be at x"],
     ),
+    (
+        "cs231n.py:tanh_at_input",
+        "jax.numpy:tanh",
+        ["--shapes", "x: n d"],
+        ["dx is the derivative written for the output but computed from x"],
+    ),
     ("cs231n.py:softmax_loss_no_mean", "vector.softmax_cross_entropy", [], ["dZ is missing the 1/n of the mean"]),
     ("cs231n.py:svm_loss_flipped", "vector.hinge_loss", [], ["dS has the wrong sign"]),
     ("scratch.py:Layer_Dense_dweights_mean", "vector.affine", SCRATCH_DENSE, ["dW is averaged, not summed"]),
     ("scratch.py:Activation_ReLU_no_copy", "vector.relu", SCRATCH_ACTIVATION, ["dout: backward wrote into it"]),
+    (
+        "scratch.py:Activation_Sigmoid_at_input",
+        "vector.sigmoid",
+        SCRATCH_ACTIVATION,
+        ["dA is the derivative written for the output but computed from A"],
+    ),
     (
         "scratch.py:Activation_Sigmoid_scales_state",
         "vector.sigmoid",

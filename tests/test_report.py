@@ -472,3 +472,131 @@ def test_an_input_a_nudge_away_from_the_kink_is_not_at_the_kink():
         testing.check_example(ReLUPassingAboveMinusTwoBillionths, spec, example)
     assert "da: WRONG" in str(failed.value)
     assert "at the kink" not in str(failed.value)
+
+
+def test_a_case_with_no_value_at_some_entries_is_judged_on_the_others():
+    """A case the oracle has no value for at an entry (NaN: an input no input maps to) is judged
+    on the other entries: it is said where they agree, and the example tells it only where every
+    entry was judged; one entry that disagrees rules it out."""
+    words = "is the derivative written for the output but computed from x"
+
+    def found(case, got):
+        return mistakes(
+            [row("dx", [0.42, 8e-11], got)],
+            batch=None,
+            dout_is_ones=False,
+            expected_for=lambda c: [("dx", np.array(case))] if c == "at:preimage:0" else [],
+            cases=[("at:preimage:0", words)],
+        )
+
+    assert found([0.75, 1e-3], [0.75, 1e-3]) == [Hint(("dx",), words, True)]
+    assert found([0.75, np.nan], [0.75, 816.0]) == [Hint(("dx",), words, False)]
+    assert found([np.nan, np.nan], [0.75, 816.0]) == [Hint(("dx",), words, False)]
+    assert found([0.75, np.nan], [0.7, 816.0]) == []
+    assert found([0.75, np.nan, 1.0], [0.75, 816.0]) == []  # another shape: not this case
+    # judged entries where the case's gradient is the right one tell nothing
+    assert found([0.42, np.nan], [0.42, 816.0]) == [Hint(("dx",), words, False)]
+    assert found([0.42, 8e-11], [0.42, 8e-11 + 1e-9]) == []  # the values are right
+
+
+def test_a_hint_told_by_one_example_and_judged_nowhere_else_is_said():
+    """A hint that one failing example tells, and that the others (judged on no entry) do not
+    contradict, is said; one that none tells is not."""
+    hint = Hint(("dx",), "is the derivative written for the output but computed from x")
+    assert explained([({"dx"}, [hint]), ({"dx"}, [hint._replace(telling=False)])]) == [hint]
+    assert explained([({"dx"}, [hint._replace(telling=False)])] * 2) == []
+
+
+@pytest.mark.parametrize(
+    ("reference", "x", "preimage"),
+    [
+        # tanh(atanh(0.5)) = 0.5; no input gives 2; tanh of a large input is 1 in float64
+        ("vector.tanh", [0.5, 2.0, 0.0, -0.25], [np.arctanh(0.5), np.nan, 0.0, np.arctanh(-0.25)]),
+        ("vector.sigmoid", [0.25, -1.0, 0.5], [np.log(1 / 3), np.nan, 0.0]),
+    ],
+)
+def test_the_preimage_is_where_the_reference_gives_the_input_itself(reference, x, preimage):
+    """``_preimage`` finds, entry by entry, the input at which the reference's output is the
+    input, to about 1e-12, and NaN where the output never is."""
+    from handlayers.testing.compare import _preimage
+
+    x = np.array([x])
+    found = _preimage(testing.SPECS[reference], testing.Example((x,), {}, np.ones_like(x)), 0)
+    np.testing.assert_allclose(found, [preimage], rtol=1e-12, atol=1e-12)
+
+
+def test_the_preimage_of_an_output_the_reference_reaches_only_far_out_is_found_far_out():
+    """tanh is 1.0 in float64 from about 19.1 on: the preimage of 1 is there, where the
+    derivative is 0 (not NaN: a layer computing 1 - x**2 at x = 1 gets 0 too)."""
+    from handlayers.testing.compare import _preimage
+
+    x = np.array([1.0, -1.0])
+    found = _preimage(testing.SPECS["vector.tanh"], testing.Example((x,), {}, np.ones_like(x)), 0)
+    assert np.all(np.abs(found) > 18)
+    assert np.all(np.sign(found) == x)
+    assert np.all(np.tanh(found) == x)
+
+
+def test_a_reference_that_is_not_elementwise_has_no_preimage():
+    """softmax maps equal entries to equal outputs: moving every entry together, no input makes
+    a row's output the input itself, and the case is judged nowhere."""
+    from handlayers.testing.compare import _preimage
+
+    x = np.array([[0.2, 0.7]])
+    found = _preimage(testing.SPECS["vector.softmax"], testing.Example((x,), {"axis": -1}, np.ones_like(x)), 0)
+    assert np.all(np.isnan(found))
+
+
+@pytest.mark.parametrize(
+    ("layer", "reference", "options", "mistake"),
+    [
+        (
+            ("cs231n", "tanh_at_input"),
+            "vector.tanh",
+            {},
+            "dA is the derivative written for the output but computed from A (e.g. 1 - A**2 for tanh's 1 - out**2)",
+        ),
+        (
+            ("scratch", "Activation_Sigmoid_at_input"),
+            "vector.sigmoid",
+            {"grads": {"dA": "dinputs"}, "output": "output"},
+            "dA is the derivative written for the output but computed from A",
+        ),
+    ],
+)
+def test_a_derivative_written_for_the_output_but_computed_from_the_input_is_named(layer, reference, options, mistake):
+    """tanh's backward as ``1 - x**2``, sigmoid's as ``x * (1 - x)``: the derivative in terms of
+    the output, computed from the input. Most typical examples have entries no input maps to
+    (tanh is never 2); the hint is said from those it can judge."""
+    module, name = layer
+    if module == "cs231n":
+        code = (lab(module, f"{name}_forward"), lab(module, f"{name}_backward"))
+    else:
+        code = lab(module, name)
+    text = failure(code, reference, **options)
+    assert f"Likely mistake: {mistake}" in text
+    assert text.count("Likely mistake") == 1
+
+
+def test_a_failing_examples_report_and_hints_are_made_when_first_asked_for(monkeypatch):
+    """A shrink tries hundreds of failing examples and reports one: check_example's Mismatch
+    finds the hints (which run the oracle in other cases) and writes its report only when asked."""
+    from handlayers.testing import compare
+
+    calls = []
+    real = compare._mistakes
+    monkeypatch.setattr(compare, "_mistakes", lambda *args: calls.append(args) or real(*args))
+    pair = (lab("cs231n", "tanh_at_input_forward"), lab("cs231n", "tanh_at_input_backward"))
+    x = np.array([[0.5, -0.25]])
+    spec = testing.SPECS["vector.tanh"]
+    with pytest.raises(testing.Mismatch) as failed:
+        testing.check_example(testing.adapt(pair, spec), spec, testing.Example((x,), {}, x + 1))
+    assert calls == []
+    assert failed.value.args == (None,)
+    text = str(failed.value)
+    assert len(calls) == 1
+    assert text.startswith("tanh_at_input does not match vector.tanh (numpy, float64) on:")
+    assert "Likely mistake: dA is the derivative written for the output but computed from A" in text
+    assert str(failed.value) == text
+    assert len(calls) == 1
+    assert failed.value.args == (text,)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from handlayers.testing.conventions import Adapted, Miscount, adapt, takes_no_dout
-from handlayers.testing.oracle import Example, oracle, release_compiled
+from handlayers.testing.oracle import Example, oracle, quick_jit, release_compiled
 from handlayers.testing.report import Hint, explained, mistakes, phrase, raised_report, report, typical_lines
 from handlayers.testing.specs import SPECS, Spec
 from handlayers.testing.strategies import examples
@@ -59,9 +60,16 @@ class Mismatch(AssertionError):
     """A layer disagrees with its reference; ``str()`` is the report, ``found`` what was found
     on the failing example (``None`` for a combined report)."""
 
-    def __init__(self, text: str, found: Found | None = None) -> None:
+    def __init__(self, text: str | None = None, found: Found | None = None) -> None:
         super().__init__(text)
         self.found = found
+
+    def __str__(self) -> str:
+        # a failing example's report is written when first asked for: a shrink never asks, and
+        # the hints in it run the oracle in other cases
+        if self.args == (None,) and self.found is not None:
+            self.args = (self.found.report(),)
+        return super().__str__()
 
 
 @dataclass
@@ -89,8 +97,12 @@ class Found:
     dtype: Any
     rows: list[_Row]
     problems: list[str]
-    hints: list[Hint]
     error: Exception | None = None
+
+    @functools.cached_property
+    def hints(self) -> list[Hint]:
+        """The known mistakes that explain the example, found when first asked for."""
+        return [] if self.error is not None else _mistakes(self.spec, self.example, self.rows)
 
     @property
     def wrong(self) -> set[str]:
@@ -143,7 +155,7 @@ def check_example(
         expected = None
     found, worst = _run(layer, spec, example, backend, np.dtype(dtype), expected)
     if found is not None:
-        raise Mismatch(found.report(), found) from found.error
+        raise Mismatch(found=found) from found.error
     return worst
 
 
@@ -171,7 +183,7 @@ def _run(
             grads = instance.backward(dout)
             again = instance.backward(dout)
         except Exception as error:
-            return Found(name, spec, example, backend, dtype, [], [], [], error), math.inf
+            return Found(name, spec, example, backend, dtype, [], [], error), math.inf
     expected_out, expected_grads = expected or oracle(spec, example)
     given = {library(x) for x in inputs}
     # jax if any input is jax, else numpy if any is numpy; from Python numbers alone a layer may
@@ -214,7 +226,7 @@ def _run(
                 problems.append(f"{arg}: forward or backward wrote into this input")
     worst = max((row.ratio for row in rows), default=0.0)
     if problems or any(row.problem for row in rows):
-        return Found(name, spec, example, backend, dtype, rows, problems, _mistakes(spec, example, rows)), worst
+        return Found(name, spec, example, backend, dtype, rows, problems), worst
     return None, worst
 
 
@@ -309,14 +321,25 @@ def _mistakes(spec: Spec, example: Example, rows: list[_Row]) -> list[Hint]:
         for i in floats_
         if not isinstance(example.dout, tuple) and np.shape(example.inputs[i]) == dout_shape
     ]
+    like_output = [i for i in floats_ if np.shape(example.inputs[i]) == out_shape and rows[0].expected is not None]
     cases += [
         (
             f"at:output:{i}",
             f"is the derivative taken at the output where it should be at {spec.args[i]} "
             f"(e.g. 1 - tanh(out)**2 with out = tanh({spec.args[i]}))",
         )
-        for i in floats_
-        if np.shape(example.inputs[i]) == out_shape and rows[0].expected is not None
+        for i in like_output
+    ]
+    # one input, shaped as the output: perhaps elementwise, with a derivative people write in
+    # terms of the output (1 - out**2 for tanh) and then compute from the input
+    cases += [
+        (
+            f"at:preimage:{i}",
+            f"is the derivative written for the output but computed from {spec.args[i]} "
+            f"(e.g. 1 - {spec.args[i]}**2 for tanh's 1 - out**2)",
+        )
+        for i in like_output
+        if len(floats_) == 1
     ]
 
     def expected_for(case: str) -> list[tuple[str, Any]]:
@@ -324,6 +347,9 @@ def _mistakes(spec: Spec, example: Example, rows: list[_Row]) -> list[Hint]:
         dout = example.dout
         if case == "ones":
             dout = jax.tree.map(lambda d: np.ones_like(np.asarray(d, np.float64)), example.dout)
+        elif case.startswith("at:preimage:"):
+            i = int(case.rpartition(":")[2])
+            inputs[i] = _preimage(spec, example, i)
         elif case.startswith("at:"):
             _, source, i = case.split(":")
             value = example.dout if source == "dout" else rows[0].expected
@@ -339,6 +365,49 @@ def _mistakes(spec: Spec, example: Example, rows: list[_Row]) -> list[Hint]:
     width = int(np.prod(first[1:])) if vector and len(first) >= 2 else None
     dout_is_ones = all(np.all(np.asarray(d) == 1) for d in jax.tree.leaves(example.dout))
     return mistakes(rows, batch=batch, dout_is_ones=dout_is_ones, expected_for=expected_for, cases=cases, width=width)
+
+
+#: the interval :func:`_preimage` searches, and how many times it halves it: to about 1e-13
+PREIMAGE_BOUND, PREIMAGE_STEPS = 1e3, 55
+
+_PREIMAGES: dict[tuple[Any, ...], Callable[..., Any]] = {}
+
+
+def _preimage(spec: Spec, example: Example, i: int) -> np.ndarray:
+    """The inputs at which the reference's output is input ``i`` itself, entry by entry (as if
+    the reference were elementwise), NaN where none is found: by bisection in
+    ``[-PREIMAGE_BOUND, PREIMAGE_BOUND]`` in float64, one jitted program per reference. An entry
+    counts as found where the output there is the input within a billionth (tanh gives no 2, and a
+    reference that is not elementwise seldom gives its input anywhere)."""
+    key = (spec.name, spec.reference, spec.labels, tuple(sorted(example.kwargs.items())), i)
+    if key not in _PREIMAGES:
+        _PREIMAGES[key] = quick_jit(_preimage_function(spec, example.kwargs, i))
+    inputs = [np.asarray(x) if j in spec.labels else np.asarray(x, np.float64) for j, x in enumerate(example.inputs)]
+    with jax.enable_x64(True):
+        return np.asarray(_PREIMAGES[key](inputs))
+
+
+def _preimage_function(spec: Spec, kwargs: dict[str, Any], i: int) -> Callable[..., Any]:
+    def search(inputs: list[Any]) -> Any:
+        x = inputs[i]
+
+        def f(at: Any) -> Any:
+            return spec.reference(*inputs[:i], at, *inputs[i + 1 :], **kwargs)
+
+        low, high = jnp.full_like(x, -PREIMAGE_BOUND), jnp.full_like(x, PREIMAGE_BOUND)
+        rising = f(high) >= f(low)
+
+        def halve(_: int, bounds: tuple[Any, Any]) -> tuple[Any, Any]:
+            low, high = bounds
+            middle = (low + high) / 2
+            above = (f(middle) < x) == rising  # the input sought is above the middle
+            return jnp.where(above, middle, low), jnp.where(above, high, middle)
+
+        low, high = jax.lax.fori_loop(0, PREIMAGE_STEPS, halve, (low, high))
+        found = (low + high) / 2
+        return jnp.where(jnp.abs(f(found) - x) <= 1e-9 * jnp.maximum(1, jnp.abs(x)), found, jnp.nan)
+
+    return search
 
 
 def _nudge(x: Any, sign: float, is_label: bool) -> Any:

@@ -147,7 +147,7 @@ def mistakes(
             continue
         if row.name not in flipped | swapped:
             found += [Hint((row.name,), w, telling) for w in _value_hints(row, got, want, batch, width)]
-        found += [Hint((row.name,), w) for w in _case_hints(row, expected_for, dout_is_ones, cases)]
+        found += [Hint((row.name,), w, told) for w, told in _case_hints(row, expected_for, dout_is_ones, cases)]
     return found
 
 
@@ -245,13 +245,18 @@ def _case_hints(
     expected_for: Callable[[str], Sequence[tuple[str, Any]]],
     dout_is_ones: bool,
     more: Sequence[tuple[str, str]],
-) -> list[str]:
+) -> list[tuple[str, bool]]:
+    """The other cases ``row.got`` is the gradient of, in words, each with whether this example
+    tells it (``more``'s cases may be judged on some entries only: see :func:`_judged_case`)."""
     found = []
     if not dout_is_ones and _is_case(row, expected_for("ones")):
-        found.append("ignores dout (it is the gradient for dout = 1)")
+        found.append(("ignores dout (it is the gradient for dout = 1)", True))
     if _passes_at_kinks(row, expected_for):
-        found.append("passes the gradient through at the kink, where the contract takes 0")
-    found += [words for case, words in more if _is_case(row, expected_for(case))]
+        found.append(("passes the gradient through at the kink, where the contract takes 0", True))
+    for case, words in more:
+        judged = _judged_case(row, expected_for(case))
+        if judged is not None:
+            found.append((words, judged))
     return list(dict.fromkeys(found))
 
 
@@ -262,6 +267,21 @@ def _is_case(row: Any, expected: Sequence[tuple[str, Any]]) -> bool:
     # the nudges move a smooth gradient by about 1e-9 of itself, a kink's by all of it
     distinct = other is not None and not _close(other, row.expected, row.tol, rtol=1e-7)
     return distinct and _close(row.got, other, row.tol, rtol=1e-7)
+
+
+def _judged_case(row: Any, expected: Sequence[tuple[str, Any]]) -> bool | None:
+    """Like :func:`_is_case`, for a case the oracle may have no value for at some entries (NaN:
+    an input that no input maps to, say), judged on the others: ``None`` where ``row.got`` is not
+    the case's gradient; else whether the example tells it (every entry judged, and the case's
+    gradient not the right one). An example with no entry judged says nothing against it."""
+    other = dict(expected).get(row.name)
+    if other is None or np.shape(other) != np.shape(row.got):
+        return None
+    judged = ~np.isnan(np.asarray(other, np.float64))
+    got, want, other = (np.asarray(a, np.float64)[judged] for a in (row.got, row.expected, other))
+    if not _close(got, other, row.tol, rtol=1e-7):
+        return None
+    return bool(judged.all()) and not _close(other, want, row.tol, rtol=1e-7)
 
 
 def _passes_at_kinks(row: Any, expected_for: Callable[[str], Sequence[tuple[str, Any]]]) -> bool:

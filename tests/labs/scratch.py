@@ -61,6 +61,17 @@ class Activation_Sigmoid:
         self.dinputs = dvalues * (1 - self.output) * self.output
 
 
+class Activation_Sigmoid_at_input:
+    """Writes sigmoid's derivative in terms of its output, s * (1 - s), but with the input."""
+
+    def forward(self, inputs):
+        self.inputs = inputs
+        self.output = np.exp(-np.logaddexp(0, -inputs))
+
+    def backward(self, dvalues):
+        self.dinputs = dvalues * self.inputs * (1 - self.inputs)
+
+
 class Activation_Sigmoid_scales_state:
     """Scales the stored output in place: a second backward sees another output."""
 
