@@ -497,6 +497,10 @@ def test_a_case_with_no_value_at_some_entries_is_judged_on_the_others():
     # judged entries where the case's gradient is the right one tell nothing
     assert found([0.42, np.nan], [0.42, 816.0]) == [Hint(("dx",), words, False)]
     assert found([0.42, 8e-11], [0.42, 8e-11 + 1e-9]) == []  # the values are right
+    # the case's gradient within 1e-7 of itself (a nudge's), beyond four tolerances
+    assert found([0.75, np.nan], [0.75 * (1 + 5e-8), 816.0]) == [Hint(("dx",), words, False)]
+    almost = [0.42 * (1 + 2e-8), 8e-11]  # as near the right gradient: it tells nothing
+    assert found(almost, almost) == [Hint(("dx",), words, False)]
 
 
 def test_a_hint_told_by_one_example_and_judged_nowhere_else_is_said():
@@ -600,3 +604,144 @@ def test_a_failing_examples_report_and_hints_are_made_when_first_asked_for(monke
     assert str(failed.value) == text
     assert len(calls) == 1
     assert failed.value.args == (text,)
+
+
+def test_a_relu_masking_on_nonzero_inputs_is_not_told_it_computes_from_the_input():
+    """ReLU passes the gradient at NaN: where no input maps to a negative input, the case has no
+    value, not ReLU's gradient at NaN. ReLU's derivative written for its output is its own, so a
+    mask on ``x != 0`` gets no such hint."""
+    pair = (lab("cs231n", "relu_nonzero_forward"), lab("cs231n", "relu_nonzero_backward"))
+    text = failure(pair, "vector.relu")
+    assert "dA: WRONG" in text
+    assert "written for the output" not in text
+
+
+class TanhTwice:
+    """tanh with a factor of 2 too many in its gradient."""
+
+    def forward(self, x):
+        self.out = np.tanh(x)
+        return self.out
+
+    def backward(self, dout):
+        return 2 * dout * (1 - self.out**2)
+
+
+def test_one_examples_report_says_only_the_hints_it_tells():
+    """On one example with every input out of tanh's range, the derivative written for the output
+    is judged nowhere: it says nothing against that mistake, but nothing for it either, and one
+    example's report names only the factor."""
+    x = np.array([[1.5, -2.0, 3.0], [1.2, -1.1, 2.5], [-4.0, 1.7, -1.3]])  # n = k = 3: 2 is no n or k
+    with pytest.raises(testing.Mismatch) as failed:
+        testing.check_example(TanhTwice, testing.SPECS["vector.tanh"], testing.Example((x,), {}, x + 0.5))
+    assert str(failed.value).endswith("Likely mistake: dA has a factor of 2 too many.")
+    assert Hint(("dA",), "has a factor of 2 too many") in failed.value.found.hints
+
+
+def test_a_report_whose_hints_fail_is_shown_without_them(monkeypatch):
+    """Should working out the hints raise, the report is still shown, naming the error."""
+    from handlayers.testing import compare
+
+    def boom(*args):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(compare, "_mistakes", boom)
+    x = np.array([[0.5]])
+    with pytest.raises(testing.Mismatch) as failed:
+        testing.check_example(TanhTwice, testing.SPECS["vector.tanh"], testing.Example((x,), {}, x))
+    text = str(failed.value)
+    assert text.startswith("TanhTwice does not match vector.tanh (numpy, float64) on:")
+    assert "dA: WRONG" in text
+    assert text.endswith("\n(no hint: working them out raised RuntimeError: boom)")
+    assert repr(failed.value) == f"Mismatch({text!r})"
+
+
+def scaled_tanh(scale, x, shift):
+    """Integer inputs either side of the float one, one of them an index."""
+    return jnp.array([1.0, 2.0, 3.0, 4.0])[scale] * jnp.tanh(x) + shift
+
+
+@pytest.mark.parametrize(
+    ("reference", "shapes", "labels", "inputs", "kwargs", "preimage"),
+    [
+        (scaled_tanh, "x: n", "scale: n < 4; shift: n < 4", ([1], [0.5], [1]), {}, [np.arctanh(-0.25)]),
+        # a float32 input is searched in float64
+        ("vector.tanh", None, None, (np.array([[0.5, -0.1]], np.float32),), {}, [np.arctanh([0.5, np.float32(-0.1)])]),
+        (jnp.sqrt, "x: n", None, ([2.0, 0.5],), {}, [4.0, 0.25]),  # NaN at -1000
+        (jnp.log, "x: n", None, ([-2.0, 1.0],), {}, [np.exp(-2.0), np.e]),
+        (jnp.exp, "x: n", None, ([1e5, 0.5, -1.0],), {}, [np.log(1e5), np.log(0.5), np.nan]),
+        (jnp.square, "x: n", None, ([4.0],), {}, [2.0]),  # the ends tie: the rising side
+        ("vector.leaky_relu", None, None, ([[-0.05, 3.0]],), {"alpha": 0.1}, [[-0.5, 3.0]]),
+    ],
+)
+def test_the_preimage_takes_the_references_other_inputs_and_keywords(
+    reference, shapes, labels, inputs, kwargs, preimage
+):
+    """The preimage of the float input with the integer inputs around it and the keywords as
+    given; found where a reference is NaN at an end of the search (sqrt, log), to within 1e-13 of
+    the input even where the output is 1e5 (exp), and on the rising side where the ends tie."""
+    from handlayers.testing.compare import _preimage
+
+    declared = not isinstance(reference, str)
+    spec = testing.spec(reference, shapes=shapes, labels=labels) if declared else testing.SPECS[reference]
+    i = spec.args.index("x" if declared else "A")
+    inputs = tuple(
+        np.asarray(v) if k in spec.labels or isinstance(v, np.ndarray) else np.asarray(v, float)
+        for k, v in enumerate(inputs)
+    )
+    found = _preimage(spec, testing.Example(inputs, kwargs, np.ones_like(inputs[i])), i)
+    np.testing.assert_allclose(found, preimage, rtol=1e-13, atol=1e-13)
+
+
+def test_relus_preimage_of_0_is_where_its_gradient_is_0():
+    """ReLU gives 0 for every input up to 0: the search takes the lowest, where the gradient is
+    the contract's 0 (from above, it would be 1 just past the kink)."""
+    from handlayers.testing.compare import _preimage
+
+    x = np.array([0.0, 2.0])
+    found = _preimage(testing.SPECS["vector.relu"], testing.Example((x,), {}, np.ones_like(x)), 0)
+    assert found[0] < -1
+    assert found[1] == pytest.approx(2.0, abs=1e-13)
+
+
+class HingeThroughTheKink:
+    """The hinge loss with ``margins >= 0``: a term exactly at its kink sends its gradient."""
+
+    def forward(self, S, labels):
+        self.S, self.labels = S, labels
+        correct = np.take_along_axis(S, labels[:, None], axis=1)
+        self.active = (S - correct + 1 >= 0) & (np.arange(S.shape[1]) != labels[:, None])
+        return np.sum(np.where(self.active, S - correct + 1, 0)) / S.shape[0]
+
+    def backward(self, dl):
+        dS = self.active.astype(float)
+        dS[np.arange(len(self.labels)), self.labels] = -self.active.sum(axis=1)
+        return dS * dl / self.S.shape[0], None
+
+
+@pytest.mark.parametrize(
+    "S",
+    [
+        [[1.0, 0.0]],  # S_1 - S_0 + 1 = 0, the kink, crossed up by nudging every score up
+        [[0.0, 1.0]],  # ... with the label's column last: crossed up by nudging them down
+    ],
+)
+def test_a_kink_crossed_either_way_by_the_nudges_is_named(S):
+    """The nudges move each entry a little more than the one before: a margin ``S_j - S_y + 1`` at
+    0 goes up with the nudge up when j comes after the label, with the nudge down when it comes
+    before. Either way, a hinge loss sending the gradient of a term at its kink is told so."""
+    S = np.array(S)
+    labels = np.array([int(np.argmax(S))])
+    example = testing.Example((S, labels), {}, np.array(2.0))
+    with pytest.raises(testing.Mismatch) as failed:
+        testing.check_example(HingeThroughTheKink, testing.SPECS["vector.hinge_loss"], example)
+    assert str(failed.value).endswith(
+        "Likely mistake: dS passes the gradient through at the kink, where the contract takes 0."
+    )
+
+
+def test_a_derivative_taken_at_the_output_is_named():
+    """tanh's backward applying tanh again to the output it cached: the derivative at the output."""
+    pair = (lab("cs231n", "tanh_at_output_forward"), lab("cs231n", "tanh_at_output_backward"))
+    text = failure(pair, "vector.tanh")
+    assert "Likely mistake: dA is the derivative taken at the output where it should be at A" in text

@@ -68,8 +68,16 @@ class Mismatch(AssertionError):
         # a failing example's report is written when first asked for: a shrink never asks, and
         # the hints in it run the oracle in other cases
         if self.args == (None,) and self.found is not None:
-            self.args = (self.found.report(),)
+            try:
+                text = self.found.report()
+            except Exception as error:  # the hints could not be worked out: the report without them
+                failed = f"{type(error).__name__}: {error}"
+                text = f"{self.found.report(hints=[])}\n(no hint: working them out raised {failed})"
+            self.args = (text,)
         return super().__str__()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
 
 
 @dataclass
@@ -109,9 +117,10 @@ class Found:
         return {row.name for row in self.rows if row.problem}
 
     def report(self, hints: list[Hint] | None = None) -> str:
+        """The example's report, with ``hints``, or else with those of its own it tells."""
         if self.error is not None:
             return raised_report(self.name, self.spec, self.example, self.backend, self.dtype, self.error)
-        said = phrase(self.hints if hints is None else hints)
+        said = phrase([h for h in self.hints if h.telling] if hints is None else hints)
         return report(self.name, self.spec, self.example, self.backend, self.dtype, self.rows, self.problems, said)
 
 
@@ -321,7 +330,7 @@ def _mistakes(spec: Spec, example: Example, rows: list[_Row]) -> list[Hint]:
         for i in floats_
         if not isinstance(example.dout, tuple) and np.shape(example.inputs[i]) == dout_shape
     ]
-    like_output = [i for i in floats_ if np.shape(example.inputs[i]) == out_shape and rows[0].expected is not None]
+    like_output = [i for i in floats_ if np.shape(example.inputs[i]) == out_shape]
     cases += [
         (
             f"at:output:{i}",
@@ -349,7 +358,14 @@ def _mistakes(spec: Spec, example: Example, rows: list[_Row]) -> list[Hint]:
             dout = jax.tree.map(lambda d: np.ones_like(np.asarray(d, np.float64)), example.dout)
         elif case.startswith("at:preimage:"):
             i = int(case.rpartition(":")[2])
-            inputs[i] = _preimage(spec, example, i)
+            found = _preimage(spec, example, i)
+            none = np.isnan(found)
+            # the input itself where nothing maps to it (a reference may give NaN a gradient: ReLU
+            # passes it), and then no value there
+            inputs[i] = np.where(none, np.asarray(example.inputs[i], np.float64), found)
+            grads = oracle(spec, Example(tuple(inputs), example.kwargs, dout))[1]
+            pairs = enumerate(zip(spec.grads, grads, strict=True))
+            return [(name, np.where(none, np.nan, g) if k == i else g) for k, (name, g) in pairs]
         elif case.startswith("at:"):
             _, source, i = case.split(":")
             value = example.dout if source == "dout" else rows[0].expected
@@ -377,8 +393,8 @@ def _preimage(spec: Spec, example: Example, i: int) -> np.ndarray:
     """The inputs at which the reference's output is input ``i`` itself, entry by entry (as if
     the reference were elementwise), NaN where none is found: by bisection in
     ``[-PREIMAGE_BOUND, PREIMAGE_BOUND]`` in float64, one jitted program per reference. An entry
-    counts as found where the output there is the input within a billionth (tanh gives no 2, and a
-    reference that is not elementwise seldom gives its input anywhere)."""
+    counts as found where the output there is the input within a billionth of ``max(1, |input|)``
+    (tanh gives no 2, and a reference that is not elementwise seldom gives its input anywhere)."""
     key = (spec.name, spec.reference, spec.labels, tuple(sorted(example.kwargs.items())), i)
     if key not in _PREIMAGES:
         _PREIMAGES[key] = quick_jit(_preimage_function(spec, example.kwargs, i))
@@ -395,7 +411,11 @@ def _preimage_function(spec: Spec, kwargs: dict[str, Any], i: int) -> Callable[.
             return spec.reference(*inputs[:i], at, *inputs[i + 1 :], **kwargs)
 
         low, high = jnp.full_like(x, -PREIMAGE_BOUND), jnp.full_like(x, PREIMAGE_BOUND)
-        rising = f(high) >= f(low)
+        at_low, at_high = f(low), f(high)
+        # rising or falling, as the ends say; where an end is NaN (sqrt, log), as 0 and 1 say; an
+        # even function's ends tie: its preimage on the rising side
+        ends = jnp.isnan(at_low) | jnp.isnan(at_high)
+        rising = jnp.where(ends, f(jnp.ones_like(x)) >= f(jnp.zeros_like(x)), at_high >= at_low)
 
         def halve(_: int, bounds: tuple[Any, Any]) -> tuple[Any, Any]:
             low, high = bounds

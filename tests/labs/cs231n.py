@@ -108,6 +108,15 @@ def tanh_at_input_backward(dout, cache):
     return dout * (1 - x**2)
 
 
+def relu_nonzero_forward(x):
+    return np.maximum(x, 0), x
+
+
+def relu_nonzero_backward(dout, cache):
+    """Masks on ``x != 0`` where ReLU's mask is ``x > 0``: passes dout for negative inputs."""
+    return dout * (cache != 0)
+
+
 def batchnorm_forward(x, gamma, beta, bn_param):
     eps = bn_param.get("eps", 1e-5)
     mu = x.mean(axis=0)
