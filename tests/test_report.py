@@ -704,6 +704,28 @@ def test_relus_preimage_of_0_is_where_its_gradient_is_0():
     assert found[1] == pytest.approx(2.0, abs=1e-13)
 
 
+class ReLUBlockingBelowTwoBillionths:
+    """ReLU whose backward passes dout only where ``x > 2e-9``: wrong a little above the kink."""
+
+    def forward(self, x):
+        self.x = x
+        return np.maximum(x, 0.0)
+
+    def backward(self, dout):
+        return dout * (self.x > 2e-9)
+
+
+def test_an_input_a_nudge_above_the_kink_is_not_at_the_kink():
+    """At ``x = 1.5e-9`` the nudge down (about 1e-9) stays above 0: a layer blocking dout there
+    is not told it takes the other side at the kink (a nudge down twice as large would say so)."""
+    spec = testing.SPECS["scalar.relu"]
+    example = testing.Example((np.array([1.5e-9, 2.0]),), {}, np.array([3.0, 5.0]))
+    with pytest.raises(testing.Mismatch) as failed:
+        testing.check_example(ReLUBlockingBelowTwoBillionths, spec, example)
+    assert "da: WRONG" in str(failed.value)
+    assert "at the kink" not in str(failed.value)
+
+
 class HingeThroughTheKink:
     """The hinge loss with ``margins >= 0``: a term exactly at its kink sends its gradient."""
 
