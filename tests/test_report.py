@@ -661,6 +661,11 @@ def scaled_tanh(scale, x, shift):
     return jnp.array([1.0, 2.0, 3.0, 4.0])[scale] * jnp.tanh(x) + shift
 
 
+def parabola_nan_far_left(x):
+    """Even about 0.5 (equal at 0 and 1), NaN at -1000."""
+    return jnp.where(x < -999, jnp.nan, (x - 0.5) ** 2)
+
+
 @pytest.mark.parametrize(
     ("reference", "shapes", "labels", "inputs", "kwargs", "preimage"),
     [
@@ -671,6 +676,7 @@ def scaled_tanh(scale, x, shift):
         (jnp.log, "x: n", None, ([-2.0, 1.0],), {}, [np.exp(-2.0), np.e]),
         (jnp.exp, "x: n", None, ([1e5, 0.5, -1.0],), {}, [np.log(1e5), np.log(0.5), np.nan]),
         (jnp.square, "x: n", None, ([4.0],), {}, [2.0]),  # the ends tie: the rising side
+        (parabola_nan_far_left, "x: n", None, ([4.0],), {}, [2.5]),  # 0 and 1 tie: the rising side
         ("vector.leaky_relu", None, None, ([[-0.05, 3.0]],), {"alpha": 0.1}, [[-0.5, 3.0]]),
     ],
 )

@@ -358,14 +358,11 @@ def _mistakes(spec: Spec, example: Example, rows: list[_Row]) -> list[Hint]:
             dout = jax.tree.map(lambda d: np.ones_like(np.asarray(d, np.float64)), example.dout)
         elif case.startswith("at:preimage:"):
             i = int(case.rpartition(":")[2])
-            found = _preimage(spec, example, i)
-            none = np.isnan(found)
-            # the input itself where nothing maps to it (a reference may give NaN a gradient: ReLU
-            # passes it), and then no value there
-            inputs[i] = np.where(none, np.asarray(example.inputs[i], np.float64), found)
-            grads = oracle(spec, Example(tuple(inputs), example.kwargs, dout))[1]
-            pairs = enumerate(zip(spec.grads, grads, strict=True))
-            return [(name, np.where(none, np.nan, g) if k == i else g) for k, (name, g) in pairs]
+            inputs[i] = found = _preimage(spec, example, i)
+            grad = oracle(spec, Example(tuple(inputs), example.kwargs, dout))[1][i]
+            # the one float input's gradient, with no value where nothing maps to the input
+            # (whatever the reference's gradient at NaN: ReLU passes dout there)
+            return [(spec.grads[i], np.where(np.isnan(found), np.nan, grad))]
         elif case.startswith("at:"):
             _, source, i = case.split(":")
             value = example.dout if source == "dout" else rows[0].expected
