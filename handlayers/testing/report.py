@@ -123,7 +123,6 @@ def mistakes(
     """
     # the gradients only: an output's row has no position (``"output"``, or ``h`` and ``c``)
     wrong = [r for r in rows if r.problem and r.expected is not None and r.got is not None and r.position is not None]
-    wrong = [r for r in wrong if np.shape(r.got) == np.shape(r.expected) or np.ndim(r.got) + np.ndim(r.expected) > 0]
     # a gradient in a tuple of one (``return dx,``) has an extra axis that no sum explains: its row
     # says it is a tuple; the right value inside is the mistake, a shape or value hint would mislead
     wrapped = [r for r in wrong if _in_a_tuple_of_one(r)]
