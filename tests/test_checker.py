@@ -335,6 +335,7 @@ def test_a_gradient_that_is_no_number_is_wrong_without_a_hint(returned):
         check_example(Text, spec, example)
     assert f"got      {returned!r}" in str(failure.value)
     assert "Likely mistake" not in str(failure.value)
+    assert failure.value.found.hints == []  # none, and working them out raised nothing
 
 
 def test_a_forward_that_cannot_take_the_inputs_is_the_layers_error():

@@ -445,10 +445,25 @@ def test_a_layer_with_no_value_to_compare_is_reported_without_hints():
     assert "Likely mistake" not in text
 
 
+def test_a_right_value_flagged_for_another_reason_does_not_end_the_hints():
+    """A gradient whose values are right (wrong only in its dtype, say) explains nothing, and the
+    next gradient's mistake is still named."""
+    assert hints([row("dX", E, E.astype(np.float32)), row("dW", E, 2 * E)]) == ["dW has a factor of 2 too many"]
+
+
+def test_a_gradient_no_larger_than_its_tolerance_tells_no_factor():
+    """Where every expected entry is within the tolerance of 0 (here exactly at it), ten times it
+    is wrong but tells nothing: any factor fits values that small, so no hint."""
+    assert hints([row("db", [TOL, 0.0], [10 * TOL, 0.0])], batch=10) == []
+    assert hints([row("db", [2 * TOL, 0.0], [20 * TOL, 0.0])], batch=10) == ["db is missing the 1/n of the mean"]
+
+
 def test_a_gradient_of_numeric_text_is_compared_as_numbers():
     """A backward returning numbers as text (``"4.0"``) is read as the numbers it spells, as
     ``_numbers`` admits it: twice the gradient is named so."""
     assert hints([row("dW", E, (2 * E).astype(str))]) == ["dW has a factor of 2 too many"]
+    # and of the wrong shape: summed as numbers too (text cannot be summed)
+    assert hints([row("db", [4.0, 6.0], E.astype(str))], batch=2) == ["db is missing the sum over the batch"]
 
 
 class ReLUPassingAboveMinusTwoBillionths:
