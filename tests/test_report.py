@@ -458,6 +458,24 @@ def test_a_gradient_no_larger_than_its_tolerance_tells_no_factor():
     assert hints([row("db", [2 * TOL, 0.0], [20 * TOL, 0.0])], batch=10) == ["db is missing the 1/n of the mean"]
 
 
+def test_every_wrong_gradient_gets_its_hint_whatever_comes_before_or_after_it():
+    """A gradient of the wrong shape between two of the wrong value: each is named."""
+    rows = [row("dX", E, -E), row("db", [4.0, 6.0], E), row("dW", E, 2 * E)]
+    assert hints(rows, batch=3) == [
+        "dX has the wrong sign",
+        "db is missing the sum over the batch",
+        "dW has a factor of 2 too many",
+    ]
+
+
+def test_a_sign_flip_of_all_needs_two_gradients_beyond_their_tolerance():
+    """dy's expected values are within its tolerance of 0 (exactly at it): its negative is no
+    evidence, so dx alone has the wrong sign, not "all"."""
+    assert hints([row("dx", E, -E), row("dy", [TOL, 0.0], [-TOL, 0.0])]) == ["dx has the wrong sign"]
+    flips = "dx and dy all have the wrong sign (every sign is flipped: not a swap)"
+    assert hints([row("dx", E, -E), row("dy", [2 * TOL, 0.0], [-2 * TOL, 0.0])]) == [flips]
+
+
 def test_a_gradient_of_numeric_text_is_compared_as_numbers():
     """A backward returning numbers as text (``"4.0"``) is read as the numbers it spells, as
     ``_numbers`` admits it: twice the gradient is named so."""
