@@ -476,6 +476,11 @@ def test_a_sign_flip_of_all_needs_two_gradients_beyond_their_tolerance():
     assert hints([row("dx", E, -E), row("dy", [2 * TOL, 0.0], [-2 * TOL, 0.0])]) == [flips]
 
 
+def test_a_swap_needs_both_ways():
+    """dx is dy's value, but dy is not dx's: no swap, and dx's own mistake is named."""
+    assert hints([row("dx", E, 2 * E), row("dy", 2 * E, 5 * E)]) == ["dx has a factor of 2 too many"]
+
+
 def test_a_gradient_of_numeric_text_is_compared_as_numbers():
     """A backward returning numbers as text (``"4.0"``) is read as the numbers it spells, as
     ``_numbers`` admits it: twice the gradient is named so."""
