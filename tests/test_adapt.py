@@ -238,6 +238,12 @@ def test_an_input_declared_twice_is_refused():
         testing.spec(refs.multiply, shapes="x: n; y: n", labels="x: n < k")
 
 
+def test_a_reference_of_labels_alone_is_refused():
+    """No float input: nothing to differentiate, said at once (not as an error deep in the check)."""
+    with pytest.raises(ValueError, match=r"^no float input declared \(shapes\): there is no gradient to check$"):
+        testing.spec(lambda i: 2.0 * i, shapes={}, labels="i: n < k")
+
+
 def test_a_parameter_dict_gets_the_styles_names():
     """size becomes pool_height and pool_width; stride, pad, eps, p keep their names; mode is train."""
     got = _param_dict({"size": 2, "stride": 1, "pad": 0, "eps": 1e-5, "p": 0.5, "other": 3})

@@ -481,6 +481,42 @@ def test_a_swap_needs_both_ways():
     assert hints([row("dx", E, 2 * E), row("dy", 2 * E, 5 * E)]) == ["dx has a factor of 2 too many"]
 
 
+class SquareThreeTimes:
+    """The lab's Square with a backward three times too large."""
+
+    def forward(self, x):
+        self.x = x
+        return x * x
+
+    def backward(self, dout):
+        return 3 * 2 * self.x * dout
+
+
+class MeanWithoutOneOverN:
+    """The mean of a vector whose backward forgets the 1/n."""
+
+    def forward(self, x):
+        return np.mean(x)
+
+    def backward(self, dout):
+        return np.full(3, dout)
+
+
+def test_a_scalar_layer_has_no_batch_and_a_vector_of_one_axis_has_one():
+    """A scalar layer computes elementwise: three entries are no batch of three, and a factor of
+    3 is no missing 1/n. A declared reference of a vector ``x: n`` is a vector layer: its n is
+    the batch of a mean."""
+    example = testing.Example((np.array([1.0, 2.0, 3.0]),), {}, np.array([1.0, 0.5, 2.0]))
+    with pytest.raises(testing.Mismatch) as failure:
+        testing.check_example(SquareThreeTimes, testing.SPECS["scalar.square"], example)
+    assert "Likely mistake" not in str(failure.value)
+    spec = testing.spec(lambda x: jnp.mean(x), shapes="x: n", name="mean")
+    example = testing.Example((np.array([1.0, 2.0, 3.0]),), {}, np.array(1.5))
+    with pytest.raises(testing.Mismatch) as failure:
+        testing.check_example(MeanWithoutOneOverN, spec, example)
+    assert str(failure.value).endswith("Likely mistake: dx is missing the 1/n of the mean.")
+
+
 def test_a_gradient_of_numeric_text_is_compared_as_numbers():
     """A backward returning numbers as text (``"4.0"``) is read as the numbers it spells, as
     ``_numbers`` admits it: twice the gradient is named so."""

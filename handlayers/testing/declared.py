@@ -110,11 +110,17 @@ def spec(
 
     The inputs are in the reference's signature order where every declared name is one of its
     parameters, else in the order declared.
+
+    Raises:
+        ValueError: for an input declared twice, no float input (nothing to differentiate), a
+            declaration that does not parse, or keywords the reference does not take.
     """
     shapes_, labels_ = parse_shapes(shapes), parse_labels(labels or {})
     declared = [*shapes_, *labels_]
     if len(set(declared)) < len(declared):
         raise ValueError(f"an input is declared twice: {', '.join(declared)}")
+    if not shapes_:
+        raise ValueError("no float input declared (shapes): there is no gradient to check")
     args = _order(function, declared)
     title = name or f"{getattr(function, '__module__', None) or ''}.{_function_name(function)}".lstrip(".")
     _takes_keywords(function, kwargs or {}, args, title)
