@@ -503,10 +503,11 @@ class MeanWithoutOneOverN:
 
 
 def test_a_scalar_layer_has_no_batch_and_a_vector_of_one_axis_has_one():
-    """A scalar layer computes elementwise: three entries are no batch of three, and a factor of
-    3 is no missing 1/n. A declared reference of a vector ``x: n`` is a vector layer: its n is
-    the batch of a mean."""
-    example = testing.Example((np.array([1.0, 2.0, 3.0]),), {}, np.array([1.0, 0.5, 2.0]))
+    """A scalar layer computes elementwise: three rows of three are no batch of three and no mean
+    over rows of three entries, so a factor of 3 is no missing 1/n and no k. A declared reference
+    of a vector ``x: n`` is a vector layer: its n is the batch of a mean."""
+    x = np.arange(1.0, 10.0).reshape(3, 3)
+    example = testing.Example((x,), {}, np.full((3, 3), 0.5))
     with pytest.raises(testing.Mismatch) as failure:
         testing.check_example(SquareThreeTimes, testing.SPECS["scalar.square"], example)
     assert "Likely mistake" not in str(failure.value)
