@@ -518,6 +518,27 @@ def test_a_scalar_layer_has_no_batch_and_a_vector_of_one_axis_has_one():
     assert str(failure.value).endswith("Likely mistake: dx is missing the 1/n of the mean.")
 
 
+class ReLUIgnoringDout:
+    """ReLU whose backward returns its mask: the gradient for dout = 1, whatever dout is."""
+
+    def forward(self, x):
+        self.x = x
+        return np.maximum(x, 0.0)
+
+    def backward(self, dout):
+        return (self.x > 0).astype(float)
+
+
+def test_a_dout_of_twos_tells_a_layer_that_ignores_dout():
+    """With every dout entry 2 (not 1), ignoring dout shows, beside the factor of 2 it makes."""
+    example = testing.Example((np.array([[1.0, -2.0, 3.0]]),), {}, np.full((1, 3), 2.0))
+    with pytest.raises(testing.Mismatch) as failure:
+        testing.check_example(ReLUIgnoringDout, testing.SPECS["vector.relu"], example)
+    assert str(failure.value).endswith(
+        "Likely mistake: dA has a factor of 2 too few, or ignores dout (it is the gradient for dout = 1)."
+    )
+
+
 def test_a_gradient_of_numeric_text_is_compared_as_numbers():
     """A backward returning numbers as text (``"4.0"``) is read as the numbers it spells, as
     ``_numbers`` admits it: twice the gradient is named so."""
