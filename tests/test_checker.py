@@ -121,6 +121,15 @@ def test_a_spec_names_the_gradients_and_defaults_the_output_degree():
     assert bounded.out_degree == 0
 
 
+def test_a_spec_needs_a_float_input():
+    """A spec whose every input is a label has no gradient to check: refused when it is made,
+    not deep in a check; one float input beside labels is enough."""
+    draw = SPECS["vector.embedding"].draw
+    with pytest.raises(ValueError, match=r"^x\.y: every input is a label: no float input, no gradient to check$"):
+        Spec("x.y", lambda i, j: i + j, None, ("i", "j"), draw, labels=(0, 1), degree=1)
+    assert Spec("x.y", lambda i, W: W[i], None, ("i", "W"), draw, labels=(0,), degree=1).grads == ("di", "dW")
+
+
 def test_a_spec_names_its_output_gradients():
     """One output's gradient is ``dout`` whatever the output's name; several outputs' are d + each
     name (the names the reports use: ``dout: backward wrote into it``)."""

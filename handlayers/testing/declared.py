@@ -112,15 +112,13 @@ def spec(
     parameters, else in the order declared.
 
     Raises:
-        ValueError: for an input declared twice, no float input (nothing to differentiate), a
+        ValueError: for an input declared twice, no float input (no gradient to check), a
             declaration that does not parse, or keywords the reference does not take.
     """
     shapes_, labels_ = parse_shapes(shapes), parse_labels(labels or {})
     declared = [*shapes_, *labels_]
     if len(set(declared)) < len(declared):
         raise ValueError(f"an input is declared twice: {', '.join(declared)}")
-    if not shapes_:
-        raise ValueError("no float input declared (shapes): there is no gradient to check")
     args = _order(function, declared)
     title = name or f"{getattr(function, '__module__', None) or ''}.{_function_name(function)}".lstrip(".")
     _takes_keywords(function, kwargs or {}, args, title)
