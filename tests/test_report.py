@@ -453,7 +453,7 @@ def test_a_right_value_flagged_for_another_reason_does_not_end_the_hints():
 
 def test_a_gradient_no_larger_than_its_tolerance_tells_no_factor():
     """Where every expected entry is within the tolerance of 0 (here exactly at it), ten times it
-    is wrong but tells nothing: any factor fits values that small, so no hint."""
+    is wrong but tells nothing: values that close to 0 tell no factor from another, so no hint."""
     assert hints([row("db", [TOL, 0.0], [10 * TOL, 0.0])], batch=10) == []
     assert hints([row("db", [2 * TOL, 0.0], [20 * TOL, 0.0])], batch=10) == ["db is missing the 1/n of the mean"]
 
@@ -461,6 +461,7 @@ def test_a_gradient_no_larger_than_its_tolerance_tells_no_factor():
 def test_every_wrong_gradient_gets_its_hint_whatever_comes_before_or_after_it():
     """A gradient of the wrong shape between two of the wrong value: each is named."""
     rows = [row("dX", E, -E), row("db", [4.0, 6.0], E), row("dW", E, 2 * E)]
+    # batch 3, not E's 2 rows: with n = 2, "missing the 1/n" would join dW's factor of 2
     assert hints(rows, batch=3) == [
         "dX has the wrong sign",
         "db is missing the sum over the batch",
@@ -472,6 +473,7 @@ def test_a_sign_flip_of_all_needs_two_gradients_beyond_their_tolerance():
     """dy's expected values are within its tolerance of 0 (exactly at it): its negative is no
     evidence, so dx alone has the wrong sign, not "all"."""
     assert hints([row("dx", E, -E), row("dy", [TOL, 0.0], [-TOL, 0.0])]) == ["dx has the wrong sign"]
+    # at twice its tolerance dy counts, though its values are within _close's 4 tol of right
     flips = "dx and dy all have the wrong sign (every sign is flipped: not a swap)"
     assert hints([row("dx", E, -E), row("dy", [2 * TOL, 0.0], [-2 * TOL, 0.0])]) == [flips]
 
@@ -537,6 +539,14 @@ def test_a_dout_of_twos_tells_a_layer_that_ignores_dout():
     assert str(failure.value).endswith(
         "Likely mistake: dA has a factor of 2 too few, or ignores dout (it is the gradient for dout = 1)."
     )
+
+
+def test_a_ragged_gradient_gets_no_hint_and_no_error():
+    """Arrays of different lengths for a gradient, alone or in a tuple of one: no shape to read,
+    no hint, and working the hints out raises nothing."""
+    ragged = [np.ones(2), np.ones(3)]
+    assert hints([row("dW", E, ragged)]) == []
+    assert hints([row("dW", E, (ragged,))]) == []
 
 
 def test_a_gradient_of_numeric_text_is_compared_as_numbers():

@@ -155,7 +155,12 @@ _WRAPPED = "is the right value in a tuple of one (a trailing comma?): a gradient
 
 def _in_a_tuple_of_one(row: Any) -> bool:
     """Whether ``row.got`` is a tuple (or list) of one value where the value itself was due."""
-    return isinstance(row.got, tuple | list) and len(row.got) == 1 and np.shape(row.got) != np.shape(row.expected)
+    if not (isinstance(row.got, tuple | list) and len(row.got) == 1):
+        return False
+    try:
+        return np.shape(row.got) != np.shape(row.expected)
+    except ValueError:  # a ragged value inside (arrays of different lengths) has no shape: no array's
+        return True
 
 
 def _numbers(x: Any) -> bool:
