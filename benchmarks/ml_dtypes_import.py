@@ -2,7 +2,8 @@
 
 jax imports ml_dtypes, and every process that imports jax pays for it: the command line, the
 training audit's oracle process, each test worker. Put each version in a folder of its own and
-compare them in one sitting, rounds interleaved (the order reversed every round)::
+compare them in one sitting, rounds interleaved (the order of the folders, and of the
+two trainings, reversed every round)::
 
     python -m pip install --no-deps --target /tmp/mld-0.6.0 ml_dtypes==0.6.0
     python -m pip install --no-deps --target /tmp/mld-0.7.0 ml_dtypes==0.7.0
@@ -36,16 +37,20 @@ IMPORT = (
 def _run(folder: str, args: list[str]) -> tuple[float, str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [folder, os.environ.get("PYTHONPATH")]))}
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
-    return time.perf_counter() - started, out
+    done = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(args)} with {folder} failed ({done.returncode}):\n{done.stderr}")
+    return time.perf_counter() - started, done.stdout
 
 
-def round_of(folder: str) -> dict[str, float | str]:
-    """One round for ``folder``: seconds of ``import jax``, and of the training with and without the audit."""
+def round_of(folder: str, audited_first: bool) -> dict[str, float | str]:
+    """One round for ``folder``: seconds of ``import jax``, and of the training with and without
+    the audit (in the order given)."""
     _, out = _run(folder, ["-c", IMPORT])
     seconds, version = out.split()
     result: dict[str, float | str] = {"version": version, "import": float(seconds)}
-    for name, k in (("audited", "100"), ("unaudited", "0")):
+    arms = [("audited", "100"), ("unaudited", "0")]
+    for name, k in arms if audited_first else arms[::-1]:
         wall, out = _run(folder, ["-m", "handlayers", "train", "--backend", "numpy", "--audit-every", k, "--json"])
         result[f"{name}_command"], result[f"{name}_training"] = wall, json.loads(out)["seconds"]
     return result
@@ -54,9 +59,9 @@ def round_of(folder: str) -> dict[str, float | str]:
 def main(folders: list[str], rounds: int) -> str:
     samples: dict[str, list[dict]] = {f: [] for f in folders}
     order = list(folders)
-    for _ in range(rounds):
+    for i in range(rounds):
         for folder in order:
-            samples[folder].append(round_of(folder))
+            samples[folder].append(round_of(folder, audited_first=i % 2 == 0))
         order.reverse()
     lines = [
         "| ml_dtypes | import jax s | command s | unaudited command s | unaudited training s "
