@@ -762,6 +762,16 @@ def test_a_report_whose_hints_fail_is_shown_without_them(monkeypatch):
     assert repr(failed.value) == f"Mismatch({text!r})"
 
 
+def test_a_mismatch_given_its_text_keeps_it():
+    """``Mismatch(text, found=...)`` says the text it was given; the failing example's own report
+    is written only where no text was given."""
+    x = np.array([[0.5]])
+    with pytest.raises(testing.Mismatch) as failed:
+        testing.check_example(TanhTwice, testing.SPECS["vector.tanh"], testing.Example((x,), {}, x))
+    assert str(testing.Mismatch("the given report", found=failed.value.found)) == "the given report"
+    assert str(testing.Mismatch(found=failed.value.found)) == str(failed.value)
+
+
 def scaled_tanh(scale, x, shift):
     """Integer inputs either side of the float one, one of them an index."""
     return jnp.array([1.0, 2.0, 3.0, 4.0])[scale] * jnp.tanh(x) + shift
