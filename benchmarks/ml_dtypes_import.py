@@ -23,12 +23,12 @@ import subprocess
 import sys
 import time
 
-if __package__ in (None, ""):  # run as a script: the repository root on the path
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from benchmarks._timing import median, ratio
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if __package__ in (None, ""):  # run as a script: the repository root on the path
+    sys.path.insert(0, ROOT)
+
+from benchmarks._timing import median, ratio  # noqa: E402 (after the path above)
+
 IMPORT = (
     "import time; t = time.perf_counter(); import jax, ml_dtypes; print(time.perf_counter() - t, ml_dtypes.__version__)"
 )

@@ -125,8 +125,10 @@ def test_a_spec_needs_a_float_input():
     """A spec whose every input is a label has no gradient to check: refused when it is made,
     not deep in a check; one float input beside labels is enough."""
     draw = SPECS["vector.embedding"].draw
-    with pytest.raises(ValueError, match=r"^x\.y: every input is a label: no float input, no gradient to check$"):
+    with pytest.raises(ValueError, match=r"^x\.y: no float input, so no gradient to check$"):
         Spec("x.y", lambda i, j: i + j, None, ("i", "j"), draw, labels=(0, 1), degree=1)
+    with pytest.raises(ValueError, match=r"^x\.y: no float input, so no gradient to check$"):  # nor with no input
+        Spec("x.y", lambda: 1.0, None, (), draw, degree=1)
     assert Spec("x.y", lambda i, W: W[i], None, ("i", "W"), draw, labels=(0,), degree=1).grads == ("di", "dW")
 
 

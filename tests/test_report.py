@@ -498,10 +498,11 @@ class MeanWithoutOneOverN:
     """The mean of a vector whose backward forgets the 1/n."""
 
     def forward(self, x):
+        self.x = x
         return np.mean(x)
 
     def backward(self, dout):
-        return np.full(3, dout)
+        return np.full_like(self.x, dout)
 
 
 def test_a_scalar_layer_has_no_batch_and_a_vector_of_one_axis_has_one():

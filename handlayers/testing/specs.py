@@ -34,7 +34,7 @@ class Spec:
         draw: ``draw(dtype)`` is a strategy of ``(inputs, kwargs)`` for that float dtype.
         labels: the positions of the inputs that are not floating: integer labels or indices,
             boolean masks. They get the gradient ``None`` and reach the layer and the reference
-            with their own dtype. At least one input must be floating (``ValueError``).
+            with their own dtype. At least one input must be floating (else ``ValueError``).
         degree: the degree of the gradients in the inputs' magnitude, for the a-priori (normwise)
             tolerance; ``None`` (the default) measures the tolerance on the reference instead
             (:func:`~handlayers.testing.tolerances`), for ill-conditioned layers and references
@@ -68,7 +68,7 @@ class Spec:
         if self.degree is not None and self.out_degree < 0:
             object.__setattr__(self, "out_degree", self.degree + 1)
         if all(i in self.labels for i in range(len(self.args))):
-            raise ValueError(f"{self.name}: every input is a label: no float input, no gradient to check")
+            raise ValueError(f"{self.name}: no float input, so no gradient to check")
 
 
 def _spec(name: str, layer: type, args: str, degree: int | None, draw: Callable[[Any], Any], **extra: Any) -> Spec:
