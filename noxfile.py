@@ -1,4 +1,6 @@
-"""Sessions: the suite on every backend with coverage, lint; not by default, the GPU and the benchmarks."""
+"""Sessions: by default a 5-minute run of the suite's core and lint; `nox -s tests coverage lint`
+the whole suite on every backend with coverage, and lint (CI); the GPU, the benchmarks and
+mutation testing on request."""
 
 import os
 import shutil
@@ -6,10 +8,25 @@ import time
 
 import nox
 
-nox.options.sessions = ["tests", "coverage", "lint"]
+nox.options.sessions = ["quick", "lint"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
+
+
+@nox.session
+def quick(session):
+    """The suite's core, within 5 minutes on 2 cores: every layer against the oracle on both
+    backends and dtypes, the kinks, and the checker's own tests but those marked ``slow``
+    (``[tool.handlayers.quick]`` in pyproject.toml); no coverage. Pass pytest options after
+    ``--``: ``nox -s quick -- -k relu``.
+
+    ``--dist worksteal``: a worker that runs out of tests takes some of the other's, so that the
+    heaviest layers' tests (up to 25 s each) do not end the run on one core (216 s against 300 s).
+    """
+    session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, "test"))
+    quick = PYPROJECT["tool"]["handlayers"]["quick"]["tests"]
+    session.run("pytest", "-n", "auto", "--dist", "worksteal", "-m", "not slow", *quick, *session.posargs)
 
 
 @nox.session

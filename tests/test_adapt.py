@@ -49,6 +49,7 @@ def test_attribute_options_from_python_match_the_flags():
 
 
 @pytest.mark.jax
+@pytest.mark.slow
 def test_a_custom_vjp_function_is_checked_eagerly_and_under_jit():
     """A jax.custom_vjp function is checked twice per example: eagerly and under jax.jit."""
     spec = testing.spec(jax.nn.gelu, shapes={"x": "n d"})
@@ -58,6 +59,7 @@ def test_a_custom_vjp_function_is_checked_eagerly_and_under_jit():
 
 
 @pytest.mark.jax
+@pytest.mark.slow
 def test_a_backward_that_fails_only_under_jit_is_reported_under_that_name():
     """A custom VJP whose backward calls numpy passes eagerly and fails under jax.jit, named so."""
     with pytest.raises(testing.Mismatch, match=r"jax\.jit\(relu_numpy_backward\) raised TracerArrayConversionError"):

@@ -349,6 +349,7 @@ def test_a_gradient_that_is_no_number_is_wrong_without_a_hint(returned):
     assert failure.value.found.hints == []  # none, and working them out raised nothing
 
 
+@pytest.mark.slow
 def test_a_forward_that_cannot_take_the_inputs_is_the_layers_error():
     """A class in the contract's convention whose forward takes too few inputs fails on the
     layer's own TypeError, as any exception a layer raises (no options were asked for)."""

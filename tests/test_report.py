@@ -245,6 +245,7 @@ def test_a_transposed_gradient_of_zeros_is_not_told_it_misses_a_sum():
     assert phrase(explained(found)) == ["dW is transposed"]
 
 
+@pytest.mark.slow
 def test_a_mean_over_rows_is_not_told_a_factor_of_2():
     """A squared error divided by the rows, not the entries, is k times too large: never "a
     factor of 2", though the smallest example has k = 2."""
@@ -259,6 +260,7 @@ def test_a_mean_over_rows_is_not_told_a_factor_of_2():
 DENSE = {"init": ["W", "b"], "grads": {"dW": "dW", "db": "db"}}
 
 
+@pytest.mark.slow
 def test_a_gradient_wrong_by_a_factor_shows_in_the_typical_example():
     """dW divided by n (right wherever X is 0) is wrong on the typical example, and named."""
     typical = failure(lab("attributes", "Dense_dW_over_n"), "vector.affine", **DENSE).split("A typical failing")[1]
@@ -266,6 +268,7 @@ def test_a_gradient_wrong_by_a_factor_shows_in_the_typical_example():
     assert "Likely mistake: dW is averaged, not summed, over the batch." in typical
 
 
+@pytest.mark.slow
 def test_an_all_zero_forward_shows_in_the_typical_example():
     """A forward that forgets X @ W shows wrong on a typical example, where X and W are not zero."""
     text = failure(lab("attributes", "Dense_zero_forward"), "vector.affine", **DENSE)
@@ -288,6 +291,7 @@ def test_the_typical_example_has_sides_of_2_values_not_0_and_dout_not_0_or_1():
     assert scores[0] < scores[1] < scores[2]
 
 
+@pytest.mark.slow
 def test_every_sign_flipped_is_not_called_a_swap():
     """A squared loss with both gradients negated has every sign flipped (its dY is -dY_hat, so a
     swap fits too, and is not said)."""
@@ -313,6 +317,7 @@ def test_a_second_backward_that_differs_names_the_gradient():
     assert "backward called a second time gave other values for dA" in text
 
 
+@pytest.mark.slow
 def test_numpy_and_jax_frames_are_left_out_of_the_users_traceback():
     """An error raised inside numpy or jax shows the user's line and none of numpy's or jax's frames."""
 
@@ -437,6 +442,7 @@ class LSTMStepOneOutputThreeGradients:
         return np.zeros(1), np.zeros(1), np.zeros(1)
 
 
+@pytest.mark.slow
 def test_a_layer_with_no_value_to_compare_is_reported_without_hints():
     """No output and no gradient to compare (both counts wrong): the report says so, and names no mistake."""
     text = failure(LSTMStepOneOutputThreeGradients, "vector.lstm_step", max_examples=5)
@@ -675,6 +681,7 @@ def test_a_reference_that_is_not_elementwise_has_no_preimage():
         ),
     ],
 )
+@pytest.mark.slow
 def test_a_derivative_written_for_the_output_but_computed_from_the_input_is_named(layer, reference, options, mistake):
     """tanh's backward as ``1 - x**2``, sigmoid's as ``x * (1 - x)``: the derivative in terms of
     the output, computed from the input. Most typical examples have entries no input maps to

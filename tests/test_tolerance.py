@@ -241,6 +241,7 @@ def test_recent_examples_are_kept_and_old_ones_dropped():
     assert next(reversed(T._RECENT)) == T._example_key(spec.reference, first, np.float64)
 
 
+@pytest.mark.slow
 def test_several_outputs_are_measured_as_one_flat_output():
     """A reference of several outputs (LSTMStep's (h, c)) is measured with its douts flattened into
     one: the same tolerance as a reference returning their entries in one flat array."""
