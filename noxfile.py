@@ -22,7 +22,7 @@ def quick(session):
     ``--``: ``nox -s quick -- -k relu``.
 
     ``--dist worksteal``: a worker that runs out of tests takes some of the other's, so that the
-    heaviest layers' tests (up to 25 s each) do not end the run on one core (216 s against 300 s).
+    heaviest layers' tests (up to 25 s each) do not end the run on one core (docs/testing.md).
     """
     session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, "test"))
     quick = PYPROJECT["tool"]["handlayers"]["quick"]["tests"]
