@@ -60,10 +60,29 @@ def test_a_custom_vjp_function_is_checked_eagerly_and_under_jit():
 
 @pytest.mark.jax
 @pytest.mark.slow
-def test_a_backward_that_fails_only_under_jit_is_reported_under_that_name():
-    """A custom VJP whose backward calls numpy passes eagerly and fails under jax.jit, named so."""
-    with pytest.raises(testing.Mismatch, match=r"jax\.jit\(relu_numpy_backward\) raised TracerArrayConversionError"):
-        testing.check(kernels.relu_numpy_backward, "vector.relu", backend="jax", max_examples=5)
+@pytest.mark.parametrize("name", ["relu_numpy_backward", "relu_numpy_forward"])
+def test_code_that_fails_only_under_jit_is_reported_under_that_name(name):
+    """A custom VJP whose backward, or whose function (not its forward rule, which jax.vjp calls),
+    computes with numpy passes eagerly and fails under jax.jit, named so: the forward runs under
+    jax.jit too, and only there."""
+    with pytest.raises(testing.Mismatch, match=rf"^jax\.jit\({name}\) raised TracerArrayConversionError"):
+        testing.check(getattr(kernels, name), "vector.relu", backend="jax", max_examples=5)
+
+
+@pytest.mark.jax
+def test_a_jax_function_gets_the_references_keywords_by_name():
+    """A custom VJP with the reference's keyword is called with the example's value of it."""
+    example = testing.Example((np.array([[-2.0, 3.0]]),), {"alpha": 0.2}, np.array([[1.0, 1.0]]))
+    adapted = testing.adapt(kernels.leaky_relu, testing.SPECS["vector.leaky_relu"])
+    for variant in adapted.variants():
+        assert testing.check_example(variant, testing.SPECS["vector.leaky_relu"], example, backend="jax") == 0
+
+
+@pytest.mark.jax
+def test_a_jax_function_of_integer_labels_is_differentiated_in_the_floats_alone():
+    """Labels go to the function as they are, and get no gradient (None), eagerly and under jax.jit."""
+    result = testing.check(kernels.softmax_cross_entropy, "vector.softmax_cross_entropy", backend="jax", max_examples=5)
+    assert result.examples == 5
 
 
 def test_spec_orders_inputs_by_the_reference_signature():
@@ -290,8 +309,14 @@ NOT_FITTING = [
     ),
     (["cs231n.py:softmax_loss", "--param", "W=weights"], "--param fit a class, not the loss function softmax_loss"),
     (["kernels.py:relu", "--grad", "dX=dx"], "--grad fit a class, not the jax function relu"),
-    (["attributes.py:Dense", "--init", "W,b", "--param", "V=v"], "no input named 'V'"),
-    (["attributes.py:Dense", "--init", "W,b", "--grad", "dV=v"], "--grad dV: no such gradient"),
+    (
+        ["attributes.py:Dense", "--init", "W,b", "--param", "V=v"],
+        "no input named 'V'; the reference's inputs are X, W, b\n",
+    ),
+    (
+        ["attributes.py:Dense", "--init", "W,b", "--grad", "dV=v"],
+        "--grad dV: no such gradient; the reference's are dX, dW, db\n",
+    ),
     (["attributes.py:Dense", "--init", "W.x"], "expected INPUT or INPUT.AXIS"),
     (["attributes.py:Dense"], "Dense's constructor (self, W, b) cannot take no arguments; pass them with --init"),
     (["attributes.py:Dense", "--init", "W"], "cannot take W"),
@@ -479,7 +504,7 @@ def test_cannot_check_what_is_not_code():
 def test_code_whose_signature_cannot_be_read_is_run_as_it_is():
     """Where Python cannot read a signature (max), nothing is checked before running: it binds,
     has no parameter dict and no keyword defaults, and a backward so written takes dout."""
-    from handlayers.testing.conventions import _keyword_defaults, _param_name, binds, signature, takes_no_dout
+    from handlayers.testing.conventions import _keyword_defaults, _takes_param_dict, binds, signature, takes_no_dout
 
     class BuiltinBackward:
         backward = max
@@ -487,7 +512,7 @@ def test_code_whose_signature_cannot_be_read_is_run_as_it_is():
     assert signature(max) is None
     assert binds(max, 1, 2, 3)
     assert not binds(lambda x: x, 1, 2)
-    assert _param_name(max) is None
+    assert not _takes_param_dict(max)
     assert _keyword_defaults(max) == {}
     assert not takes_no_dout(BuiltinBackward)
     assert testing.spec(max, shapes="b: n; a: n").args == ("b", "a")

@@ -207,7 +207,7 @@ class _FunctionLayer:
         code = a.code[0] if a.kind == "pair" else a.code
         function = self._function(code, named)
         passed = [x for name, x in named.items() if name not in a.init]
-        if _param_name(function):
+        if _takes_param_dict(function):
             out = function(*passed, _param_dict({**a.defaults, **self.kwargs}))
         else:
             out = function(*passed, **self.kwargs)
@@ -260,10 +260,10 @@ def _init_value(arg: str, named: dict[str, Any]) -> Any:
     return np.shape(named[name])[int(axis)] if axis else named[name]
 
 
-def _param_name(function: Any) -> str | None:
-    """The name of a trailing ``*_param`` argument (``conv_param``), if the function has one."""
+def _takes_param_dict(function: Any) -> bool:
+    """Whether the function's last argument is a ``*_param`` dict (``conv_param``)."""
     parameters = list(getattr(signature(function), "parameters", ()))
-    return parameters[-1] if parameters and parameters[-1].endswith("_param") else None
+    return bool(parameters) and parameters[-1].endswith("_param")
 
 
 def signature(function: Any) -> inspect.Signature | None:
