@@ -69,13 +69,53 @@ def test_code_that_fails_only_under_jit_is_reported_under_that_name(name):
         testing.check(getattr(kernels, name), "vector.relu", backend="jax", max_examples=5)
 
 
-@pytest.mark.jax
-def test_a_jax_function_gets_the_references_keywords_by_name():
-    """A custom VJP with the reference's keyword is called with the example's value of it."""
-    example = testing.Example((np.array([[-2.0, 3.0]]),), {"alpha": 0.2}, np.array([[1.0, 1.0]]))
-    adapted = testing.adapt(kernels.leaky_relu, testing.SPECS["vector.leaky_relu"])
-    for variant in adapted.variants():
-        assert testing.check_example(variant, testing.SPECS["vector.leaky_relu"], example, backend="jax") == 0
+@pytest.mark.parametrize("array", [np.asarray, jax.numpy.asarray])
+def test_a_row_parameter_is_set_as_a_row_of_one(array):
+    """`--param b=biases:row` sets the 1-d input as the (1, d) row a from-scratch layer keeps."""
+    options = {"init": ["W.0", "W.1"], "params": {"W": "weights", "b": "biases:row"}, "output": "output"}
+    layer = testing.adapt(scratch.Layer_Dense, testing.SPECS["vector.affine"], **options)()
+    layer.forward(array(np.ones((2, 4))), array(np.ones((4, 3))), array(np.arange(3.0)))
+    assert layer.obj.biases.shape == (1, 3)
+    assert (np.asarray(layer.obj.biases) == [[0.0, 1.0, 2.0]]).all()
+
+
+class LeakyReLU:
+    """The contract's convention, its slope required by the constructor."""
+
+    def __init__(self, alpha):
+        self.alpha = alpha
+
+    def forward(self, A):
+        self.A = A
+        return np.where(A > 0, A, self.alpha * A)
+
+    def backward(self, dout):
+        return np.where(self.A > 0, dout, self.alpha * dout)
+
+
+REQUIRED_ALPHA = {
+    "class": (LeakyReLU, {}, "numpy"),
+    "attributes": (scratch.Activation_LeakyReLU, {"grads": {"dA": "dinputs"}, "output": "output"}, "numpy"),
+    "pair": ((cs231n.leaky_relu_alpha_forward, cs231n.leaky_relu_backward), {}, "numpy"),
+    "jax": (kernels.leaky_relu, {}, "jax"),
+}
+
+
+@pytest.mark.parametrize("alpha", [None, 0.2])
+@pytest.mark.parametrize(
+    "convention", [pytest.param(c, marks=[pytest.mark.jax] if c == "jax" else []) for c in REQUIRED_ALPHA]
+)
+def test_code_that_requires_a_keyword_of_the_reference_gets_it(convention, alpha):
+    """A constructor or function that requires the reference's keyword (leaky ReLU's alpha) gets the
+    example's value, or the reference's default where the example draws none, in every convention
+    (before, a right layer was told it raised TypeError). The slope shows in the output and dA."""
+    code, options, backend = REQUIRED_ALPHA[convention]
+    spec = testing.SPECS["vector.leaky_relu"]
+    kwargs = {} if alpha is None else {"alpha": alpha}
+    example = testing.Example((np.array([[-2.0, 3.0]]),), kwargs, np.array([[1.5, -1.0]]))
+    layers = [code] if convention == "class" else testing.adapt(code, spec, **options).variants()
+    for layer in layers:
+        assert testing.check_example(layer, spec, example, backend=backend) == 0
 
 
 @pytest.mark.jax
@@ -504,7 +544,7 @@ def test_cannot_check_what_is_not_code():
 def test_code_whose_signature_cannot_be_read_is_run_as_it_is():
     """Where Python cannot read a signature (max), nothing is checked before running: it binds,
     has no parameter dict and no keyword defaults, and a backward so written takes dout."""
-    from handlayers.testing.conventions import _keyword_defaults, _takes_param_dict, binds, signature, takes_no_dout
+    from handlayers.testing.conventions import _takes_param_dict, binds, keyword_defaults, signature, takes_no_dout
 
     class BuiltinBackward:
         backward = max
@@ -513,7 +553,7 @@ def test_code_whose_signature_cannot_be_read_is_run_as_it_is():
     assert binds(max, 1, 2, 3)
     assert not binds(lambda x: x, 1, 2)
     assert not _takes_param_dict(max)
-    assert _keyword_defaults(max) == {}
+    assert keyword_defaults(max) == {}
     assert not takes_no_dout(BuiltinBackward)
     assert testing.spec(max, shapes="b: n; a: n").args == ("b", "a")
 

@@ -112,6 +112,12 @@ WRONG = [
         ["dY_hat and dY all have the wrong sign (every sign is flipped: not a swap)"],
     ),
     ("attributes.py:Dense_dW_over_n", "vector.affine", ATTRIBUTES, ["dW is averaged, not summed, over the batch"]),
+    (
+        "attributes.py:Gate_no_dout",
+        "refs.py:multiply",
+        ["--shapes", "x: n d; y: n d", "--backward-args", "dout,x"],
+        ["dx ignores dout", "dy ignores dout"],
+    ),
     ("attributes.py:Dense_zero_forward", "vector.affine", ATTRIBUTES, ["A typical failing example", "output: WRONG"]),
     # torch's layout against X @ W + b: a shape error where d_in != d_out, else a transposed dW
     ("attributes.py:Linear", "vector.affine", ATTRIBUTES, ["Linear raised ValueError", "X @ self.W.T"]),

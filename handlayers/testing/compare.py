@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from handlayers.testing.conventions import Adapted, Miscount, adapt, takes_no_dout
+from handlayers.testing.conventions import Adapted, Miscount, adapt, keyword_defaults, keywords_for, takes_no_dout
 from handlayers.testing.oracle import Example, oracle, quick_jit, release_compiled
 from handlayers.testing.report import Hint, explained, mistakes, phrase, raised_report, report, typical_lines
 from handlayers.testing.specs import SPECS, Spec
@@ -186,7 +186,7 @@ def _run(
         dout = douts if several else douts[0]
         before = copy.deepcopy([np.asarray(x) for x in (*inputs, *douts)])
         try:
-            instance = layer(**example.kwargs)
+            instance = layer(**keywords_for(layer, keyword_defaults(spec.reference), example.kwargs))
             out = instance.forward(*inputs)
             kept = np.array(out, copy=True) if isinstance(out, np.ndarray) else None
             grads = instance.backward(dout)

@@ -167,7 +167,9 @@ class _ClassLayer:
     def forward(self, *inputs: Any) -> Any:
         a = self.adapted
         self.named = dict(zip(a.args, inputs, strict=True))
-        self.obj = a.code(*(_init_value(arg, self.named) for arg in a.init), **self.kwargs)
+        self.obj = a.code(
+            *(_init_value(arg, self.named) for arg in a.init), **keywords_for(a.code, a.defaults, self.kwargs)
+        )
         for arg, (attr, row) in a.params.items():
             value = self.named[arg]
             setattr(self.obj, attr, value.reshape(1, -1) if row else value)
@@ -210,7 +212,7 @@ class _FunctionLayer:
         if _takes_param_dict(function):
             out = function(*passed, _param_dict({**a.defaults, **self.kwargs}))
         else:
-            out = function(*passed, **self.kwargs)
+            out = function(*passed, **keywords_for(function, a.defaults, self.kwargs))
         if not isinstance(out, tuple | list) or len(out) != 2:
             what = "(out, cache)" if a.kind == "pair" else "(loss, dfirst)"
             raise ConventionError(f"{a.name} returned {type(out).__name__}, not the pair {what}")
@@ -230,7 +232,8 @@ class _JaxLayer:
         self.adapted, self.kwargs = adapted, kwargs
 
     def _split(self, inputs: Sequence[Any]) -> tuple[list[Any], Callable[..., Any]]:
-        a, kwargs = self.adapted, self.kwargs
+        a = self.adapted
+        kwargs = keywords_for(a.code, a.defaults, self.kwargs)
         labels = {i: jnp.asarray(x) for i, x in enumerate(inputs) if i in a.labels}
         floats_ = [jnp.asarray(x) for i, x in enumerate(inputs) if i not in a.labels]
 
@@ -258,6 +261,16 @@ class _JaxLayer:
 def _init_value(arg: str, named: dict[str, Any]) -> Any:
     name, _, axis = arg.partition(".")
     return np.shape(named[name])[int(axis)] if axis else named[name]
+
+
+def keywords_for(function: Any, defaults: Mapping[str, Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The example's keywords, and the reference's defaults of those ``function`` requires (has no
+    default for): an example that draws none of them still calls the code as it calls the reference."""
+    parameters = getattr(signature(function), "parameters", {})
+    required = {
+        k: v for k, v in defaults.items() if k in parameters and parameters[k].default is inspect.Parameter.empty
+    }
+    return {**required, **kwargs}
 
 
 def _takes_param_dict(function: Any) -> bool:
@@ -346,7 +359,7 @@ def adapt(
         raise ConventionError(f"{' and '.join(given)} fit a class, not {_kind_words(kind)} {name}")
     if init and kind != "class" and not isinstance(code, Method):
         raise ConventionError(f"--init fits a class or CLASS.METHOD, not {_kind_words(kind)} {name}")
-    defaults = _keyword_defaults(spec.reference)
+    defaults = keyword_defaults(spec.reference)
     adapted = Adapted(
         code,
         kind,
@@ -408,7 +421,8 @@ def _known(name: str, args: Sequence[str]) -> None:
         raise ConventionError(f"no input named {name!r}; the reference's inputs are {', '.join(args)}")
 
 
-def _keyword_defaults(function: Any) -> dict[str, Any]:
+def keyword_defaults(function: Any) -> dict[str, Any]:
+    """``function``'s keywords that have a default, with it (none where its signature cannot be read)."""
     parameters = getattr(signature(function), "parameters", {}).values()
     return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
 

@@ -40,6 +40,20 @@ class Activation_ReLU:
         self.dinputs[self.inputs <= 0] = 0
 
 
+class Activation_LeakyReLU:
+    """Its slope required by the constructor, as the reference's keyword is named."""
+
+    def __init__(self, alpha):
+        self.alpha = alpha
+
+    def forward(self, inputs):
+        self.inputs = inputs
+        self.output = np.where(inputs > 0, inputs, self.alpha * inputs)
+
+    def backward(self, dvalues):
+        self.dinputs = np.where(self.inputs > 0, dvalues, self.alpha * dvalues)
+
+
 class Activation_ReLU_no_copy:
     """Zeroes the incoming gradient itself: dinputs is dvalues."""
 
