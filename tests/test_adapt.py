@@ -549,12 +549,17 @@ def test_code_whose_signature_cannot_be_read_is_run_as_it_is():
     class BuiltinBackward:
         backward = max
 
+    class BuiltinForward:  # adapted against a reference with a keyword (alpha)
+        forward = max
+        backward = min
+
     assert signature(max) is None
     assert binds(max, 1, 2, 3)
     assert not binds(lambda x: x, 1, 2)
     assert not _takes_param_dict(max)
     assert keyword_defaults(max) == {}
     assert not takes_no_dout(BuiltinBackward)
+    assert testing.adapt(BuiltinForward, testing.SPECS["vector.leaky_relu"]).kind == "class"
     assert testing.spec(max, shapes="b: n; a: n").args == ("b", "a")
 
 
