@@ -69,6 +69,22 @@ def test_code_that_fails_only_under_jit_is_reported_under_that_name(name):
         testing.check(getattr(kernels, name), "vector.relu", backend="jax", max_examples=5)
 
 
+def test_a_forward_that_requires_a_keyword_is_refused():
+    """The checker passes a reference's keywords to the constructor, never to forward: a forward
+    that requires one (leaky ReLU's alpha) cannot be run, and is told so before it is."""
+
+    class ForwardTakesAlpha:
+        def forward(self, A, alpha):
+            self.A, self.alpha = A, alpha
+            return np.where(A > 0, A, alpha * A)
+
+        def backward(self, dout):
+            return np.where(self.A > 0, dout, self.alpha * dout)
+
+    with pytest.raises(testing.ConventionError, match=r"forward \(self, A, alpha\) cannot take A; pass some inputs"):
+        testing.adapt(ForwardTakesAlpha, testing.SPECS["vector.leaky_relu"])
+
+
 @pytest.mark.parametrize("array", [np.asarray, jax.numpy.asarray])
 def test_a_row_parameter_is_set_as_a_row_of_one(array):
     """`--param b=biases:row` sets the 1-d input as the (1, d) row a from-scratch layer keeps."""
