@@ -376,6 +376,10 @@ NOT_FITTING = [
     (["attributes.py:Dense", "--init", "W.x"], "expected INPUT or INPUT.AXIS"),
     (["attributes.py:Dense"], "Dense's constructor (self, W, b) cannot take no arguments; pass them with --init"),
     (["attributes.py:Dense", "--init", "W"], "cannot take W"),
+    (
+        ["scratch.py:Layer_Dense", "--init", "W.0,W.1"],
+        "Layer_Dense's forward (self, inputs) cannot take X, W, b; pass some inputs another way (--param, --init)\n",
+    ),
     (["cs231n.py:affine", "--backward-args", "dout,Z"], "no input named 'Z'"),
     (["cs231n.py:affine", "--output", "out"], "--output fit a class, not the function pair affine"),
     (["attributes.py:Dense", "--init", "W,b", "--param", "b=bias", "--no-grad", "Q"], "no input named 'Q'"),
