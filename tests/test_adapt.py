@@ -69,6 +69,16 @@ def test_code_that_fails_only_under_jit_is_reported_under_that_name(name):
         testing.check(getattr(kernels, name), "vector.relu", backend="jax", max_examples=5)
 
 
+def test_code_without_a_name_is_named_by_its_type():
+    """A callable object (a loss function as an instance) has no __name__: reports name its type."""
+
+    class SoftmaxLoss:
+        def __call__(self, x, y):
+            return cs231n.softmax_loss(x, y)
+
+    assert testing.adapt(SoftmaxLoss(), testing.SPECS["vector.softmax_cross_entropy"]).name == "SoftmaxLoss"
+
+
 def test_a_forward_that_requires_a_keyword_is_refused():
     """The checker passes a reference's keywords to the constructor, never to forward: a forward
     that requires one (leaky ReLU's alpha) cannot be run, and is told so before it is."""
@@ -374,7 +384,11 @@ NOT_FITTING = [
         "--grad dV: no such gradient; the reference's are dX, dW, db\n",
     ),
     (["attributes.py:Dense", "--init", "W.x"], "expected INPUT or INPUT.AXIS"),
-    (["attributes.py:Dense"], "Dense's constructor (self, W, b) cannot take no arguments; pass them with --init"),
+    (
+        ["attributes.py:Dense"],
+        "Dense's constructor (self, W, b) cannot take no arguments; "
+        "pass them with --init (an input, or INPUT.AXIS for a size: --init W.0,W.1)\n",
+    ),
     (["attributes.py:Dense", "--init", "W"], "cannot take W"),
     (
         ["scratch.py:Layer_Dense", "--init", "W.0,W.1"],

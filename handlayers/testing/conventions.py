@@ -406,7 +406,8 @@ def _kind_words(kind: str) -> str:
 
 
 def _name(code: Any) -> str:
-    return getattr(code, "__name__", None) or getattr(getattr(code, "fun", None), "__name__", type(code).__name__)
+    """Its ``__name__`` (a jax function's is its function's), else its type's (a callable object)."""
+    return getattr(code, "__name__", None) or type(code).__name__
 
 
 def _input_of(gradient: str, args: Sequence[str]) -> str:
