@@ -29,6 +29,7 @@ RIGHT = [
     ("cs231n.py:batchnorm", "refs.py:batch_norm", ["--shapes", "X: n d; gamma: d; beta: d", "--kw", "eps=0.5"]),
     ("cs231n.py:softmax_loss", "vector.softmax_cross_entropy", []),
     ("cs231n.py:svm_loss", "vector.hinge_loss", []),
+    ("cs231n.py:l2_loss", "vector.squared_loss", []),
     ("scratch.py:Layer_Dense", "vector.affine", SCRATCH_DENSE),
     ("scratch.py:Activation_ReLU", "vector.relu", SCRATCH_ACTIVATION),
     ("scratch.py:Activation_Sigmoid", "vector.sigmoid", SCRATCH_ACTIVATION),
@@ -85,6 +86,7 @@ WRONG = [
     ),
     ("cs231n.py:softmax_loss_no_mean", "vector.softmax_cross_entropy", [], ["dZ is missing the 1/n of the mean"]),
     ("cs231n.py:svm_loss_flipped", "vector.hinge_loss", [], ["dS has the wrong sign"]),
+    ("cs231n.py:l2_loss_no_two", "vector.squared_loss", [], ["dY_hat has a factor of 2 too few"]),
     ("scratch.py:Layer_Dense_dweights_mean", "vector.affine", SCRATCH_DENSE, ["dW is averaged, not summed"]),
     ("scratch.py:Activation_ReLU_no_copy", "vector.relu", SCRATCH_ACTIVATION, ["dout: backward wrote into it"]),
     (

@@ -174,3 +174,17 @@ def svm_loss_flipped(x, y):
     """dx with every sign flipped (the correct class pushed up where it should go down)."""
     loss, dx = svm_loss(x, y)
     return loss, -dx
+
+
+def l2_loss(x, y):
+    """A regression loss with float targets: only dx returned, the targets get no gradient."""
+    n = x.shape[0]
+    diff = x - y
+    return (diff**2).sum() / n, 2 * diff / n
+
+
+def l2_loss_no_two(x, y):
+    """Forgets the 2 of the square's derivative."""
+    n = x.shape[0]
+    diff = x - y
+    return (diff**2).sum() / n, diff / n
