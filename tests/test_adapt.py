@@ -11,7 +11,7 @@ import pytest
 
 from handlayers import testing, vector
 from handlayers.__main__ import main
-from handlayers.testing.conventions import _param_dict
+from handlayers.testing.conventions import Miscount, _param_dict
 from handlayers.testing.declared import parse_keywords, parse_labels, parse_shapes
 
 LABS = Path(__file__).parent / "labs"
@@ -35,6 +35,15 @@ def test_a_loss_returning_its_gradient_from_python_is_compared_at_dout_one():
     adapted = testing.adapt(cs231n.softmax_loss, testing.SPECS["vector.softmax_cross_entropy"])
     assert (adapted.kind, adapted.compared, adapted.unit_dout) == ("loss", (0,), True)
     assert testing.check(cs231n.softmax_loss, "vector.softmax_cross_entropy", max_examples=20).examples == 20
+
+
+def test_integer_labels_may_go_without_their_none():
+    """A backward that returns nothing, its float gradient in an attribute, gives None for each of
+    two integer inputs (a class in the from-scratch style, backward returning nothing)."""
+    adapted = testing.Adapted(None, "class", "Loss", ("Z", "labels", "keep"), labels=(1, 2), grads={"Z": "dinputs"})
+    assert adapted.gradients(None, {"dinputs": 1.5}.get) == (1.5, None, None)
+    assert adapted.gradients((None, None), {"dinputs": 1.5}.get) == (1.5, None, None)
+    assert adapted.gradients((None, None, None), {"dinputs": 1.5}.get) == Miscount(3, ("dlabels", "dkeep"))
 
 
 def test_attribute_options_from_python_match_the_flags():
