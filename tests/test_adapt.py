@@ -154,6 +154,7 @@ def test_code_that_requires_a_keyword_of_the_reference_gets_it(convention, alpha
 
 
 @pytest.mark.jax
+@pytest.mark.slow
 def test_a_jax_function_of_integer_labels_is_differentiated_in_the_floats_alone():
     """Labels go to the function as they are, and get no gradient (None), eagerly and under jax.jit."""
     result = testing.check(kernels.softmax_cross_entropy, "vector.softmax_cross_entropy", backend="jax", max_examples=5)
