@@ -72,6 +72,7 @@ WRONG = [
     ("cs231n.py:affine_db_mean", "vector.affine", [], ["db is averaged, not summed, over the batch"]),
     ("cs231n.py:relu_dout_mask", "vector.relu", [], ["dA is computed from dout where it should be from A"]),
     ("cs231n.py:relu_in_place", "vector.relu", [], ["dout: backward wrote into it"]),
+    ("cs231n.py:relu_no_return", "vector.relu", [], ["dA: WRONG: is a NoneType value, expected numpy"]),
     (
         "cs231n.py:tanh_at_output",
         "jax.numpy:tanh",

@@ -149,8 +149,6 @@ class Adapted:
 def _as_list(returned: Any, expected: int) -> list[Any]:
     if expected == 0 and returned is None:
         return []
-    if expected == 1 and not isinstance(returned, tuple | list):
-        return [returned]
     return list(returned) if isinstance(returned, tuple | list) else [returned]
 
 
