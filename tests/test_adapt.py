@@ -28,6 +28,8 @@ def test_a_function_pair_from_python_passes():
     """A (forward, backward) pair of functions is checked as it is, with no adapter."""
     result = testing.check((cs231n.affine_forward, cs231n.affine_backward), "vector.affine", max_examples=20)
     assert result.examples == 20
+    adapted = testing.adapt((cs231n.affine_forward, cs231n.affine_backward), testing.SPECS["vector.affine"])
+    assert [v.__name__ for v in adapted.variants()] == ["affine"]  # run once per example: no jax.jit variant
 
 
 def test_a_loss_returning_its_gradient_from_python_is_compared_at_dout_one():
