@@ -649,15 +649,24 @@ def test_a_reference_or_flag_that_does_not_parse_exits_2(flags, message, capsys)
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("missing", ["forward", "backward"])
+@pytest.mark.parametrize("missing", [("forward",), ("backward",), ("forward", "backward")])
 def test_check_of_a_class_without_forward_or_backward_says_which(missing):
     """``testing.check`` of a class that lacks ``forward`` or ``backward`` (not a layer in any
     convention without options) is a ConventionError naming what is missing, not an AttributeError."""
     methods = {"forward": lambda self, x: x, "backward": lambda self, dout: dout}
-    del methods[missing]
+    for name in missing:
+        del methods[name]
     half = type("Half", (), methods)
-    with pytest.raises(testing.ConventionError, match=f"Half has no {missing} method"):
+    with pytest.raises(testing.ConventionError, match=f"^Half has no {' and no '.join(missing)} method$"):
         testing.check(half, "vector.relu", max_examples=1)
+
+
+@pytest.mark.jax
+def test_a_jitted_jax_function_is_a_jax_function():
+    """A ``jax.jit``-compiled function (no custom VJP) is checked as a jax function, by its
+    ``jax.vjp``, not as a loss function returning its gradient."""
+    adapted = testing.adapt(jax.jit(jax.numpy.tanh), testing.spec(jax.numpy.tanh, shapes="x: n d"))
+    assert (adapted.kind, [v.__name__ for v in adapted.variants()]) == ("jax", ["tanh", "jax.jit(tanh)"])
 
 
 def test_check_of_a_layer_instance_asks_for_its_class():
