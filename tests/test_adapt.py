@@ -39,6 +39,13 @@ def test_a_loss_returning_its_gradient_from_python_is_compared_at_dout_one():
     assert testing.check(cs231n.softmax_loss, "vector.softmax_cross_entropy", max_examples=20).examples == 20
 
 
+def test_a_size_may_be_read_from_a_negative_axis():
+    """``--init W.-2,W.-1`` counts axes from the end, as Python does."""
+    options = {"init": ["W.-2", "W.-1"], "params": {"W": "weights", "b": "biases:row"}, "output": "output"}
+    options["grads"] = {"dX": "dinputs", "dW": "dweights", "db": "dbiases"}
+    assert testing.check(scratch.Layer_Dense, "vector.affine", max_examples=5, **options).examples == 5
+
+
 def test_integer_labels_may_go_without_their_none():
     """A backward that returns nothing, its float gradient in an attribute, gives None for each of
     two integer inputs (a class in the from-scratch style, backward returning nothing)."""
