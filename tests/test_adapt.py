@@ -97,9 +97,23 @@ def test_code_without_a_name_is_named_by_its_type():
     assert testing.adapt(SoftmaxLoss(), testing.SPECS["vector.softmax_cross_entropy"]).name == "SoftmaxLoss"
 
 
+def test_an_input_with_a_default_is_passed_by_position_only():
+    """A declared reference whose input has a default (``b=0.0``) is no keyword: code that requires
+    ``b`` gets it by position, not by name too (``got multiple values for argument 'b'``), and a
+    constructor taking it by ``--init W,b`` is not refused."""
+
+    def dense(X, W, b=0.0):
+        return X @ W + b
+
+    spec = testing.spec(dense, shapes="X: n d; W: d k; b: k")
+    assert testing.check((cs231n.affine_forward, cs231n.affine_backward), spec, max_examples=5).examples == 5
+    options = {"init": ["W", "b"], "grads": {"dW": "dW", "db": "db"}}
+    assert testing.check(attributes.Dense, spec, max_examples=5, **options).examples == 5
+
+
 def test_a_forward_that_requires_a_keyword_is_refused():
     """The checker passes a reference's keywords to the constructor, never to forward: a forward
-    that requires one (leaky ReLU's alpha) cannot be run, and is told so before it is."""
+    that requires one (leaky ReLU's alpha) cannot be run, and is told so before it is, and why."""
 
     class ForwardTakesAlpha:
         def forward(self, A, alpha):
@@ -109,7 +123,8 @@ def test_a_forward_that_requires_a_keyword_is_refused():
         def backward(self, dout):
             return np.where(self.A > 0, dout, self.alpha * dout)
 
-    with pytest.raises(testing.ConventionError, match=r"forward \(self, A, alpha\) cannot take A; pass some inputs"):
+    message = r"forward \(self, A, alpha\) cannot take A; alpha: a keyword of the reference, given to the constructor"
+    with pytest.raises(testing.ConventionError, match=message):
         testing.adapt(ForwardTakesAlpha, testing.SPECS["vector.leaky_relu"])
 
 
@@ -670,8 +685,8 @@ def test_check_of_a_class_without_forward_or_backward_says_which(missing):
 
 @pytest.mark.jax
 def test_a_jitted_jax_function_is_a_jax_function():
-    """A ``jax.jit``-compiled function (no custom VJP) is checked as a jax function, by its
-    ``jax.vjp``, not as a loss function returning its gradient."""
+    """A ``jax.jit``-compiled function (no custom VJP) is adapted as a jax function (checked by its
+    ``jax.vjp``, eagerly and under jit), not as a loss function returning its gradient."""
     adapted = testing.adapt(jax.jit(jax.numpy.tanh), testing.spec(jax.numpy.tanh, shapes="x: n d"))
     assert (adapted.kind, [v.__name__ for v in adapted.variants()]) == ("jax", ["tanh", "jax.jit(tanh)"])
 

@@ -186,7 +186,7 @@ def _run(
         dout = douts if several else douts[0]
         before = copy.deepcopy([np.asarray(x) for x in (*inputs, *douts)])
         try:
-            instance = layer(**keywords_for(layer, keyword_defaults(spec.reference), example.kwargs))
+            instance = layer(**keywords_for(layer, keyword_defaults(spec.reference, spec.args), example.kwargs))
             out = instance.forward(*inputs)
             kept = np.array(out, copy=True) if isinstance(out, np.ndarray) else None
             grads = instance.backward(dout)

@@ -262,11 +262,15 @@ def _init_value(arg: str, named: dict[str, Any]) -> Any:
 
 
 def keywords_for(function: Any, defaults: Mapping[str, Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """The example's keywords, and the reference's defaults of those ``function`` requires (has no
-    default for): an example that draws none of them still calls the code as it calls the reference."""
+    """The example's keywords, and the reference's ``defaults`` (its keywords', see
+    :func:`keyword_defaults`) of those ``function`` requires, by a name it can take them by: an
+    example that draws none of them still calls the code as it calls the reference."""
     parameters = getattr(signature(function), "parameters", {})
+    by_name = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     required = {
-        k: v for k, v in defaults.items() if k in parameters and parameters[k].default is inspect.Parameter.empty
+        k: v
+        for k, v in defaults.items()
+        if k in parameters and parameters[k].default is inspect.Parameter.empty and parameters[k].kind in by_name
     }
     return {**required, **kwargs}
 
@@ -357,7 +361,7 @@ def adapt(
         raise ConventionError(f"{' and '.join(given)} fit a class, not {_kind_words(kind)} {name}")
     if init and kind != "class" and not isinstance(code, Method):
         raise ConventionError(f"--init fits a class or CLASS.METHOD, not {_kind_words(kind)} {name}")
-    defaults = keyword_defaults(spec.reference)
+    defaults = keyword_defaults(spec.reference, args)
     adapted = Adapted(
         code,
         kind,
@@ -420,10 +424,12 @@ def _known(name: str, args: Sequence[str]) -> None:
         raise ConventionError(f"no input named {name!r}; the reference's inputs are {', '.join(args)}")
 
 
-def keyword_defaults(function: Any) -> dict[str, Any]:
-    """``function``'s keywords that have a default, with it (none where its signature cannot be read)."""
+def keyword_defaults(function: Any, inputs: Sequence[str] = ()) -> dict[str, Any]:
+    """``function``'s parameters that have a default, with it, less its ``inputs`` (a reference's,
+    which the checker passes by position even where they have a default); none where its signature
+    cannot be read."""
     parameters = getattr(signature(function), "parameters", {}).values()
-    return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+    return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty and p.name not in inputs}
 
 
 def _starts_backpropagation(adapted: Adapted) -> bool:
@@ -452,4 +458,6 @@ def _fits_class(adapted: Adapted) -> None:
                 "forward": "; pass some inputs another way (--param, --init)",
                 "constructor": "; pass them with --init (an input, or INPUT.AXIS for a size: --init W.0,W.1)",
             }[what]
+            if what == "forward" and keywords:  # the checker gives a reference's keywords to the constructor
+                hint = f"; {', '.join(keywords)}: a keyword of the reference, given to the constructor, not to forward"
             raise ConventionError(f"{cls.__name__}'s {what} {found} cannot take {names}{hint}")
