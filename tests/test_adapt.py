@@ -166,8 +166,9 @@ REQUIRED_ALPHA = {
 )
 def test_code_that_requires_a_keyword_of_the_reference_gets_it(convention, alpha):
     """A constructor or function that requires the reference's keyword (leaky ReLU's alpha) gets the
-    example's value, or the reference's default where the example draws none, in every convention
-    (before, a right layer was told it raised TypeError). The slope shows in the output and dA."""
+    example's value, or the reference's default where the example draws none: a class in the
+    contract's convention or with attributes, a pair, a jax function (before, a right layer was
+    told it raised TypeError). The slope shows in the output and dA."""
     code, options, backend = REQUIRED_ALPHA[convention]
     spec = testing.SPECS["vector.leaky_relu"]
     kwargs = {} if alpha is None else {"alpha": alpha}
