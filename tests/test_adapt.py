@@ -178,6 +178,24 @@ def test_code_that_requires_a_keyword_of_the_reference_gets_it(convention, alpha
         assert testing.check_example(layer, spec, example, backend=backend) == 0
 
 
+def _leaky(x, alpha):
+    """A declared reference whose keyword has no default: `--kw` gives it to every example."""
+    return jax.numpy.where(x > 0, x, alpha * x)
+
+
+@pytest.mark.parametrize(
+    ("code", "options"),
+    [(LeakyReLU, {}), (scratch.Activation_LeakyReLU, {"output": "output", "grads": {"dx": "dinputs"}})],
+    ids=["class", "attributes"],
+)
+def test_a_constructor_may_require_a_keyword_the_reference_requires(code, options):
+    """A constructor requiring `alpha` fits a declared reference `leaky(x, alpha)` with `--kw
+    alpha=0.1` (before, only keywords with a default were offered to it: 'cannot take no arguments')."""
+    spec = testing.spec(_leaky, shapes="x: n k", kwargs={"alpha": 0.1})
+    result = testing.check(testing.adapt(code, spec, **options), spec, max_examples=10)
+    assert result.examples == 10
+
+
 @pytest.mark.jax
 @pytest.mark.slow
 def test_a_jax_function_of_integer_labels_is_differentiated_in_the_floats_alone():

@@ -382,7 +382,7 @@ def adapt(
     compared = tuple(i for i, a in enumerate(args) if a not in adapted.no_grad)
     unit = kind == "class" and _starts_backpropagation(adapted)
     if kind == "class":
-        _fits_class(adapted)
+        _fits_class(adapted, _keyword_names(spec.reference, args))
     return dataclasses.replace(adapted, compared=compared, unit_dout=unit)
 
 
@@ -432,6 +432,14 @@ def keyword_defaults(function: Any, inputs: Sequence[str] = ()) -> dict[str, Any
     return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty and p.name not in inputs}
 
 
+def _keyword_names(function: Any, inputs: Sequence[str]) -> tuple[str, ...]:
+    """The names ``function`` (a reference) takes keywords by, less its ``inputs``: with a default
+    or not (a declared reference's ``alpha`` that ``--kw`` gives every example)."""
+    by_name = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    parameters = getattr(signature(function), "parameters", {}).values()
+    return tuple(p.name for p in parameters if p.kind in by_name and p.name not in inputs)
+
+
 def _starts_backpropagation(adapted: Adapted) -> bool:
     """Whether backward takes no dout: it can be called without arguments, or is given some without dout."""
     if adapted.backward_args is not None:
@@ -444,14 +452,15 @@ def takes_no_dout(cls: type) -> bool:
     return signature(cls.backward) is not None and binds(cls.backward, None)  # None for self
 
 
-def _fits_class(adapted: Adapted) -> None:
-    """Raise :class:`ConventionError` where forward or the constructor cannot take what they get."""
+def _fits_class(adapted: Adapted, keyword_names: Sequence[str]) -> None:
+    """Raise :class:`ConventionError` where forward or the constructor cannot take what they get
+    (the constructor may take any of the reference's ``keyword_names``)."""
     cls = adapted.code
     passed = [a for a in adapted.args if a not in adapted.params and a not in adapted.init]
     checks = [(cls.__init__, [None, *adapted.init], "constructor"), (cls.forward, [None, *passed], "forward")]
     for function, arguments, what in checks:
         found = signature(function)
-        keywords = {k: None for k in adapted.defaults if k in getattr(found, "parameters", ())}
+        keywords = {k: None for k in keyword_names if k in getattr(found, "parameters", ())}
         if not binds(function, *arguments, **(keywords if what == "constructor" else {})):
             names = ", ".join(arguments[1:]) or "no arguments"
             hint = {
