@@ -127,6 +127,18 @@ def test_a_forward_that_requires_a_keyword_is_refused():
     with pytest.raises(testing.ConventionError, match=message):
         testing.adapt(ForwardTakesAlpha, testing.SPECS["vector.leaky_relu"])
 
+    class ForwardTakesTwo(ForwardTakesAlpha):
+        def forward(self, A, alpha, scale):
+            return scale * super().forward(A, alpha)
+
+    def scaled_leaky(A, alpha, scale=1.0):
+        return scale * jax.numpy.where(A > 0, A, alpha * A)
+
+    spec = testing.spec(scaled_leaky, shapes="A: n k", kwargs={"alpha": 0.1})
+    message = r"cannot take A; alpha, scale: keywords of the reference, given to the constructor, not to forward$"
+    with pytest.raises(testing.ConventionError, match=message):
+        testing.adapt(ForwardTakesTwo, spec)
+
 
 @pytest.mark.parametrize("array", [np.asarray, jax.numpy.asarray])
 def test_a_row_parameter_is_set_as_a_row_of_one(array):

@@ -15,6 +15,7 @@ from handlayers.testing import SPECS, Example, Mismatch, Spec, check_example, or
 T = sys.modules[tolerance.__module__]  # the module; handlayers.testing.tolerance is the function
 EPS64, TINY64 = float(np.finfo(np.float64).eps), float(np.finfo(np.float64).smallest_normal)
 EPS32 = float(np.finfo(np.float32).eps)
+SLOPES = np.array([0.5, -2.0, 1.0, 3.0])  # closed over by a reference below
 
 
 def user_spec(name, reference, layer, args):
@@ -90,12 +91,14 @@ def test_boolean_and_integer_inputs_are_held_fixed():
         lambda x: jax.lax.cumsum(x) * jax.lax.stop_gradient(x),
         lambda x: jax.checkpoint(jnp.sin)(x),
         lambda x: jax.lax.scan(lambda c, v: (c * v + 1, c), 1.0, x)[1],
+        lambda x: jnp.tanh(x * SLOPES),
     ],
-    ids=["relu", "softplus", "gelu", "stop_gradient", "checkpoint", "scan"],
+    ids=["relu", "softplus", "gelu", "stop_gradient", "checkpoint", "scan", "constant"],
 )
 def test_any_jax_function_is_measured(reference):
-    """Calls (jit, custom_jvp, checkpoint), stop_gradient and loops are measured too: finite and
-    at least the rounding of the output's own size."""
+    """Calls (jit, custom_jvp, checkpoint), stop_gradient, loops and an array the function closes
+    over (a constant of its jaxpr) are measured too: finite and at least the rounding of the
+    output's own size."""
     x = np.array([-1.5, 0.0, 0.75, 2.0])
     example = Example((x,), {}, np.array([1.0, -2.0, 0.5, 3.0]))
     out, (dx,) = tolerances(reference, example, np.float64)

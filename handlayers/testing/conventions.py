@@ -468,5 +468,6 @@ def _fits_class(adapted: Adapted, keyword_names: Sequence[str]) -> None:
                 "constructor": "; pass them with --init (an input, or INPUT.AXIS for a size: --init W.0,W.1)",
             }[what]
             if what == "forward" and keywords:  # the checker gives a reference's keywords to the constructor
-                hint = f"; {', '.join(keywords)}: a keyword of the reference, given to the constructor, not to forward"
+                which = "a keyword" if len(keywords) == 1 else "keywords"
+                hint = f"; {', '.join(keywords)}: {which} of the reference, given to the constructor, not to forward"
             raise ConventionError(f"{cls.__name__}'s {what} {found} cannot take {names}{hint}")
