@@ -109,6 +109,28 @@ def test_any_jax_function_is_measured(reference):
     assert dx >= (T.OPS + 8) * EPS64 * np.max(np.abs(expected_dx))
 
 
+def _tanh_times(x):
+    return jnp.tanh(x) * x
+
+
+@pytest.mark.parametrize(
+    ("called", "plain", "compared"),
+    [
+        (jax.jit(_tanh_times), _tanh_times, slice(None)),
+        (jax.checkpoint(_tanh_times), _tanh_times, slice(None)),
+        (jax.nn.relu, lambda x: jnp.maximum(x, 0.0), slice(1)),  # its own jvp rule: the output only
+    ],
+    ids=["jit", "checkpoint", "custom_jvp"],
+)
+def test_a_call_is_measured_by_the_operations_inside_it(called, plain, compared):
+    """A call (jit, checkpoint, custom_jvp) is entered and its operations perturbed one by one,
+    as the same operations outside a call are: not rounded once as a whole (jax.nn.relu's max is
+    exact, and its output gets no rounding of its own)."""
+    example = Example((np.array([-1.5, 0.0, 0.75, 2.0]),), {}, np.array([1.0, -2.0, 0.5, 3.0]))
+    got, want = (tolerances(f, example, np.float64) for f in (called, plain))
+    assert [got[0], *got[1]][compared] == [want[0], *want[1]][compared]
+
+
 def test_a_custom_vjp_reference_is_measured():
     """A reference with a custom_vjp (its backward written by hand) is measured through its rules."""
 
