@@ -448,7 +448,15 @@ NOT_FITTING = [
         ["attributes.py:Dense", "--init", "W,b", "--grad", "dV=v"],
         "--grad dV: no such gradient; the reference's are dX, dW, db\n",
     ),
-    (["attributes.py:Dense", "--init", "W.x"], "expected INPUT or INPUT.AXIS"),
+    (["attributes.py:Dense", "--init", "W.x"], "--init W.x: expected INPUT or INPUT.AXIS with AXIS a number\n"),
+    (["attributes.py:Dense", "--init", "W.--1"], "--init W.--1: expected INPUT or INPUT.AXIS with AXIS a number\n"),
+    (["attributes.py:Dense", "--init", "W.X0"], "--init W.X0: expected INPUT or INPUT.AXIS"),
+    (["attributes.py:Dense", "--init", "W.\u00b2"], "--init W.\u00b2: expected INPUT or INPUT.AXIS"),
+    (["cs231n.py:affine", "--backward-args", "dout,X"], "--backward-args fit a class, not the function pair affine"),
+    (
+        ["cs231n.py:affine", "--param", "W=weights", "--grad", "dW=dweights"],
+        "--param and --grad fit a class, not the function pair affine",
+    ),
     (
         ["attributes.py:Dense"],
         "Dense's constructor (self, W, b) cannot take no arguments; "

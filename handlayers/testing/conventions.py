@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -352,7 +353,7 @@ def adapt(
             _known(arg, args)
     for arg in init:
         _, _, axis = arg.partition(".")
-        if axis and not axis.lstrip("-").isdigit():
+        if axis and not re.fullmatch("-?[0-9]+", axis):  # not "--1", nor a digit int() cannot read
             raise ConventionError(f"--init {arg}: expected INPUT or INPUT.AXIS with AXIS a number")
     kind, name = _kind(code)
     attribute_options = {"--param": params_, "--grad": grads_, "--output": output, "--backward-args": backward_args}
