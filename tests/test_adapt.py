@@ -67,6 +67,13 @@ def test_attribute_options_from_python_match_the_flags():
 
 
 @pytest.mark.jax
+def test_a_jax_function_given_numpy_inputs_returns_jax_arrays_and_passes():
+    """A jax function computes in jax whatever it is given: on the numpy backend its jax arrays
+    are what is expected, not 'a jax value, expected numpy'."""
+    assert testing.check(kernels.relu, "vector.relu", backend="numpy", max_examples=5).examples == 5
+
+
+@pytest.mark.jax
 @pytest.mark.slow
 def test_a_custom_vjp_function_is_checked_eagerly_and_under_jit():
     """A jax.custom_vjp function is checked twice per example: eagerly and under jax.jit."""
