@@ -657,8 +657,16 @@ def test_cannot_check_what_is_not_code():
 
 def test_code_whose_signature_cannot_be_read_is_run_as_it_is():
     """Where Python cannot read a signature (max), nothing is checked before running: it binds,
-    has no parameter dict and no keyword defaults, and a backward so written takes dout."""
-    from handlayers.testing.conventions import _takes_param_dict, binds, keyword_defaults, signature, takes_no_dout
+    has no parameter dict and no keyword defaults, gets only the keywords the example drew (no
+    default it is not known to require), and a backward so written takes dout."""
+    from handlayers.testing.conventions import (
+        _takes_param_dict,
+        binds,
+        keyword_defaults,
+        keywords_for,
+        signature,
+        takes_no_dout,
+    )
 
     class BuiltinBackward:
         backward = max
@@ -672,6 +680,8 @@ def test_code_whose_signature_cannot_be_read_is_run_as_it_is():
     assert not binds(lambda x: x, 1, 2)
     assert not _takes_param_dict(max)
     assert keyword_defaults(max) == {}
+    assert keywords_for(max, {"alpha": 0.01}, {}) == {}
+    assert keywords_for(max, {"alpha": 0.01}, {"alpha": 0.2}) == {"alpha": 0.2}
     assert not takes_no_dout(BuiltinBackward)
     assert testing.adapt(BuiltinForward, testing.SPECS["vector.leaky_relu"]).kind == "class"
     assert testing.spec(max, shapes="b: n; a: n").args == ("b", "a")
