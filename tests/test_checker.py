@@ -346,6 +346,7 @@ def test_a_gradient_that_is_no_number_is_wrong_without_a_hint(returned):
         check_example(Text, spec, example)
     assert f"got      {returned!r}" in str(failure.value)
     assert "Likely mistake" not in str(failure.value)
+    assert "a second time" not in str(failure.value)  # the same text both times
     assert failure.value.found.hints == []  # none, and working them out raised nothing
 
 

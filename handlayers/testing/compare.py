@@ -285,11 +285,9 @@ def _output_rows(spec: Spec, expected: tuple[np.ndarray, ...], out: Any, problem
 def _same(g: Any, h: Any) -> bool:
     if h is _MISSING:
         return False
-    if g is None or h is None:
-        return g is None and h is None
     try:
         return bool(np.array_equal(g, h, equal_nan=True))
-    except TypeError:  # values that are no numbers (a string) have no NaN to compare
+    except TypeError:  # values that are no numbers (a string, None) have no NaN to compare
         return bool(np.array_equal(g, h))
 
 
