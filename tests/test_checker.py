@@ -283,6 +283,26 @@ def test_a_second_backward_with_fewer_gradients_has_changed_them():
         check_example(Shrinks, spec, example)
 
 
+def test_the_worst_error_is_returned_as_a_fraction_of_its_tolerance(backend, dtype):
+    """``check_example`` returns the worst error over its tolerance: a layer whose ``dW`` is off by
+    half its tolerance, and right elsewhere, returns about 0.5 (the rest of its error is rounding,
+    a small part of the tolerance)."""
+    spec = SPECS["vector.affine"]
+    example = Example(
+        (np.array([[0.5, -1.25], [2.0, 0.75]]), np.array([[1.5, -0.5], [0.25, 1.0]]), np.array([0.5, -2.0])),
+        {},
+        np.array([[1.0, -0.5], [0.25, 2.0]]),
+    )
+    off = 0.5 * testing.tolerance(spec, example, dtype, "dW")
+
+    class HalfATolerance(spec.layer):
+        def backward(self, dA):
+            dX, dW, db = super().backward(dA)
+            return dX, dW + np.asarray(off, dW.dtype), db
+
+    assert check_example(HalfATolerance, spec, example, backend=backend, dtype=dtype) == pytest.approx(0.5, abs=0.05)
+
+
 def test_python_floats_come_in_float64_only():
     """Python floats are float64: checking them in float32 is refused, not reported as a layer
     whose every result has the wrong dtype."""
