@@ -303,6 +303,37 @@ def test_the_worst_error_is_returned_as_a_fraction_of_its_tolerance(backend, dty
     assert check_example(HalfATolerance, spec, example, backend=backend, dtype=dtype) == pytest.approx(0.5, abs=0.05)
 
 
+def test_a_gradient_off_by_exactly_its_tolerance_passes(backend, dtype):
+    """The tolerance is the largest error allowed: a ``dA`` of ``tol`` where it is 0 (``A < 0``)
+    passes, with a ratio of exactly 1."""
+    spec = SPECS["vector.relu"]
+    example = Example((np.array([[-1.0, -2.0]]),), {}, np.array([[1.0, -0.5]]))
+    tol = testing.tolerance(spec, example, dtype, "dA")
+
+    class OffByItsTolerance(spec.layer):
+        def backward(self, dA):
+            return super().backward(dA) + np.asarray(tol, dtype)
+
+    assert float(np.asarray(tol, dtype)) == tol  # so that the error is exactly tol
+    assert check_example(OffByItsTolerance, spec, example, backend=backend, dtype=dtype) == 1.0
+
+
+def test_a_layer_made_by_an_object_is_named_by_its_type():
+    """A layer made by a callable object, which has no ``__name__``, is named by its type."""
+    spec = SPECS["vector.relu"]
+
+    class Doubles(spec.layer):
+        def backward(self, dA):
+            return 2 * super().backward(dA)
+
+    class Factory:
+        def __call__(self, **kwargs):
+            return Doubles(**kwargs)
+
+    with pytest.raises(Mismatch, match=r"^Factory does not match vector.relu \(numpy, float64\) on:"):
+        check_example(Factory(), spec, Example((np.ones((1, 2)),), {}, np.ones((1, 2))))
+
+
 def test_python_floats_come_in_float64_only():
     """Python floats are float64: checking them in float32 is refused, not reported as a layer
     whose every result has the wrong dtype."""
