@@ -334,6 +334,26 @@ def test_a_layer_made_by_an_object_is_named_by_its_type():
         check_example(Factory(), spec, Example((np.ones((1, 2)),), {}, np.ones((1, 2))))
 
 
+def test_the_layer_gets_its_inputs_and_dout_in_the_dtype_checked(backend, dtype):
+    """``check_example`` hands the layer its inputs and ``dout`` in the dtype it checks, whatever
+    the example's own (here float64 arrays)."""
+    spec = SPECS["vector.relu"]
+    seen = []
+
+    class Records(spec.layer):
+        def forward(self, A):
+            seen.append(A.dtype)
+            return super().forward(A)
+
+        def backward(self, dA):
+            seen.append(dA.dtype)
+            return super().backward(dA)
+
+    example = Example((np.array([[1.0, -2.0]]),), {}, np.array([[0.5, 3.0]]))
+    check_example(Records, spec, example, backend=backend, dtype=dtype)
+    assert seen == [np.dtype(dtype)] * 3  # forward, and backward twice
+
+
 def test_python_floats_come_in_float64_only():
     """Python floats are float64: checking them in float32 is refused, not reported as a layer
     whose every result has the wrong dtype."""
