@@ -118,6 +118,26 @@ def test_an_input_with_a_default_is_passed_by_position_only():
     assert testing.check(attributes.Dense, spec, max_examples=5, **options).examples == 5
 
 
+def test_an_input_with_a_default_is_never_given_to_a_constructor():
+    """The reference's inputs go to ``forward``, one with a default too: a class checked as it is
+    whose constructor requires ``b`` does not get the default ``b=0.0``, and raises."""
+
+    def dense(X, W, b=0.0):
+        return X @ W + b
+
+    class NeedsB(vector.Affine):
+        def __init__(self, b):
+            super().__init__()
+
+    spec = testing.spec(dense, shapes="X: n d; W: d k; b: k")
+    example = testing.Example((np.ones((1, 2)), np.ones((2, 1)), np.ones(1)), {}, np.ones((1, 1)))
+    with pytest.raises(
+        testing.Mismatch, match=r"(?s)^NeedsB raised TypeError against .*missing 1 required positional argument: 'b'$"
+    ):
+        testing.check_example(NeedsB, spec, example)
+    assert testing.check_example(vector.Affine, spec, example) <= 1
+
+
 def test_a_forward_that_requires_a_keyword_is_refused():
     """The checker passes a reference's keywords to the constructor, never to forward: a forward
     that requires one (leaky ReLU's alpha) cannot be run, and is told so before it is, and why."""
