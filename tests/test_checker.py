@@ -354,6 +354,28 @@ def test_the_layer_gets_its_inputs_and_dout_in_the_dtype_checked(backend, dtype)
     assert seen == [np.dtype(dtype)] * 3  # forward, and backward twice
 
 
+def test_a_backward_that_writes_into_the_output_is_told():
+    """A backward that scales the output forward returned (and kept) in place is told so; the
+    output is compared as forward gave it."""
+    spec = SPECS["vector.relu"]
+
+    class ScalesItsOutput(spec.layer):
+        def forward(self, A):
+            self.out = super().forward(A)
+            return self.out
+
+        def backward(self, dA):
+            self.out *= 2
+            return super().backward(dA)
+
+    with pytest.raises(Mismatch) as failure:
+        check_example(ScalesItsOutput, spec, Example((np.array([[1.0, -2.0]]),), {}, np.ones((1, 2))))
+    assert "output: backward wrote into forward's output (it changes what forward stored in place)" in str(
+        failure.value
+    )
+    assert "output: ok" in str(failure.value)
+
+
 def test_python_floats_come_in_float64_only():
     """Python floats are float64: checking them in float32 is refused, not reported as a layer
     whose every result has the wrong dtype."""
