@@ -522,3 +522,16 @@ def test_check_of_a_layer_that_raises_keeps_its_exception_as_the_cause():
         check(Boom, "vector.affine", max_examples=5)
     assert isinstance(failure.value.__cause__, RuntimeError)
     assert "typical" not in str(failure.value)
+
+
+def test_the_report_of_a_layer_that_raises_names_the_backend_and_dtype_it_ran_on():
+    """A layer that raises only on one backend or in one dtype is told which (mutants that lost
+    them from the report survived)."""
+
+    class Boom(vector.ReLU):
+        def forward(self, X):
+            raise TypeError("boom")
+
+    example = Example((np.ones(2),), {}, np.ones(2))
+    with pytest.raises(Mismatch, match=re.escape("Boom raised TypeError against vector.relu (numpy, float32) on:")):
+        check_example(Boom, SPECS["vector.relu"], example, dtype=np.float32)
