@@ -39,6 +39,26 @@ def test_a_loss_returning_its_gradient_from_python_is_compared_at_dout_one():
     assert testing.check(cs231n.softmax_loss, "vector.softmax_cross_entropy", max_examples=20).examples == 20
 
 
+def _row_losses(x, y):
+    return 0.5 * jax.numpy.sum((x - y) ** 2, axis=1)
+
+
+def test_a_loss_of_one_value_per_row_is_compared_at_a_dout_of_ones():
+    """A loss returning (one loss per row, dx) is compared at ``dout = 1`` for every row: dx is
+    then the gradient of their sum (mutants that compared it at one scalar 1 survived)."""
+    spec = testing.spec(_row_losses, shapes="x: n d; y: n d")
+
+    def row_losses(x, y):
+        return 0.5 * np.sum((x - y) ** 2, axis=1), x - y
+
+    def summed_twice(x, y):
+        return 0.5 * np.sum((x - y) ** 2, axis=1), 2 * (x - y)
+
+    assert testing.check(row_losses, spec, max_examples=10).examples == 10
+    with pytest.raises(testing.Mismatch, match="dx"):
+        testing.check(summed_twice, spec, max_examples=10)
+
+
 def test_a_size_may_be_read_from_a_negative_axis():
     """``--init W.-2,W.-1`` counts axes from the end, as Python does."""
     options = {"init": ["W.-2", "W.-1"], "params": {"W": "weights", "b": "biases:row"}, "output": "output"}
