@@ -94,3 +94,18 @@ def test_the_oracle_and_the_measured_tolerance_compile_quickly(monkeypatch):
     assert calls == [False]
     tolerance(spec, example, np.float64, spec.grads[0])
     assert calls[1:] == [True]
+
+
+def test_output_shape_is_found_per_shape_and_dtype_of_the_inputs():
+    """The output shape is cached per shape *and* dtype of the inputs: a reference whose output
+    shape depends on its input's dtype (here one that takes the bytes of each entry, 4 in float32
+    and 8 in float64) gets the shape of each dtype, whichever came first."""
+    from handlayers.testing import output_shape, spec
+
+    def as_bytes(x):
+        return jax.lax.bitcast_convert_type(x, np.uint8)
+
+    declared = spec(as_bytes, "x: n")
+    with jax.enable_x64(True):
+        assert output_shape(declared, (np.zeros(3, np.float32),), {}) == (3, 4)
+        assert output_shape(declared, (np.zeros(3, np.float64),), {}) == (3, 8)
