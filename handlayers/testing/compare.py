@@ -6,7 +6,7 @@ import copy
 import functools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import hypothesis
@@ -96,15 +96,15 @@ class _Row:
 @dataclass
 class Found:
     """A failing example and what was wrong on it: the compared rows, the other problems, the
-    mistakes that explain it, or the exception the layer raised."""
+    mistakes that explain it, or the exception the layer raised (then no rows and no problems)."""
 
     name: str
     spec: Spec
     example: Example
     backend: str
     dtype: Any
-    rows: list[_Row]
-    problems: list[str]
+    rows: list[_Row] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
     error: Exception | None = None
 
     @functools.cached_property
@@ -191,7 +191,7 @@ def _run(
             grads = instance.backward(dout)
             again = instance.backward(dout)
         except Exception as error:
-            return Found(name, spec, example, backend, dtype, [], [], error), math.inf
+            return Found(name, spec, example, backend, dtype, error=error), math.inf
     expected_out, expected_grads = expected or oracle(spec, example)
     given = {library(x) for x in inputs}
     # jax if any input is jax, else numpy if any is numpy; from Python numbers alone a layer may
