@@ -199,6 +199,20 @@ def test_from_python_floats_either_library_is_named():
         check_example(ReturnsAList, spec, Example((1.0,), {}, 1.0), backend="python")
 
 
+def test_from_numpy_arrays_a_python_number_is_told():
+    """From numpy arrays a layer returns numpy: a loss that returns ``float(loss)`` is told so,
+    though the value is right (a Python float is neither an array nor the input's dtype)."""
+    spec = SPECS["vector.squared_loss"]
+
+    class ReturnsAFloat(spec.layer):
+        def forward(self, *inputs):
+            return float(super().forward(*inputs))
+
+    example = Example((np.ones((2, 3)), np.zeros((2, 3))), {}, np.array(1.0))
+    with pytest.raises(Mismatch, match=re.escape("output: WRONG: is a python value, expected numpy")):
+        check_example(ReturnsAFloat, spec, example)
+
+
 def test_empty_arrays_are_checked_like_any_other():
     """An elementwise layer on empty arrays (numpy broadcasts them) matches its reference: nothing to compare."""
     spec = SPECS["scalar.relu"]
