@@ -1,6 +1,7 @@
 """The checker's own parts: how it hands inputs to a layer, how it names libraries, its defaults,
 and a backward whose second answer differs in a way a value comparison alone would miss."""
 
+import importlib
 import re
 import subprocess
 import sys
@@ -295,6 +296,46 @@ def test_a_second_backward_with_fewer_gradients_has_changed_them():
     example = Example((np.ones((1, 1)), np.ones((1, 1)), np.ones(1)), {}, np.ones((1, 1)))
     with pytest.raises(Mismatch, match="backward called a second time gave other values for db:"):
         check_example(Shrinks, spec, example)
+
+
+def test_a_second_backward_that_changes_two_gradients_names_both_and_says_why():
+    """The report names every gradient the second backward changed, and what such a layer does
+    wrong: it changes what forward stored, or what it read, in place."""
+    spec = SPECS["vector.affine"]
+
+    class Accumulates(spec.layer):
+        def backward(self, dA):
+            dX, dW, db = super().backward(dA)
+            self.X, self.W = self.X + 1.0, self.W + 1.0  # the next backward reads other values
+            return dX, dW, db
+
+    example = Example((np.ones((2, 2)), np.ones((2, 2)), np.ones(2)), {}, np.ones((2, 2)))
+    said = (
+        "backward called a second time gave other values for dX, dW: "
+        "it changes what forward stored (or what it read) in place"
+    )
+    with pytest.raises(Mismatch, match=re.escape(said)):
+        check_example(Accumulates, spec, example)
+
+
+def test_each_example_computes_its_oracle_once_on_every_backend(monkeypatch):
+    """check_backends computes the oracle of an example once, for its output, its gradients and
+    their tolerances on every backend: the oracle is most of a check's time."""
+    from handlayers.testing import compare
+
+    oracle = importlib.import_module("handlayers.testing.oracle")  # the module, not the function
+    calls, computed = [], oracle.oracle
+
+    def counted(*args):
+        calls.append(args)
+        return computed(*args)
+
+    monkeypatch.setattr(compare, "oracle", counted)
+    monkeypatch.setattr(oracle, "oracle", counted)
+    spec = SPECS["vector.affine"]
+    example = Example((np.ones((2, 3)), np.ones((3, 2)), np.ones(2)), {}, np.ones((2, 2)))
+    check_backends(spec.layer, spec, example, backends=("numpy", "jax"))
+    assert len(calls) == 1
 
 
 def test_the_worst_error_is_returned_as_a_fraction_of_its_tolerance(backend, dtype):
