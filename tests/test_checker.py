@@ -111,6 +111,20 @@ def test_a_nan_gradient_is_wrong_but_not_a_changed_answer():
     assert "second time" not in str(failure.value)
 
 
+def test_a_nan_output_is_wrong_but_not_written_into():
+    """An output that is NaN where the reference's is a number fails as a wrong value; backward
+    leaves it as forward returned it (NaN equals NaN there), so no write into it is told."""
+    spec = SPECS["scalar.square"]
+
+    class NaN(spec.layer):
+        def forward(self, x):
+            return super().forward(x) * np.nan
+
+    with pytest.raises(Mismatch, match="output: WRONG: worst error nan") as failure:
+        check_example(NaN, spec, Example((np.ones(2),), {}, np.ones(2)))
+    assert "wrote into" not in str(failure.value)
+
+
 def test_a_spec_names_the_gradients_and_defaults_the_output_degree():
     """Gradients are named d + the input's name; the output's degree is one more than the
     gradients' unless given (0 for a bounded output)."""

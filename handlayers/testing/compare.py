@@ -221,7 +221,7 @@ def _run(
     tol_out, tol_grads = spec_tolerances(spec, example, dtype, (expected_out, expected_grads))
     for row in rows:
         tol = tol_out if row.position is None else tol_grads[row.position]  # one tolerance for every output
-        _compare(row, libraries, dtype, tol or 0.0)  # None: an input that is not floating, whose gradient is None
+        _compare(row, libraries, dtype, tol)  # None: an input that is not floating, whose gradient is None
     if kept is not None and not np.array_equal(out, kept, equal_nan=True):
         problems.append("output: backward wrote into forward's output (it changes what forward stored in place)")
     for arg, x, old in zip((*spec.args, *spec.douts), (*inputs, *douts), before, strict=True):
@@ -288,12 +288,12 @@ def _same(g: Any, h: Any) -> bool:
         return bool(np.array_equal(g, h))
 
 
-def _compare(row: _Row, libraries: set[str], want_dtype: Any, tol: float) -> None:
-    row.tol = tol
-    if row.expected is None:
+def _compare(row: _Row, libraries: set[str], want_dtype: Any, tol: float | None) -> None:
+    if row.expected is None:  # the gradient of an input that is not floating: no tolerance either
         if row.got is not None:
             row.problem = f"expected None for an input that is not floating, got {type(row.got).__name__}"
         return
+    row.tol = tol
     if library(row.got) not in libraries:
         row.problem = f"is a {library(row.got)} value, expected {' or '.join(sorted(libraries))}"
         return
