@@ -328,8 +328,9 @@ def test_a_second_backward_that_changes_two_gradients_names_both_and_says_why():
         "backward called a second time gave other values for dX, dW: "
         "it changes what forward stored (or what it read) in place"
     )
-    with pytest.raises(Mismatch, match=re.escape(said)):
+    with pytest.raises(Mismatch) as failure:
         check_example(Accumulates, spec, example)
+    assert said in [line.strip() for line in str(failure.value).splitlines()]
 
 
 def test_each_example_computes_its_oracle_once_on_every_backend(monkeypatch):
@@ -439,9 +440,8 @@ def test_a_backward_that_writes_into_the_output_is_told():
 
     with pytest.raises(Mismatch) as failure:
         check_example(ScalesItsOutput, spec, Example((np.array([[1.0, -2.0]]),), {}, np.ones((1, 2))))
-    assert "output: backward wrote into forward's output (it changes what forward stored in place)" in str(
-        failure.value
-    )
+    lines = [line.strip() for line in str(failure.value).splitlines()]
+    assert "output: backward wrote into forward's output (it changes what forward stored in place)" in lines
     assert "output: ok" in str(failure.value)
 
 
