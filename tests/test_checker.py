@@ -125,6 +125,16 @@ def test_a_nan_output_is_wrong_but_not_written_into():
     assert "wrote into" not in str(failure.value)
 
 
+def test_nan_in_an_input_or_dout_is_not_taken_for_a_write():
+    """NaN equals NaN when the checker looks for writes into the inputs and into ``dout``: a
+    right layer given NaN fails on its NaN results alone (the oracle's are NaN too)."""
+    spec = SPECS["scalar.square"]
+    with pytest.raises(Mismatch) as failure:
+        check_example(spec.layer, spec, Example((np.array([np.nan, 1.0]),), {}, np.array([1.0, np.nan])))
+    assert "worst error nan" in str(failure.value)
+    assert "wrote into" not in str(failure.value)
+
+
 def test_a_spec_names_the_gradients_and_defaults_the_output_degree():
     """Gradients are named d + the input's name; the output's degree is one more than the
     gradients' unless given (0 for a bounded output)."""
