@@ -175,6 +175,8 @@ def _python_floats_are_float64(backend: str, dtype: Any) -> None:
 def _run(
     layer: Any, spec: Spec, example: Example, backend: str, dtype: Any, expected: Any
 ) -> tuple[Found | None, float]:
+    """Run ``layer`` on ``example`` and compare: what was found wrong (``None``: nothing) and the
+    worst error as a fraction of its tolerance (infinite when something was found)."""
     name = getattr(layer, "__name__", type(layer).__name__)
     adapted = isinstance(layer, Adapted)
     several = len(spec.outputs) > 1  # then forward returns a tuple, and dout is one
@@ -230,10 +232,9 @@ def _run(
                 problems.append(f"{arg}: backward wrote into it (copy it before changing it: dA = dout.copy())")
             else:
                 problems.append(f"{arg}: forward or backward wrote into this input")
-    worst = max((row.ratio for row in rows), default=0.0)
     if problems or any(row.problem for row in rows):
-        return Found(name, spec, example, backend, dtype, rows, problems), worst
-    return None, worst
+        return Found(name, spec, example, backend, dtype, rows, problems), math.inf
+    return None, max(row.ratio for row in rows)  # the output's row at least: it has no problem
 
 
 def _item(values: Any, i: int) -> Any:
