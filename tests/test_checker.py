@@ -614,3 +614,15 @@ def test_the_report_of_a_layer_that_raises_names_the_backend_and_dtype_it_ran_on
     example = Example((np.ones(2),), {}, np.ones(2))
     with pytest.raises(Mismatch, match=re.escape("Boom raised TypeError against vector.relu (numpy, float32) on:")):
         check_example(Boom, SPECS["vector.relu"], example, dtype=np.float32)
+
+
+def test_the_report_of_a_wrong_layer_names_the_backend_and_dtype_it_ran_on():
+    """A layer wrong in float32 is told so: the report's first line names the dtype checked."""
+
+    class Doubles(vector.ReLU):
+        def forward(self, X):
+            return 2 * super().forward(X)
+
+    example = Example((np.ones(2),), {}, np.ones(2))
+    with pytest.raises(Mismatch, match=re.escape("Doubles does not match vector.relu (numpy, float32) on:")):
+        check_example(Doubles, SPECS["vector.relu"], example, dtype=np.float32)
