@@ -3,6 +3,7 @@
     python -m benchmarks                 # all three, the CPU sizes
     python -m benchmarks --only step     # one of: step, jit-start, checkers, suite, train, sequence, conv
     python -m benchmarks --quick         # small sizes and few rounds: checks that it all runs
+    python -m benchmarks --only train --training mlp:numpy --rounds 30   # one training's audit, 30 rounds
 
 On a GPU (jax's default backend), the training step and the sequence layers use sizes that fill
 the chip and time the jax ways only; the other measurements are CPU measurements and are skipped
@@ -34,6 +35,18 @@ def main(argv: list[str] | None = None) -> int:
         "--only", choices=["step", "jit-start", "checkers", "suite", "train", "sequence", "conv"], action="append"
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, few rounds")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="rounds of each measurement (default 9; 2 with --quick); the epoch's are 4 times as many",
+    )
+    parser.add_argument(
+        "--training",
+        action="append",
+        metavar="MODEL:BACKEND",
+        help="repeatable: the default runs of handlayers train that --only train measures, of mlp:numpy, "
+        "mlp:jax, cnn:numpy, cnn:jax (default all four)",
+    )
     parser.add_argument("--limit", type=float, default=60.0, help="seconds before a checker is stopped")
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="folder for the JSON and the plot")
     parser.add_argument(
@@ -42,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         help="threads for numpy's BLAS, XLA and torch, and cores for all (default: theirs, every core)",
     )
     args = parser.parse_args(argv)
+    if args.rounds is not None and args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     only = set(args.only or ["step", "jit-start", "checkers", "suite", "train", "sequence", "conv"])
     if args.threads:  # before numpy, jax or torch load; the measuring subprocesses inherit it
         for threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -50,6 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
         # and as many cores: XLA:CPU runs some work on threads of its own that no flag here limits
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.threads])
+
+    if args.training:  # checked before any measurement, once --threads is applied (this loads numpy)
+        from benchmarks.training import TRAININGS
+
+        unknown = sorted(set(args.training) - set(TRAININGS))
+        if unknown:
+            parser.error(f"--training: unknown {', '.join(unknown)}; choose from {', '.join(TRAININGS)}")
 
     import jax
 
@@ -70,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     name = "gpu" if gpu else "cpu"
     tables = [f"# handlayers benchmarks, {results['date']}: {results['machine']}\n"]
     print(tables[0])
-    rounds = 2 if args.quick else 9
+    rounds = args.rounds or (2 if args.quick else 9)
     if "step" in only:
         from benchmarks import step
 
@@ -104,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     if "train" in only:
         from benchmarks import training
 
-        results["train"] = training.run(rounds, quick=args.quick)
+        results["train"] = training.run(rounds, quick=args.quick, trainings=tuple(args.training or training.TRAININGS))
         tables.append(training.table(results["train"]))
         print(tables[-1])
     if "sequence" in only:
@@ -123,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         print(tables[-1])
     # a run of some measurements only writes files of its own, beside those of a full run
     part = "-" + "-".join(sorted(only)) if args.only else ""
+    part += "".join(f"-{t.replace(':', '-')}" for t in sorted(args.training or ()) if "train" in only)
     path = os.path.join(args.out, f"{name}{part}{'-quick' if args.quick else ''}")
     with open(f"{path}.json", "w") as f:
         json.dump(results, f, indent=1, default=str)

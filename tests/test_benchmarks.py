@@ -212,3 +212,20 @@ def test_jitted_conv2d_compiles_to_the_convolutions_of_jitted_autodiff():
     ours = convolutions(partial(bench.conv_step, pad=1))
     assert len(ours) == 3
     assert ours == convolutions(partial(bench.lax_conv_autodiff, pad=1))
+
+
+def test_the_median_interval_holds_the_median_and_narrows_with_more_rounds():
+    """The bootstrap interval of a median (what the training's audit target is judged on) holds
+    the median, is the same for the same samples, is a point for samples all alike, and narrows
+    as the rounds grow."""
+    from benchmarks._timing import median_interval
+
+    rng = np.random.default_rng(1)
+    few, many = rng.normal(0.05, 0.1, 10).tolist(), rng.normal(0.05, 0.1, 160).tolist()
+    for samples in (few, many):
+        interval = median_interval(samples)
+        assert interval["low"] <= interval["median"] == np.median(samples) <= interval["high"]
+        assert median_interval(samples) == interval
+    assert median_interval([0.2] * 5) == {"median": 0.2, "low": 0.2, "high": 0.2}
+    width = {n: median_interval(s)["high"] - median_interval(s)["low"] for n, s in (("few", few), ("many", many))}
+    assert width["many"] < width["few"] / 2
