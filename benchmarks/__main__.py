@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         # and as many cores: XLA:CPU runs some work on threads of its own that no flag here limits
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.threads])
 
+    if args.training and ("train" not in only or args.quick):
+        parser.error("--training chooses the default runs of --only train, which --quick skips")
     if args.training:  # checked before any measurement, once --threads is applied (this loads numpy)
         from benchmarks.training import TRAININGS
 

@@ -140,7 +140,7 @@ def check_example(
     the gradients it computes are compared, at ``dout = 1`` where it takes no ``dout``).
     ``backend`` is ``"numpy"``, ``"jax"`` or ``"python"`` (Python floats, for layers written for
     plain numbers). Checks the output and every gradient: its library (that of the inputs), shape
-    and dtype (those of its input), and its values within :func:`tolerance`; ``None`` for inputs
+    and dtype (that of its input: the dtype checked), and its values within :func:`tolerance`; ``None`` for inputs
     that are not floating (integer labels or indices, boolean masks); that the inputs and ``dout``
     were not modified; and that a second ``backward`` gives the same gradients. ``expected`` is
     ``oracle(spec, example)`` when the caller has it already
