@@ -154,6 +154,52 @@ def test_the_same_example_gets_the_same_tolerance():
     assert tolerances(spec.reference, example, np.float32) == first
 
 
+def _double(x):
+    return 2 * x
+
+
+def _reciprocal(x):
+    return 1 / x
+
+
+def _points_bound(reference, dtype, monkeypatch):
+    """``B`` of the output at the points near ``x = 1.5`` (eight entries), over ``B`` at the example alone."""
+    example = Example((np.full(8, 1.5),), {}, np.ones(8))
+    monkeypatch.setattr(T, "_RECENT", T.OrderedDict())
+    near = T.rounding_sensitivity(reference, example, dtype)[0]
+    with monkeypatch.context() as patch:
+        patch.setattr(T, "POINTS", 1)
+        patch.setattr(T, "_RECENT", T.OrderedDict())
+        alone = T.rounding_sensitivity(reference, example, dtype)[0]
+    return near / alone
+
+
+def test_the_nearby_points_lie_within_a_rounding_on_both_sides(dtype, monkeypatch):
+    """Every point is the example times ``1 + eps * u``, ``|u| <= 1``, with ``u`` of both signs:
+    ``B`` of ``2 * x`` grows with ``|x|`` and ``B`` of ``1 / x`` shrinks with it, so each one's
+    largest ``B`` lies above its ``B`` at the example and within ``eps`` of it."""
+    eps = float(np.finfo(dtype).eps)
+    slack = 1 + 1e-12  # the float64 rounding of the points themselves
+    grows = _points_bound(_double, dtype, monkeypatch)
+    assert 1 < grows <= (1 + eps) * slack
+    shrinks = _points_bound(_reciprocal, dtype, monkeypatch)
+    assert 1 < shrinks <= slack / (1 - eps)
+
+
+def test_a_float32_and_a_float64_check_of_one_example_are_measured_apart(monkeypatch):
+    """The points lie a rounding of the layer's dtype away, so each dtype gets its own ``B``,
+    whichever is measured first."""
+    example = Example((np.full(8, 1.5),), {}, np.ones(8))
+    measured = {}
+    for order in ((np.float32, np.float64), (np.float64, np.float32)):
+        monkeypatch.setattr(T, "_RECENT", T.OrderedDict())
+        for dtype in order:
+            measured.setdefault(dtype, []).append(T.rounding_sensitivity(_double, example, dtype))
+    assert measured[np.float32][0] == measured[np.float32][1]
+    assert measured[np.float64][0] == measured[np.float64][1]
+    assert measured[np.float32][0][0] > measured[np.float64][0][0]
+
+
 class TextbookSigmoid(Layer):
     """``s = 1 / (1 + exp(-a))`` and ``da = dout * s * (1 - s)``, as every course writes it."""
 
@@ -261,6 +307,9 @@ def test_recent_examples_are_kept_and_old_ones_dropped():
     for i in range(17):
         tolerances(spec.reference, Example((np.array(float(i)),), {}, np.array(1.0)), np.float64)
     assert len(T._RECENT) == 16
+    key = T._example_key
+    assert key(spec.reference, Example((np.array(0.0),), {}, np.array(1.0)), np.float64) not in T._RECENT
+    assert key(spec.reference, Example((np.array(16.0),), {}, np.array(1.0)), np.float64) in T._RECENT
     first = Example((np.array(1.0),), {}, np.array(1.0))
     tolerances(spec.reference, first, np.float64)  # a hit moves it to the end
     assert next(reversed(T._RECENT)) == T._example_key(spec.reference, first, np.float64)
