@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -466,6 +467,49 @@ def test_python_floats_come_in_float64_only():
         check_example(scalar.ReLU, spec, example, backend="python", dtype=np.float32)
     with pytest.raises(ValueError, match=message):
         check_backends(scalar.ReLU, spec, example, backends=["python"], dtype=np.float32)
+
+
+def test_an_example_of_python_floats_is_refused_in_float32(backend):
+    """On arrays too: a Python float would reach the layer as a float64 number, and every right
+    layer would be told its results have the wrong dtype."""
+    if backend == "python":
+        pytest.skip("the python backend is refused whatever the example holds")
+    message = re.escape("the example holds Python floats, which are float64: dtype float32 needs arrays")
+    spec = SPECS["scalar.square"]
+    for example in (Example((1.5,), {}, np.array(2.0)), Example((np.array(1.5),), {}, 2.0)):
+        check_example(scalar.Square, spec, example, backend=backend)  # float64: they are welcome
+        with pytest.raises(ValueError, match=message):
+            check_example(scalar.Square, spec, example, backend=backend, dtype=np.float32)
+        with pytest.raises(ValueError, match=message):
+            check_backends(scalar.Square, spec, example, backends=[backend], dtype=np.float32)
+
+
+class SeenAffine(vector.Affine):
+    """A right affine layer that keeps the dtypes its inputs and ``dout`` came in."""
+
+    seen: ClassVar[list] = []
+
+    def forward(self, *inputs):
+        SeenAffine.seen += [x.dtype for x in inputs]
+        return super().forward(*inputs)
+
+    def backward(self, dout):
+        SeenAffine.seen.append(dout.dtype)
+        return super().backward(dout)
+
+
+def test_integers_for_a_float_input_are_taken_as_numbers(backend, dtype):
+    """A hand-written ``np.array([[1, 2]])`` for ``X`` means the numbers: the layer gets them in the
+    dtype checked and a right layer passes; integer labels stay integers."""
+    if backend == "python":
+        pytest.skip("arrays")
+    example = Example((np.array([[1, 2]]), np.array([[1], [-1]]), np.array([3])), {}, np.array([[2]]))
+    SeenAffine.seen = []
+    check_backends(SeenAffine, SPECS["vector.affine"], example, backends=[backend], dtype=dtype)
+    assert SeenAffine.seen == [dtype] * 5  # X, W and b, then dout for each of the two backwards
+    labelled = Example((np.array([[0.5, -1.0, 2]]), np.array([2])), {}, np.array(1))
+    spec = SPECS["vector.softmax_cross_entropy"]
+    check_example(vector.SoftmaxCrossEntropy, spec, labelled, backend=backend, dtype=dtype)
 
 
 def test_the_package_loads_the_rest_of_the_checker_on_first_use():

@@ -142,7 +142,9 @@ def check_example(
     plain numbers). Checks the output and every gradient: its library (that of the inputs), shape
     and dtype (that of its input: the dtype checked), and its values within :func:`tolerance`; ``None`` for inputs
     that are not floating (integer labels or indices, boolean masks); that the inputs and ``dout``
-    were not modified; and that a second ``backward`` gives the same gradients. ``expected`` is
+    were not modified; and that a second ``backward`` gives the same gradients. Integers given for
+    a float input or ``dout`` (``np.array([1, 2])``) are taken as float64 numbers; only the inputs
+    ``spec.labels`` names stay integers. ``expected`` is
     ``oracle(spec, example)`` when the caller has it already
     (:func:`check_backends` computes it once for every backend).
 
@@ -153,10 +155,12 @@ def check_example(
         Mismatch: (an ``AssertionError``) with a report of the example, expected against got for
             every value, and, where the wrong answer matches a known mistake, that mistake in words.
             An exception raised by the layer becomes a ``Mismatch`` showing the layer's own lines.
-        ValueError: for ``backend="python"`` with a dtype other than float64, and for a spec of
-            several outputs that names more or fewer than its reference returns.
+        ValueError: for ``backend="python"``, or an example holding Python floats, with a dtype
+            other than float64, and for a spec of several outputs that names more or fewer than
+            its reference returns.
     """
-    _python_floats_are_float64(backend, dtype)
+    example = _floating(spec, example)
+    _python_floats_are_float64(backend, dtype, example)
     adapted = isinstance(layer, Adapted)
     if adapted and layer.unit_dout:  # a loss that starts backpropagation: its gradient at dout = 1
         example = Example(example.inputs, example.kwargs, np.ones(np.shape(example.dout)))
@@ -167,9 +171,29 @@ def check_example(
     return worst
 
 
-def _python_floats_are_float64(backend: str, dtype: Any) -> None:
-    if backend == "python" and np.dtype(dtype) != np.float64:
+def _python_floats_are_float64(backend: str, dtype: Any, example: Example | None = None) -> None:
+    if np.dtype(dtype) == np.float64:
+        return
+    if backend == "python":
         raise ValueError(f"Python floats are float64: dtype {np.dtype(dtype)} needs arrays (backend 'numpy' or 'jax')")
+    if example is not None and any(isinstance(x, float) for x in (*example.inputs, *jax.tree.leaves(example.dout))):
+        raise ValueError(f"the example holds Python floats, which are float64: dtype {np.dtype(dtype)} needs arrays")
+
+
+def _floating(spec: Spec, example: Example) -> Example:
+    """``example`` with the integers it gives for a float input or ``dout`` made float64 (a hand-
+    written ``np.array([1, 2])`` means the numbers, not labels): the layer, the oracle and the
+    tolerance see floats. Only the inputs ``spec.labels`` names stay integers."""
+
+    def floating(x: Any) -> Any:
+        if isinstance(x, int):  # a Python int or bool
+            return float(x)
+        if not isinstance(x, float) and np.asarray(x).dtype.kind in "biu":
+            return np.asarray(x, np.float64)
+        return x
+
+    inputs = tuple(x if i in spec.labels else floating(x) for i, x in enumerate(example.inputs))
+    return Example(inputs, example.kwargs, jax.tree.map(floating, example.dout))
 
 
 def _run(
@@ -260,6 +284,7 @@ def check_backends(
     Raises:
         Mismatch: for the first backend on which the layer fails.
     """
+    example = _floating(spec, example)
     expected = oracle(spec, example)
     return max(check_example(layer, spec, example, backend=b, dtype=dtype, expected=expected) for b in backends)
 
