@@ -469,14 +469,14 @@ def test_python_floats_come_in_float64_only():
         check_backends(scalar.ReLU, spec, example, backends=["python"], dtype=np.float32)
 
 
-def test_an_example_of_python_floats_is_refused_in_float32(backend):
-    """On arrays too: a Python float would reach the layer as a float64 number, and every right
-    layer would be told its results have the wrong dtype."""
+def test_an_example_of_python_numbers_is_refused_in_float32(backend):
+    """On arrays too: a Python float (or an int, taken as one) would reach the layer as a float64
+    number, and every right layer would be told its results have the wrong dtype."""
     if backend == "python":
         pytest.skip("the python backend is refused whatever the example holds")
-    message = re.escape("the example holds Python floats, which are float64: dtype float32 needs arrays")
+    message = re.escape("the example holds Python numbers, which are float64: dtype float32 needs arrays")
     spec = SPECS["scalar.square"]
-    for example in (Example((1.5,), {}, np.array(2.0)), Example((np.array(1.5),), {}, 2.0)):
+    for example in (Example((1.5,), {}, np.array(2.0)), Example((np.array(1.5),), {}, 2)):
         check_example(scalar.Square, spec, example, backend=backend)  # float64: they are welcome
         with pytest.raises(ValueError, match=message):
             check_example(scalar.Square, spec, example, backend=backend, dtype=np.float32)

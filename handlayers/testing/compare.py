@@ -155,7 +155,7 @@ def check_example(
         Mismatch: (an ``AssertionError``) with a report of the example, expected against got for
             every value, and, where the wrong answer matches a known mistake, that mistake in words.
             An exception raised by the layer becomes a ``Mismatch`` showing the layer's own lines.
-        ValueError: for ``backend="python"``, or an example holding Python floats, with a dtype
+        ValueError: for ``backend="python"``, or an example holding Python numbers, with a dtype
             other than float64, and for a spec of several outputs that names more or fewer than
             its reference returns.
     """
@@ -177,7 +177,7 @@ def _python_floats_are_float64(backend: str, dtype: Any, example: Example | None
     if backend == "python":
         raise ValueError(f"Python floats are float64: dtype {np.dtype(dtype)} needs arrays (backend 'numpy' or 'jax')")
     if example is not None and any(isinstance(x, float) for x in (*example.inputs, *jax.tree.leaves(example.dout))):
-        raise ValueError(f"the example holds Python floats, which are float64: dtype {np.dtype(dtype)} needs arrays")
+        raise ValueError(f"the example holds Python numbers, which are float64: dtype {np.dtype(dtype)} needs arrays")
 
 
 def _floating(spec: Spec, example: Example) -> Example:
