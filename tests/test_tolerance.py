@@ -82,6 +82,32 @@ def test_boolean_and_integer_inputs_are_held_fixed():
     assert out > (T.OPS + 4 + 1) * EPS64 * (3 + 4)
 
 
+def test_a_transcendental_result_counts_ulps_times():
+    """For ``exp(x)`` the output's B is ``e**x * (|x| + ULPS)`` (the input rounded once, the result
+    ``ULPS`` times) and the gradient's, ``dout * e**x``, is ``|dout| * e**x * (|x| + ULPS + 2)``
+    (``dout`` and the product rounded once each), up to the nearby points."""
+    x, dout = np.array([0.5, -2.0]), np.array([3.0, -1.0])
+    output, (dx,) = T.rounding_sensitivity(jnp.exp, Example((x,), {}, dout), np.float64)
+    assert output == pytest.approx(np.max(np.exp(x) * (np.abs(x) + T.ULPS)), rel=8 * EPS64)
+    assert dx == pytest.approx(np.max(np.abs(dout) * np.exp(x) * (np.abs(x) + T.ULPS + 2)), rel=8 * EPS64)
+
+
+def test_a_value_under_stop_gradient_is_the_same_value():
+    """``x - stop_gradient(x)`` is exactly 0 whatever rounds ``x``: its B is 0, not ``2 * |x|``."""
+    example = Example((np.array([0.5, -2.0]),), {}, np.array([3.0, -1.0]))
+    output, (dx,) = T.rounding_sensitivity(lambda x: x - jax.lax.stop_gradient(x), example, np.float64)
+    assert output == 0
+    assert dx == pytest.approx(3.0, rel=8 * EPS64)  # the gradient is dout
+
+
+def test_a_float32_value_inside_a_reference_is_rounded_too():
+    """A reference that computes a step in float32: that step's result is a rounded value like any
+    other, so ``3 * float32(x)`` has B ``6 * |x|`` (the input and the product), not ``3 * |x|``."""
+    example = Example((np.array([0.5, -2.0]),), {}, np.array([3.0, -1.0]))
+    output, _ = T.rounding_sensitivity(lambda x: (x.astype(jnp.float32) * 3).astype(x.dtype), example, np.float64)
+    assert output == pytest.approx(12.0, rel=1e-6)
+
+
 @pytest.mark.parametrize(
     "reference",
     [
@@ -113,19 +139,24 @@ def _tanh_times(x):
     return jnp.tanh(x) * x
 
 
+def _tanh_slopes(x):
+    return jnp.tanh(x * SLOPES)  # under jax.jit, SLOPES is a constant of the called jaxpr
+
+
 @pytest.mark.parametrize(
     ("called", "plain", "compared"),
     [
         (jax.jit(_tanh_times), _tanh_times, slice(None)),
+        (jax.jit(_tanh_slopes), _tanh_slopes, slice(None)),
         (jax.checkpoint(_tanh_times), _tanh_times, slice(None)),
         (jax.nn.relu, lambda x: jnp.maximum(x, 0.0), slice(1)),  # its own jvp rule: the output only
     ],
-    ids=["jit", "checkpoint", "custom_jvp"],
+    ids=["jit", "jit closing over an array", "checkpoint", "custom_jvp"],
 )
 def test_a_call_is_measured_by_the_operations_inside_it(called, plain, compared):
-    """A call (jit, checkpoint, custom_jvp) is entered and its operations perturbed one by one,
-    as the same operations outside a call are: not rounded once as a whole (jax.nn.relu's max is
-    exact, and its output gets no rounding of its own)."""
+    """A call (jit, with or without constants of its own, checkpoint, custom_jvp) is entered and
+    its operations perturbed one by one, as the same operations outside a call are: not rounded
+    once as a whole (jax.nn.relu's max is exact, and its output gets no rounding of its own)."""
     example = Example((np.array([-1.5, 0.0, 0.75, 2.0]),), {}, np.array([1.0, -2.0, 0.5, 3.0]))
     got, want = (tolerances(f, example, np.float64) for f in (called, plain))
     assert [got[0], *got[1]][compared] == [want[0], *want[1]][compared]
@@ -184,6 +215,21 @@ def test_the_nearby_points_lie_within_a_rounding_on_both_sides(dtype, monkeypatc
     assert 1 < grows <= (1 + eps) * slack
     shrinks = _points_bound(_reciprocal, dtype, monkeypatch)
     assert 1 < shrinks <= slack / (1 - eps)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 4])
+def test_a_large_example_is_measured_a_block_of_rows_at_a_time(rows, monkeypatch):
+    """``B`` of every result is the same whether the Jacobian's rows are pulled back all at once or
+    ``rows`` at a time (6 results of ``2 * x``: 6, 3 or 2 blocks, the last one wrapping around for
+    4). The oracle perturbs ``x``, ``dout`` and the two products: 12 values, so a budget of
+    ``12 * rows + 6`` entries makes blocks of ``rows``."""
+    example = Example((np.array([0.5, -2.0, 3.0]),), {}, np.array([1.0, -4.0, 0.25]))
+    monkeypatch.setattr(T, "_RECENT", T.OrderedDict())
+    at_once = T.rounding_sensitivity(_double, example, np.float64)
+    monkeypatch.setattr(T, "_JACOBIAN_ENTRIES", 12 * rows + 6)
+    monkeypatch.setattr(T, "_FUNCTIONS", {})
+    monkeypatch.setattr(T, "_RECENT", T.OrderedDict())
+    assert T.rounding_sensitivity(_double, example, np.float64) == at_once
 
 
 def test_a_float32_and_a_float64_check_of_one_example_are_measured_apart(monkeypatch):
