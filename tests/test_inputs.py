@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from handlayers import scalar, vector
+from handlayers import Layer, scalar, vector
 from handlayers.testing import SPECS, examples
 
 
@@ -96,6 +96,26 @@ def test_an_input_that_is_no_number_raises_type_error_naming_it(name, bad, descr
             spec.layer().forward(*inputs)
 
 
+class _Total(Layer):
+    """The sum of any number of inputs."""
+
+    def _forward(self, *xs):
+        self._n = len(xs)
+        return sum(xs)
+
+    def _backward(self, dout):
+        return (dout,) * self._n
+
+
+def test_a_layer_of_any_number_of_inputs_names_its_parameter_for_each():
+    """A ``_forward(self, *xs)`` takes any number of inputs, and a bad one past the first is named
+    by that parameter."""
+    assert _Total().forward(1.0, 2.0, 3.0) == 6.0
+    message = r"^_Total.forward: xs must be a number or an array of numbers; got str 'three'$"
+    with pytest.raises(TypeError, match=message):
+        _Total().forward(1.0, 2.0, "three")
+
+
 def test_a_dout_that_is_no_number_raises_type_error_naming_dout():
     """backward with a string for dout raises TypeError naming dout."""
     square = scalar.Square()
@@ -143,8 +163,12 @@ def test_numpy_float64_beside_jax_with_x64_off_computes_in_float32_without_a_war
 
 @pytest.mark.jax
 def test_numpy_inputs_stay_float64_numpy_with_jax_x64_off():
-    """jax's x64 setting changes nothing for numpy inputs: they compute in numpy float64."""
+    """jax's x64 setting changes nothing for numpy inputs: they compute in numpy float64, and their
+    gradients are numpy float64."""
     with jax.enable_x64(False):
-        out = vector.Affine().forward(np.ones((2, 3)), np.ones((3, 2)), np.zeros(2))
+        layer = vector.Affine()
+        out = layer.forward(np.ones((2, 3)), np.ones((3, 2)), np.zeros(2))
+        grads = layer.backward(np.ones((2, 2)))
     assert isinstance(out, np.ndarray)
     assert out.dtype == np.float64
+    assert [(type(g), g.dtype) for g in grads] == [(np.ndarray, np.dtype(np.float64))] * 3

@@ -37,6 +37,16 @@ def test_each_gradient_has_its_own_inputs_dtype(backend):
     assert (da.dtype, db.dtype) == (np.float32, np.float64)
 
 
+def test_an_integer_input_gets_a_gradient_of_the_compute_dtype(backend):
+    """An integer input beside single-precision floats computes in their dtype (int8: numpy would
+    widen a wider integer to float64), and its gradient comes back in it, not in the library's
+    default float."""
+    plus = scalar.Plus()
+    plus.forward(backend_array(backend, np.ones(2, np.float32)), backend_array(backend, np.array([1, 2], np.int8)))
+    da, db = plus.backward(backend_array(backend, np.ones(2, np.float32)))
+    assert (da.dtype, db.dtype) == (np.float32, np.float32)
+
+
 def test_dout_is_taken_in_the_layers_dtype(backend):
     """A dout given in another float dtype is taken at its value in the layer's dtype: float32 and
     float64 douts of one value give a float64 layer the same gradients, bit for bit."""
@@ -92,3 +102,42 @@ def test_integers_compute_as_float64(backend):
     np.testing.assert_array_equal(np.asarray(y), [1.0, 4.0])
     assert square.backward(backend_array(backend, np.ones(2))).dtype == np.float64
     assert isinstance(scalar.Square().forward(3), np.float64)
+
+
+class _Twice(Layer):
+    """x -> (x, 2x): a layer of two outputs."""
+
+    def _forward(self, x):
+        return x, 2 * x
+
+    def _backward(self, dy, dz):
+        return dy + 2 * dz
+
+
+def test_a_layer_of_several_outputs_returns_numpy_scalars_from_numbers():
+    """From a number, each of several outputs is a numpy scalar, as a single output is."""
+    out = _Twice().forward(1.5)
+    assert isinstance(out, tuple)
+    assert [(type(o), o) for o in out] == [(np.float64, 1.5), (np.float64, 3.0)]
+
+
+class _Scaled(Layer):
+    """x * y for an integer y, whose _backward also hands back a value for y."""
+
+    labels = (1,)
+
+    def _forward(self, x, y):
+        self._x, self._y = x, y
+        return x * y
+
+    def _backward(self, dout):
+        return dout * self._y, dout * self._x
+
+
+def test_a_label_gets_no_gradient_whatever_backward_returns(backend):
+    """An input listed in ``labels`` gets ``None`` even where ``_backward`` computes something for it."""
+    layer = _Scaled()
+    layer.forward(backend_array(backend, np.array([1.0, 2.0])), backend_array(backend, np.array([3, 4])))
+    dx, dy = layer.backward(backend_array(backend, np.ones(2)))
+    np.testing.assert_array_equal(np.asarray(dx), [3.0, 4.0])
+    assert dy is None
