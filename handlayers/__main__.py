@@ -36,6 +36,31 @@ def _at_least(least: int) -> Callable[[str], int]:
 _positive = _at_least(1)
 
 
+def _numbers(text: str) -> list[float]:
+    """``--kinks``' value: numbers separated by commas."""
+    try:
+        return [float(part) for part in _list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+
+
+#: the options whose value may start with a minus sign (--kinks -1,1), which argparse would take for an option
+_SIGNED = ("--kinks",)
+
+
+def _attached(argv: Sequence[str]) -> list[str]:
+    """``argv`` with each of :data:`_SIGNED` joined to a value that starts with a minus sign and
+    a digit or a point (``--kinks -1,1`` as ``--kinks=-1,1``)."""
+    out: list[str] = []
+    for arg in argv:
+        signed = arg[:1] == "-" and arg[1:2] in tuple("0123456789.")
+        if out and out[-1] in _SIGNED and signed:
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and run the command it names; returns the exit status."""
     parser = argparse.ArgumentParser(
@@ -74,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     train.add_argument("--plot", metavar="FILE.png", help="draw the loss and accuracy curves into FILE.png")
 
     commands.add_parser("lab", help="print the lab's worked examples")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_attached(sys.argv[1:] if argv is None else argv))
     return {"verify": _verify, "check": _check, "train": _train, "lab": _lab}[args.command](args)
 
 
@@ -94,9 +119,11 @@ conventions (each taken as written; the docs' "Checking code as it is written" h
     handlayers check nn.py:Layer_Dense --against vector.affine --init W.0,W.1 \\
       --param W=weights --param b=biases:row --grad dW=dweights --grad db=dbiases \\
       --grad dX=dinputs --output output
-  a loss layer whose backward() takes no dout, or other arguments:
-    handlayers check nn.py:Loss_MSE --against vector.squared_loss --no-grad Y \\
-      --backward-args Y_hat,Y --grad dY_hat=dinputs
+  a loss layer whose backward() takes no dout, or other arguments (the nnfs book's: forward
+  returns one loss per row, Loss.calculate their mean):
+    handlayers check nn.py:Loss_MeanSquaredError --against vector.mean_squared_error \\
+      --shapes "Y_hat: n k; Y: n k" --forward calculate --backward-args Y_hat,Y --no-grad Y \\
+      --grad dY_hat=dinputs
   a method of a class: handlayers check losses.py:Svm_loss.loss --against vector.hinge_loss
   a jax function with a custom VJP (checked eagerly and under jax.jit):
     handlayers check kernels.py:gelu --against jax.nn.gelu --shapes "x: n d"
@@ -160,7 +187,11 @@ def _check_parser(commands: Any) -> argparse.ArgumentParser:
         "--labels", metavar="LABELS", help='integer inputs with values in [0, k): --labels "labels: n < k"'
     )
     check.add_argument(
-        "--kinks", metavar="X,Y", help="values where your reference has a kink, drawn often: --kinks 0.5,-2"
+        "--kinks",
+        type=_numbers,
+        default=[],
+        metavar="X,Y",
+        help="values where your reference has a kink, drawn often: --kinks 0.5,-2 (or --kinks -1,1)",
     )
     check.add_argument(
         "--kw",
@@ -192,6 +223,13 @@ def _check_parser(commands: Any) -> argparse.ArgumentParser:
         help="after backward, read the gradient of INPUT from attribute ATTR: --grad dW=dweights (repeatable)",
     )
     check.add_argument("--output", metavar="ATTR", help="read forward's result from an attribute: --output output")
+    check.add_argument(
+        "--forward",
+        metavar="METHOD",
+        default="forward",
+        help="the method that computes the output (default forward): --forward calculate for the nnfs "
+        "book's losses, whose forward returns one loss per row and calculate their mean",
+    )
     check.add_argument(
         "--no-grad",
         action="append",
@@ -230,6 +268,7 @@ def _check(args: argparse.Namespace) -> int:
             output=args.output,
             no_grad=args.no_grad,
             backward_args=None if args.backward_args is None else _list(args.backward_args),
+            forward=args.forward,
         )
     except ValueError as error:  # testing.ConventionError among them: a flag does not fit the code
         return _usage(str(error))
@@ -293,8 +332,7 @@ def _reference(args: argparse.Namespace, keywords: dict[str, Any]) -> Any:
             return function
     if not args.shapes:
         return f'--against {args.against} needs --shapes, the shape of each input: --shapes "X: n d_in; W: d_in d_out"'
-    kinks = [float(k) for k in _list(args.kinks)]
-    return testing.spec(function, args.shapes, args.labels, kinks=kinks, kwargs=keywords, name=args.against)
+    return testing.spec(function, args.shapes, args.labels, kinks=args.kinks, kwargs=keywords, name=args.against)
 
 
 def _importable(module: str) -> Any:

@@ -522,6 +522,12 @@ NOT_FITTING = [
     (["attributes.py:Dense", "--labels", "labels: n < k"], "--labels need --shapes with a built-in reference"),
     (["attributes.py:Dense", "--kinks", "0.5"], "--kinks need --shapes with a built-in reference"),
     (["scratch.py:SquaredLoss", "--param", "Y=y"], "SquaredLoss's forward (self, y_hat, y) cannot take Y_hat"),
+    (["cs231n.py:affine", "--forward", "calculate"], "--forward fit a class, not the function pair affine"),
+    (["scratch.py:SquaredLoss", "--forward", "calculate"], "SquaredLoss has no calculate method"),
+    (
+        ["scratch.py:Loss_MeanSquaredError", "--forward", "calculate"],
+        "Loss_MeanSquaredError's calculate (self, output, y) cannot take X, W, b; pass some inputs another way",
+    ),
 ]
 
 
@@ -534,6 +540,29 @@ def test_a_flag_that_does_not_fit_the_code_exits_2(arguments, message, capsys):
     reference = "vector.squared_loss" if "SquaredLoss" in name else "vector.affine"
     assert main(["check", f"{LABS / file}:{name}", "--against", reference, *flags]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_kinks_that_are_no_numbers_exit_2(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["check", f"{LABS / 'attributes.py'}:Dense", "--against", "vector.affine", "--kinks", "-1,x"])
+    assert exit.value.code == 2
+    assert "argument --kinks: expected numbers separated by commas, got '-1,x'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kinks", [["--kinks", "-1,1"], ["--kinks=-1,1"], ["--kinks", "-.5"], ["--kinks", "0.5,-2"]])
+def test_kinks_may_start_with_a_minus_sign(kinks, monkeypatch):
+    """``--kinks -1,1`` is the kinks -1 and 1, not an unknown option ``-1,1``; from sys.argv too."""
+    from handlayers import testing
+
+    declared = []
+    monkeypatch.setattr(testing, "spec", lambda *args, **kwargs: declared.append(kwargs["kinks"]) or "stop")
+    monkeypatch.setattr(sys, "argv", ["handlayers", "check", f"{LABS / 'attributes.py'}:Dense"])
+    arguments = ["--against", f"{LABS / 'refs.py'}:dense", "--shapes", "X: n d", *kinks]
+    assert main(["check", f"{LABS / 'attributes.py'}:Dense", *arguments]) == 2  # the spec "stop" is a message
+    monkeypatch.setattr(sys, "argv", ["handlayers", "check", f"{LABS / 'attributes.py'}:Dense", *arguments])
+    assert main() == 2
+    expected = [float(k) for k in kinks[-1].removeprefix("--kinks=").split(",")]
+    assert declared == [expected, expected]
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,17 @@ SCRATCH_DENSE = [
     *("--grad", "dX=dinputs", "--grad", "dW=dweights", "--grad", "db=dbiases", "--output", "output"),
 ]
 SCRATCH_ACTIVATION = ["--grad", "dA=dinputs", "--output", "output"]
-MSE = ["--shapes", "Y_hat: n k; Y: n k", "--no-grad", "Y", "--backward-args", "Y_hat,Y", "--grad", "dY_hat=dinputs"]
+MSE_AS_WRITTEN = [
+    "--shapes",
+    "Y_hat: n k; Y: n k",
+    "--no-grad",
+    "Y",
+    "--backward-args",
+    "Y_hat,Y",
+    "--grad",
+    "dY_hat=dinputs",
+]
+MSE = [*MSE_AS_WRITTEN, "--forward", "calculate"]  # the book's loss: forward per row, calculate their mean
 GELU = ["--shapes", "x: n d"]
 
 RIGHT = [
@@ -46,6 +56,7 @@ RIGHT = [
     ),
     ("attributes.py:Gate_stored", "refs.py:multiply", ["--shapes", "x: n d; y: n d", "--backward-args", "dout,@x"]),
     ("cs231n.py:leaky_relu", "vector.leaky_relu", []),
+    ("cs231n.py:hard_tanh", "refs.py:hard_tanh_closed", ["--shapes", "x: n d", "--kinks", "-1,1"]),
     ("methods.py:Svm_loss.loss", "vector.hinge_loss", []),
     ("methods.py:Softmax_loss.loss", "vector.softmax_cross_entropy", ["--init", "Z.1"]),
     ("kernels.py:gelu", "jax.nn.gelu", GELU),
@@ -66,6 +77,11 @@ def test_a_right_layer_in_any_convention_passes(target, against, flags, dtype, c
     assert run(target, against, flags, "--dtype", dtype, "--examples", "30") == 0, capsys.readouterr().out
     assert capsys.readouterr().out.startswith("ok: ")
 
+
+_FROM_DOUT = (
+    "Likely mistake: dx is computed from dout where it should be from x (a mask or derivative taken from the wrong "
+    "array).\n"
+)
 
 WRONG = [
     ("cs231n.py:affine_dw_transposed", "vector.affine", [], ["dW is transposed"]),
@@ -133,6 +149,25 @@ WRONG = [
     ("methods.py:Svm_loss_through.loss", "vector.hinge_loss", [], ["dS passes the gradient through at the kink"]),
     ("kernels.py:gelu_sign", "jax.nn.gelu", GELU, ["gelu_sign does not match jax.nn.gelu (jax, float64)"]),
     ("kernels.py:relu_dout_mask", "vector.relu", [], ["dA is computed from dout where it should be from A"]),
+    # right but for the reference's own convention at its kinks: jnp.clip's gradient at -1 and 1 is 0.5
+    (
+        "cs231n.py:hard_tanh",
+        "refs.py:hard_tanh",
+        ["--shapes", "x: n d", "--kinks", "-1,1"],
+        ["Likely mistake: dx differs only at a kink, where it takes one side's gradient and the reference the mean"],
+    ),
+    # the book's loss checked at its forward, one loss per row: the report says to check calculate
+    (
+        "scratch.py:Loss_MeanSquaredError",
+        "refs.py:mean_squared_error",
+        MSE_AS_WRITTEN,
+        [
+            "output: WRONG: has shape (1,), expected (): one value per row, whose mean is the reference's",
+            "--forward calculate",
+        ],
+    ),
+    # the same reference's 0.5 at 0 does not hide a mask taken from dout
+    ("cs231n.py:relu_dout_mask", "refs.py:relu_split", ["--shapes", "x: n d"], [_FROM_DOUT]),
 ]
 
 

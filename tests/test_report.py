@@ -250,7 +250,12 @@ def test_a_mean_over_rows_is_not_told_a_factor_of_2():
     """A squared error divided by the rows, not the entries, is k times too large: never "a
     factor of 2", though the smallest example has k = 2."""
     spec = testing.spec(lab("refs", "mean_squared_error"), shapes="Y_hat: n k; Y: n k")
-    options = {"no_grad": ["Y"], "backward_args": ["Y_hat", "Y"], "grads": {"dY_hat": "dinputs"}}
+    options = {
+        "no_grad": ["Y"],
+        "backward_args": ["Y_hat", "Y"],
+        "grads": {"dY_hat": "dinputs"},
+        "forward": "calculate",
+    }
     text = failure(lab("scratch", "Loss_MeanSquaredError_rows"), spec, **options)
     assert "k = 2" not in text
     assert "dY_hat is k times too large (k entries a row): a mean over the n rows" in text
@@ -372,12 +377,43 @@ def test_two_kinks_either_side_of_the_label_are_the_kink():
 
 def test_a_mix_of_sides_no_layer_takes_is_not_the_kink():
     """Against a reference that splits the gradient at the kink (jnp.maximum's 0.5, a max's tie):
-    a ReLU masked on dout, or a max giving both tied entries all of it, is no side of the kink."""
+    a ReLU masked on dout, or a max giving both tied entries all of it, is no side of the kink
+    where the contract takes 0. Entry by entry each takes one side where the reference takes the
+    mean: on this one example that is all that can be said (a mask on dout fails away from the kink
+    too, and the check's other examples then drop it: test_conventions)."""
     dout = np.array([2.0, -3.0])
     relu = {"above": [("dS", dout)], "below": [("dS", np.zeros(2))]}
-    assert hints([row("dS", 0.5 * dout, np.where(dout > 0, dout, 0))], cases=relu) == []
+    assert hints([row("dS", 0.5 * dout, np.where(dout > 0, dout, 0))], cases=relu) == [SPLIT]
     tie = {"above": [("dS", np.array([0.0, 1.0]))], "below": [("dS", np.array([1.0, 0.0]))]}
-    assert KINK not in hints([row("dS", [0.5, 0.5], [1.0, 1.0])], cases=tie)  # a factor of 2 it is
+    assert hints([row("dS", [0.5, 0.5], [1.0, 1.0])], cases=tie) == ["dS has a factor of 2 too many, or " + SPLIT[3:]]
+
+
+SPLIT = (
+    "dS differs only at a kink, where it takes one side's gradient and the reference the mean of both sides' "
+    "(jax's gradient of max, min or clip at a tie); if that side is your convention, write it into the "
+    "reference with jnp.where"
+)
+
+
+def test_one_side_where_the_reference_takes_the_mean_is_named():
+    """A hard tanh against jnp.clip, an entry at each kink (-1 and 1) and one smooth: a layer that
+    takes one side at each kink, and the reference's values elsewhere, is named; one also wrong
+    elsewhere, one with another value at a kink, one against a reference that does not take the
+    mean there, or with no other side to compare, is not."""
+    # dout [2, -3, 5]; entry 0 at -1 (up is inside), entry 1 at 1 (up is outside), entry 2 smooth
+    above = np.array([2.0, 0.0, 5.0 * (1 + 1e-9)])
+    below = np.array([0.0, -3.0, 5.0])
+    cases = {"above": [("dS", above)], "below": [("dS", below)]}
+    want = np.array([1.0, -1.5, 5.0])
+    closed = np.array([2.0, -3.0, 5.0])  # inside at both kinks
+    assert hints([row("dS", want, closed)], cases=cases) == [SPLIT]
+    assert hints([row("dS", want, np.array([0.0, 0.0, 5.0]))], cases=cases) == [SPLIT]  # outside at both
+    assert hints([row("dS", want, closed + np.array([0.0, 0.0, 1.0]))], cases=cases) == []
+    assert hints([row("dS", want, np.array([2.0, -1.0, 5.0]))], cases=cases) == []
+    assert SPLIT not in hints([row("dS", [2.0, 0.0, 5.0], [0.0, 0.0, 5.0])], cases=cases)  # the contract's side
+    assert hints([row("dS", want, closed)], cases={"above": [("dS", above)]}) == []  # no other side: no kink
+    assert hints([row("dS", want, closed)], cases={"above": [("dS", above)], "below": [("dS", below[:2])]}) == []
+    assert hints([row("dS", want, closed[:2])], cases=cases) == []
 
 
 def test_a_mask_on_dout_at_a_kink_is_not_the_kink():

@@ -325,7 +325,7 @@ def _compare(row: _Row, libraries: set[str], want_dtype: Any, tol: float | None)
         return
     got = np.asarray(row.got)
     if got.shape != row.expected.shape:
-        row.problem = f"has shape {got.shape}, expected {row.expected.shape}"
+        row.problem = f"has shape {got.shape}, expected {row.expected.shape}" + _per_row(row, got, tol)
         return
     problems = []
     if got.dtype != want_dtype and not (row.got.__class__ in (float, int) and want_dtype == np.float64):
@@ -335,6 +335,19 @@ def _compare(row: _Row, libraries: set[str], want_dtype: Any, tol: float | None)
     if not error <= tol:
         problems.append(f"worst error {error:.3g} exceeds tolerance {tol:.3g}")
     row.problem = "; ".join(problems) or None
+
+
+def _per_row(row: _Row, got: np.ndarray, tol: float) -> str:
+    """For an output of one value per row where the reference's is one value, their mean: what a
+    loss that leaves the mean to another method returns (the nnfs book's ``Loss.calculate``)."""
+    if row.position is not None or got.ndim != 1 or row.expected.ndim != 0 or got.dtype.kind not in "biuf":
+        return ""
+    if not abs(float(np.mean(got.astype(np.float64))) - float(row.expected)) <= 4 * tol:
+        return ""
+    return (
+        ": one value per row, whose mean is the reference's (a loss that takes the mean in another "
+        "method, as the nnfs book's Loss.calculate: check that method, --forward calculate)"
+    )
 
 
 def _mistakes(spec: Spec, example: Example, rows: list[_Row]) -> list[Hint]:
@@ -495,7 +508,7 @@ def check(
         max_examples: how many examples to draw; the kinks are among them.
         derandomize: draw the same examples every run.
         convention: the options of :func:`~handlayers.testing.adapt` (``params``, ``init``,
-            ``grads``, ``output``, ``no_grad``, ``backward_args``).
+            ``grads``, ``output``, ``no_grad``, ``backward_args``, ``forward``).
 
     Returns:
         A :class:`Result`.

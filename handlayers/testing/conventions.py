@@ -13,8 +13,10 @@
 - **parameters and gradients as attributes**: ``params`` (inputs set as attributes, not passed to
   forward), ``init`` (constructor arguments: an input, or ``INPUT.AXIS`` for a size), ``grads``
   (gradients read from attributes after backward), ``output`` (forward's result read from an
-  attribute), ``no_grad`` (inputs the code gives no gradient for), ``backward_args`` (what
-  backward is called with: ``dout``, an input's name, ``@ATTR``);
+  attribute), ``forward`` (the method that computes the output, when it is not ``forward``: the
+  nnfs book's ``Loss.calculate``, the mean of the per-row losses ``forward`` returns),
+  ``no_grad`` (inputs the code gives no gradient for), ``backward_args`` (what backward is called
+  with: ``dout``, an input's name, ``@ATTR``);
 - **a loss layer that starts backpropagation**: a ``backward`` callable with no argument is called
   so, and compared at ``dout = 1``;
 - :class:`Method`: a method of an instance built for each example, taken as a function above;
@@ -100,6 +102,7 @@ class Adapted:
     compared: tuple[int, ...] = ()
     unit_dout: bool = False
     library: str | None = None
+    forward: str = "forward"  # the method that computes the output (a class's)
 
     @property
     def __name__(self) -> str:  # reports name a layer by its __name__
@@ -173,7 +176,7 @@ class _ClassLayer:
             value = self.named[arg]
             setattr(self.obj, attr, value.reshape(1, -1) if row else value)
         passed = [x for name, x in self.named.items() if name not in a.params and name not in a.init]
-        out = self.obj.forward(*passed)
+        out = getattr(self.obj, a.forward)(*passed)
         return getattr(self.obj, a.output) if a.output else out
 
     def backward(self, dout: Any) -> Any:
@@ -325,6 +328,7 @@ def adapt(
     output: str | None = None,
     no_grad: Sequence[str] = (),
     backward_args: Sequence[str] | None = None,
+    forward: str = "forward",
 ) -> Adapted:
     """The user's ``code`` adapted for checking against ``spec`` (see the module docstring).
 
@@ -339,6 +343,8 @@ def adapt(
         output: read forward's result from this attribute.
         no_grad: inputs the code computes no gradient for (not compared).
         backward_args: what backward is called with: ``"dout"``, an input's name, ``"@ATTR"``.
+        forward: the method that computes the output (the nnfs book's losses: ``"calculate"``,
+            the mean of the per-row losses their ``forward`` returns; it calls ``forward``).
 
     Raises:
         ConventionError: where an option does not fit the code or names an unknown input.
@@ -355,8 +361,14 @@ def adapt(
         _, _, axis = arg.partition(".")
         if axis and not re.fullmatch("-?[0-9]+", axis):  # not "--1", nor a digit int() cannot read
             raise ConventionError(f"--init {arg}: expected INPUT or INPUT.AXIS with AXIS a number")
-    kind, name = _kind(code)
-    attribute_options = {"--param": params_, "--grad": grads_, "--output": output, "--backward-args": backward_args}
+    kind, name = _kind(code, forward)
+    attribute_options = {
+        "--param": params_,
+        "--grad": grads_,
+        "--output": output,
+        "--backward-args": backward_args,
+        "--forward": forward != "forward",
+    }
     given = [flag for flag, value in attribute_options.items() if value]
     if kind != "class" and given:
         raise ConventionError(f"{' and '.join(given)} fit a class, not {_kind_words(kind)} {name}")
@@ -377,6 +389,7 @@ def adapt(
         None if backward_args is None else tuple(backward_args),
         defaults,
         library="jax" if kind == "jax" else None,
+        forward=forward,
     )
     if kind == "loss":
         return dataclasses.replace(adapted, compared=(0,), unit_dout=True)
@@ -387,13 +400,13 @@ def adapt(
     return dataclasses.replace(adapted, compared=compared, unit_dout=unit)
 
 
-def _kind(code: Any) -> tuple[str, str]:
+def _kind(code: Any, forward: str = "forward") -> tuple[str, str]:
     if isinstance(code, tuple) and len(code) == 2 and all(callable(c) for c in code):
         return "pair", _name(code[0]).removesuffix("_forward")
     if isinstance(code, Method):
         return "loss", f"{code.cls.__name__}.{code.name}"
     if isinstance(code, type):
-        missing = [m for m in ("forward", "backward") if not callable(getattr(code, m, None))]
+        missing = [m for m in (forward, "backward") if not callable(getattr(code, m, None))]
         if missing:
             raise ConventionError(f"{code.__name__} has no {' and no '.join(missing)} method")
         return "class", code.__name__
@@ -458,17 +471,19 @@ def _fits_class(adapted: Adapted, keyword_names: Sequence[str]) -> None:
     (the constructor may take any of the reference's ``keyword_names``)."""
     cls = adapted.code
     passed = [a for a in adapted.args if a not in adapted.params and a not in adapted.init]
-    checks = [(cls.__init__, [None, *adapted.init], "constructor"), (cls.forward, [None, *passed], "forward")]
+    method = getattr(cls, adapted.forward)
+    checks = [(cls.__init__, [None, *adapted.init], "constructor"), (method, [None, *passed], "forward")]
     for function, arguments, what in checks:
         found = signature(function)
         keywords = {k: None for k in keyword_names if k in getattr(found, "parameters", ())}
         if not binds(function, *arguments, **(keywords if what == "constructor" else {})):
             names = ", ".join(arguments[1:]) or "no arguments"
+            shown = adapted.forward if what == "forward" else what  # calculate, for --forward calculate
             hint = {
                 "forward": "; pass some inputs another way (--param, --init)",
                 "constructor": "; pass them with --init (an input, or INPUT.AXIS for a size: --init W.0,W.1)",
             }[what]
             if what == "forward" and keywords:  # the checker gives a reference's keywords to the constructor
                 which = "a keyword" if len(keywords) == 1 else "keywords"
-                hint = f"; {', '.join(keywords)}: {which} of the reference, given to the constructor, not to forward"
-            raise ConventionError(f"{cls.__name__}'s {what} {found} cannot take {names}{hint}")
+                hint = f"; {', '.join(keywords)}: {which} of the reference, given to the constructor, not to {shown}"
+            raise ConventionError(f"{cls.__name__}'s {shown} {found} cannot take {names}{hint}")

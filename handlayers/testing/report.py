@@ -257,6 +257,8 @@ def _case_hints(
         found.append(("ignores dout (it is the gradient for dout = 1)", True))
     if _passes_at_kinks(row, expected_for):
         found.append(("passes the gradient through at the kink, where the contract takes 0", True))
+    if _one_side_where_the_reference_splits(row, expected_for):
+        found.append((_SPLIT, True))
     for case, words in more:
         judged = _judged_case(row, expected_for(case))
         if judged is not None:
@@ -302,6 +304,32 @@ def _passes_at_kinks(row: Any, expected_for: Callable[[str], Sequence[tuple[str,
         return False
     both = np.asarray(above, np.float64) + np.asarray(below, np.float64) - want
     return any(_is_case(row, [(row.name, side)]) for side in (above, below, both))
+
+
+_SPLIT = (
+    "differs only at a kink, where it takes one side's gradient and the reference the mean of both "
+    "sides' (jax's gradient of max, min or clip at a tie); if that side is your convention, write it "
+    "into the reference with jnp.where"
+)
+
+
+def _one_side_where_the_reference_splits(row: Any, expected_for: Callable[[str], Sequence[tuple[str, Any]]]) -> bool:
+    """Whether ``row.got`` is the oracle's gradient but at kinks that lie exactly on the example,
+    where the oracle takes the mean of its two sides (``jax.grad`` of ``jnp.maximum(x, 0)`` is 0.5
+    at 0) and ``row.got``, entry by entry, one side (the gradient with the inputs nudged up, or down)."""
+    sides = [dict(expected_for(case)).get(row.name) for case in ("above", "below")]
+    got, want = np.asarray(row.got, np.float64), np.asarray(row.expected, np.float64)
+    if any(side is None or np.shape(side) != want.shape for side in sides) or got.shape != want.shape:
+        return False
+    above, below = (np.asarray(side, np.float64) for side in sides)
+
+    def close(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        # the nudges move a smooth gradient by about 1e-9 of itself, a kink's by all of it
+        return np.isclose(a, b, rtol=1e-7, atol=4 * row.tol)
+
+    kink = ~close(above, below)
+    split = close(want, (above + below) / 2) & (close(got, above) | close(got, below))
+    return bool(kink.any() and split[kink].all() and close(got, want)[~kink].all())
 
 
 def _sign_flips(wrong: Sequence[Any]) -> list[Hint]:

@@ -57,6 +57,16 @@ def relu_dout_mask_backward(dout, cache):
     return dout * (dout > 0)
 
 
+def hard_tanh_forward(x):
+    """clip(x, -1, 1), passing the gradient on the closed interval [-1, 1]."""
+    return np.clip(x, -1, 1), x
+
+
+def hard_tanh_backward(dout, cache):
+    x = cache
+    return dout * ((x >= -1) & (x <= 1))
+
+
 def relu_in_place_forward(x):
     return np.maximum(0, x), x
 

@@ -97,15 +97,28 @@ class Activation_Sigmoid_scales_state:
         self.dinputs = dvalues * self.output
 
 
-class Loss_MeanSquaredError:
-    """The mean over every entry; backward(dvalues, y_true) starts backpropagation."""
+class Loss:
+    """The book's common loss class: calculate is the mean of forward's per-row losses."""
+
+    def calculate(self, output, y):
+        sample_losses = self.forward(output, y)
+        data_loss = np.mean(sample_losses)
+        return data_loss
+
+
+class Loss_MeanSquaredError(Loss):
+    """forward: one loss per row, the mean over its outputs (calculate: the mean over every entry);
+    backward(dvalues, y_true) starts backpropagation."""
 
     def forward(self, y_pred, y_true):
-        return np.mean((y_true - y_pred) ** 2)
+        sample_losses = np.mean((y_true - y_pred) ** 2, axis=-1)
+        return sample_losses
 
     def backward(self, dvalues, y_true):
-        samples, outputs = dvalues.shape
-        self.dinputs = -2 * (y_true - dvalues) / outputs / samples
+        samples = len(dvalues)
+        outputs = len(dvalues[0])
+        self.dinputs = -2 * (y_true - dvalues) / outputs
+        self.dinputs = self.dinputs / samples
 
 
 class Loss_MeanSquaredError_rows(Loss_MeanSquaredError):
