@@ -670,3 +670,32 @@ def test_the_report_of_a_wrong_layer_names_the_backend_and_dtype_it_ran_on():
     example = Example((np.ones(2),), {}, np.ones(2))
     with pytest.raises(Mismatch, match=re.escape("Doubles does not match vector.relu (numpy, float32) on:")):
         check_example(Doubles, SPECS["vector.relu"], example, dtype=np.float32)
+
+
+PER_ROW = (
+    ": one value per row, whose mean is the reference's (a loss that takes the mean in another method, as the "
+    "nnfs book's Loss.calculate: check that method, --forward calculate)"
+)
+
+
+@pytest.mark.parametrize(
+    ("got", "expected", "position", "said"),
+    [
+        ([1.0, 3.0], 2.0, None, PER_ROW),
+        (np.array([1, 3]), 2.0, None, PER_ROW),  # integers are numbers
+        ([1.0, 3.0 + 2.0], 2.0, None, PER_ROW),  # off by exactly 4 tolerances (tol = 0.25)
+        ([1.0, 3.0 + 2.5], 2.0, None, ""),
+        ([-1.0, -3.0], 2.0, None, ""),
+        ([1.0, 3.0], 2.0, 0, ""),  # a gradient's row
+        ([[1.0, 3.0]], 2.0, None, ""),
+        ([1.0, 3.0], [2.0, 2.0], None, ""),
+        (np.array(["1", "3"]), 2.0, None, ""),  # text is no loss
+    ],
+)
+def test_an_output_of_one_value_per_row_whose_mean_is_the_loss_is_said(got, expected, position, said):
+    """A loss's output of one value per row where the reference gives one value is said to be the
+    per-row losses when their mean is the reference's within 4 tolerances (here 0.25)."""
+    from handlayers.testing.compare import _per_row, _Row
+
+    row = _Row("output", np.asarray(expected, np.float64), got, position=position)
+    assert _per_row(row, np.asarray(got), 0.25) == said

@@ -414,6 +414,18 @@ def test_one_side_where_the_reference_takes_the_mean_is_named():
     assert hints([row("dS", want, closed)], cases={"above": [("dS", above)]}) == []  # no other side: no kink
     assert hints([row("dS", want, closed)], cases={"above": [("dS", above)], "below": [("dS", below[:2])]}) == []
     assert hints([row("dS", want, closed[:2])], cases=cases) == []
+    assert hints([row("dS", want, closed.astype(str))], cases=cases) == [SPLIT]  # numeric text is numbers
+
+
+def test_one_side_needs_the_rest_right_within_a_few_tolerances():
+    """Away from the kinks the layer must give the reference's values up to 4 tolerances and a
+    ten-millionth of them: 4.5 tolerances off at a zero, or a millionth off, is not the kink."""
+    above, below = np.array([2.0, 0.0, 5.0]), np.array([0.0, -3.0, 5.0])
+    cases = {"above": [("dS", np.append(above, 0.0))], "below": [("dS", np.append(below, 0.0))]}
+    want = np.array([1.0, -1.5, 5.0, 0.0])
+    assert hints([row("dS", want, [2.0, -3.0, 5.0, 3.5 * TOL])], cases=cases) == [SPLIT]
+    assert hints([row("dS", want, [2.0, -3.0, 5.0, 4.5 * TOL])], cases=cases) == []
+    assert hints([row("dS", want, [2.0, -3.0, 5.0 * (1 + 1e-6), 0.0])], cases=cases) == []
 
 
 def test_a_mask_on_dout_at_a_kink_is_not_the_kink():

@@ -400,7 +400,7 @@ def adapt(
     return dataclasses.replace(adapted, compared=compared, unit_dout=unit)
 
 
-def _kind(code: Any, forward: str = "forward") -> tuple[str, str]:
+def _kind(code: Any, forward: str) -> tuple[str, str]:
     if isinstance(code, tuple) and len(code) == 2 and all(callable(c) for c in code):
         return "pair", _name(code[0]).removesuffix("_forward")
     if isinstance(code, Method):
