@@ -186,13 +186,13 @@ class Audit:
     ) -> float:
         from handlayers.testing.oracle import Example  # not the whole checker: no Hypothesis
 
-        example = Example((X64, *(a for p in params64 for a in p), labels), {}, 1.0)
+        bound = _tolerances(Example((X64, *(a for p in params64 for a in p), labels), {}, 1.0), self.dtype)
         worst, where = 0.0, ""
         for i, (piece, want, got) in enumerate(zip(self.network.pieces, expected, grads64, strict=True)):
             for name, e, g in zip(("dW", "db"), want, got, strict=False):
                 e = np.asarray(e)
                 error = float(np.max(np.abs(g - e)))
-                ratio = error / _tolerance(self.degree, example, self.dtype, e)
+                ratio = error / bound(e, self.degree)
                 ratio = np.inf if np.isnan(ratio) else ratio  # a NaN gradient (or oracle) is as wrong as can be
                 if ratio > worst:
                     worst, where = ratio, f"layer {i} ({piece.reference}) {name}"
@@ -238,13 +238,14 @@ class Audit:
         return "\n\n".join(reports) or "every layer passes the checker on its own in this batch"
 
 
-def _tolerance(degree: int, example: Any, dtype: Any, expected: np.ndarray) -> float:
-    """The checker's a-priori tolerance for one gradient of the network (the one place the audit
-    asks for it): measuring the whole network's rounding sensitivity, as the checker does for one
-    layer, would cost a Jacobian over every value of the network's computation at every audit."""
-    from handlayers.testing.tolerance import normwise_tolerance
+def _tolerances(example: Any, dtype: Any) -> Callable[[Any, int], float]:
+    """The checker's a-priori tolerance for the network's gradients on ``example``, as
+    ``bound(gradient, degree)`` (the one place the audit asks for it): measuring the whole
+    network's rounding sensitivity, as the checker does for one layer, would cost a Jacobian over
+    every value of the network's computation at every audit."""
+    from handlayers.testing.tolerance import normwise_bounds
 
-    return normwise_tolerance(example, dtype, expected, degree)
+    return normwise_bounds(example, dtype)
 
 
 def batched(step: Callable[..., Any]) -> Callable[..., Any]:

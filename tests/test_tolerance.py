@@ -66,6 +66,19 @@ def test_a_spec_with_a_degree_gets_the_normwise_bound(dtype):
     assert got == (T.OPS + 2 + 5) * (eps * (5.0 + 1.0) + tiny)
 
 
+def test_the_normwise_bounds_of_one_example_are_its_normwise_tolerances(dtype):
+    """normwise_bounds reads the example once and gives each result the bound normwise_tolerance
+    gives it, whatever its degree, for the output as for a gradient."""
+    X, W = np.array([[2.0, -3.0]], dtype), np.array([[0.5], [0.25]], dtype)
+    example = Example((X, W), {}, np.array([[-4.0]], dtype))
+    bound = T.normwise_bounds(example, dtype)
+    for expected, degree, output in [(np.ones(2), 1, False), (np.full(3, -7.0), 2, False), (np.ones(1), 2, True)]:
+        assert bound(expected, degree, output=output) == T.normwise_tolerance(
+            example, dtype, expected, degree, output=output
+        )
+    assert bound(np.ones(1), 2) > bound(np.ones(1), 1) > bound(np.ones(1), 1, output=True)
+
+
 def test_boolean_and_integer_inputs_are_held_fixed():
     """Any input that is not floating (a boolean mask, integer indices) gets None and counts for
     nothing, with no spec: the reference and the example are all it takes."""

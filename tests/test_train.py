@@ -515,7 +515,7 @@ params64 = [tuple(np.asarray(a, np.float64) for a in p) for p in params]
 example = Example((X.astype(np.float64), *(a for p in params64 for a in p), y), {}, 1.0)
 ratios = [
     float(np.max(np.abs(np.asarray(g, np.float64) - np.asarray(s, np.float64))))
-    / train._tolerance(audit.degree, example, np.float32, np.asarray(s, np.float64))
+    / train._tolerances(example, np.float32)(np.asarray(s, np.float64), audit.degree)
     for gs, ss in zip(grads, single) for g, s in zip(gs, ss)
 ]
 print(json.dumps({

@@ -98,6 +98,7 @@ __all__ = [
     "OPS",
     "POINTS",
     "ULPS",
+    "normwise_bounds",
     "normwise_tolerance",
     "rounding_sensitivity",
     "spec_tolerances",
@@ -187,8 +188,9 @@ def spec_tolerances(
     from handlayers.testing.oracle import oracle
 
     output, grads = expected or oracle(spec, example)
-    out_tol = normwise_tolerance(example, dtype, output, spec.out_degree, output=True)
-    return out_tol, tuple(None if g is None else normwise_tolerance(example, dtype, g, spec.degree) for g in grads)
+    bound = normwise_bounds(example, dtype)
+    out_tol = bound(output, spec.out_degree, output=True)
+    return out_tol, tuple(None if g is None else bound(g, spec.degree) for g in grads)
 
 
 def tolerance(spec: Spec, example: Example, dtype: Any, name: str = "output") -> float:
@@ -208,18 +210,31 @@ def normwise_tolerance(example: Example, dtype: Any, expected: Any, degree: int,
     sum of the gradient may cancel; for the ``output``, ``M**degree`` alone (no ``dout``). Unlike
     :func:`tolerances` it assumes a well-conditioned problem (no division by a small difference),
     and it costs nothing beyond the example: the built-in specs of known degree and the training
-    audit (a whole network at once) use it.
+    audit (a whole network at once) use it. :func:`normwise_bounds` gives it for several results
+    of one example.
     """
+    return normwise_bounds(example, dtype)(expected, degree, output=output)
+
+
+def normwise_bounds(example: Example, dtype: Any) -> Callable[..., float]:
+    """:func:`normwise_tolerance` at ``example``, as ``bound(expected, degree, *, output=False)``:
+    what it takes from the example (its inputs' size and magnitude, its ``dout``'s) read once, for
+    an example with several results to judge (a layer's output and gradients, a network's)."""
     floats = [np.asarray(x, np.float64) for x in example.inputs if _is_float(x)]
     dout = _flat(example.dout) if isinstance(example.dout, tuple | list) else np.asarray(example.dout)
     k = OPS + sum(x.size for x in floats) + int(dout.size)
     m = max([1.0] + [float(np.max(np.abs(x), initial=0.0)) for x in floats])
-    # several outputs: the largest of them
-    largest = max(float(np.max(np.abs(e), initial=0.0)) for e in jax.tree.leaves(expected))
-    terms = 1.0 if output else float(np.max(np.abs(dout), initial=0.0))
-    scale = largest + terms * m**degree
+    largest_dout = float(np.max(np.abs(dout), initial=0.0))
     info = np.finfo(dtype)
-    return k * (float(info.eps) * scale + float(info.smallest_normal))
+    eps, tiny = float(info.eps), float(info.smallest_normal)
+
+    def bound(expected: Any, degree: int, *, output: bool = False) -> float:
+        # several outputs: the largest of them
+        largest = max(float(np.max(np.abs(e), initial=0.0)) for e in jax.tree.leaves(expected))
+        terms = 1.0 if output else largest_dout
+        return k * (eps * (largest + terms * m**degree) + tiny)
+
+    return bound
 
 
 def rounding_sensitivity(
