@@ -36,7 +36,7 @@ def _at_least(least: int) -> Callable[[str], int]:
 _positive = _at_least(1)
 
 
-def _numbers(text: str) -> list[float]:
+def _kinks(text: str) -> list[float]:
     """``--kinks``' value: numbers separated by commas."""
     try:
         return [float(part) for part in _list(text)]
@@ -188,7 +188,7 @@ def _check_parser(commands: Any) -> argparse.ArgumentParser:
     )
     check.add_argument(
         "--kinks",
-        type=_numbers,
+        type=_kinks,
         default=[],
         metavar="X,Y",
         help="values where your reference has a kink, drawn often: --kinks 0.5,-2 (or --kinks -1,1)",

@@ -556,6 +556,7 @@ def test_kinks_may_start_with_a_minus_sign(kinks, monkeypatch):
 
     declared = []
     monkeypatch.setattr(testing, "spec", lambda *args, **kwargs: declared.append(kwargs["kinks"]) or "stop")
+    # argv given: it is the one joined, not a sys.argv without the kinks
     monkeypatch.setattr(sys, "argv", ["handlayers", "check", f"{LABS / 'attributes.py'}:Dense"])
     arguments = ["--against", f"{LABS / 'refs.py'}:dense", "--shapes", "X: n d", *kinks]
     assert main(["check", f"{LABS / 'attributes.py'}:Dense", *arguments]) == 2  # the spec "stop" is a message
