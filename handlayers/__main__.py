@@ -277,8 +277,13 @@ def _check(args: argparse.Namespace) -> int:
     if backend == "python" and args.dtype != "float64":
         floats = f"{args.against} draws Python floats, which are float64"
         return _usage(f"{floats}: add --arrays (or --backend) for {args.dtype} arrays")
+    total = args.examples
     try:
-        result = testing.check(layer, spec, backend=backend, dtype=args.dtype, max_examples=args.examples)
+        with _Progress(total) as progress:  # a bar on a terminal: a jax function's check compiles per shape
+            result = testing.check(
+                layer, spec, backend=backend, dtype=args.dtype, max_examples=total,
+                on_example=lambda n: progress.advance(min(n, total), total),
+            )  # fmt: skip
     except testing.Mismatch as mismatch:
         print(str(mismatch))
         return EXIT_MISMATCH

@@ -832,3 +832,42 @@ def test_check_of_a_layer_instance_asks_for_its_class():
         name = type(instance).__name__
         with pytest.raises(testing.ConventionError, match=f"cannot check a {name}: expected a class"):
             testing.check(instance, "vector.relu", max_examples=1)
+
+
+def test_check_moves_a_progress_bar_by_examples(monkeypatch, capsys):
+    """``handlayers check`` moves its progress (a bar on a terminal) after each example, up to
+    ``--examples``, and the verdict comes after the bar is gone."""
+    from handlayers import __main__ as cli
+
+    events = []
+
+    class Recorder(cli._Progress):
+        def __enter__(self):
+            events.append("start")
+            return super().__enter__()
+
+        def __exit__(self, *exc):
+            events.append(("stop", capsys.readouterr().out))  # nothing printed under the bar
+            return super().__exit__(*exc)
+
+        def advance(self, completed, total):
+            events.append((completed, total))
+            super().advance(completed, total)
+
+    monkeypatch.setattr(cli, "_Progress", Recorder)
+    assert main(["check", f"{LABS / 'cs231n.py'}:affine", "--against", "vector.affine", "--examples", "4"]) == 0
+    assert events == ["start", (1, 4), (2, 4), (3, 4), (4, 4), ("stop", "")]
+    assert capsys.readouterr().out.startswith("ok: ")
+    monkeypatch.setattr(testing, "check", _shrinking)
+    events.clear()
+    assert main(["check", f"{LABS / 'cs231n.py'}:affine", "--against", "vector.affine", "--examples", "2"]) == 1
+    assert events == ["start", (1, 2), (2, 2), (2, 2), ("stop", "")]  # past --examples: the bar stays full
+    assert capsys.readouterr().out == "wrong\n"
+
+
+def _shrinking(*args, on_example, **kwargs):
+    """A check that runs three examples where two were asked for, the last failing (as Hypothesis
+    does while it shrinks a failure)."""
+    for n in (1, 2, 3):
+        on_example(n)
+    raise testing.Mismatch("wrong")

@@ -647,6 +647,25 @@ def test_check_of_a_layer_that_raises_keeps_its_exception_as_the_cause():
     assert "typical" not in str(failure.value)
 
 
+def test_on_example_counts_every_example_run_passed_or_failed():
+    """``on_example`` is called after each example with the count so far: once per example of a
+    passing check, and on past ``max_examples`` while a failing example is shrunk."""
+    counts = []
+    result = check(scalar.Plus, "scalar.plus", max_examples=7, on_example=counts.append)
+    assert counts == list(range(1, result.examples + 1))
+    assert result.examples == 7
+
+    class Wrong(scalar.Square):
+        def backward(self, dout):
+            return -super().backward(dout)
+
+    counts.clear()
+    with pytest.raises(Mismatch):
+        check(Wrong, "scalar.square", max_examples=7, on_example=counts.append)
+    assert counts == list(range(1, len(counts) + 1))
+    assert len(counts) > 1
+
+
 def test_the_report_of_a_layer_that_raises_names_the_backend_and_dtype_it_ran_on():
     """A layer that raises only on one backend or in one dtype is told which (mutants that lost
     them from the report survived)."""

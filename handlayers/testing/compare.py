@@ -492,6 +492,7 @@ def check(
     dtype: Any = np.float64,
     max_examples: int = 100,
     derandomize: bool = True,
+    on_example: Callable[[int], None] | None = None,
     **convention: Any,
 ) -> Result:
     """Check ``layer`` against a reference function on examples drawn by Hypothesis.
@@ -507,6 +508,9 @@ def check(
             only that.
         max_examples: how many examples to draw; the kinks are among them.
         derandomize: draw the same examples every run.
+        on_example: called after each example checked, passed or failed, with the number checked
+            so far (1, 2, ...: past ``max_examples`` while Hypothesis shrinks a failing example),
+            for a progress display.
         convention: the options of :func:`~handlayers.testing.adapt` (``params``, ``init``,
             ``grads``, ``output``, ``no_grad``, ``backward_args``, ``forward``).
 
@@ -528,15 +532,22 @@ def check(
         layer = adapt(layer, spec, **convention)
     variants = layer.variants() if isinstance(layer, Adapted) else [layer]
     ratios: list[float] = []
+    checked = 0  # examples run, passed or failed
     release_compiled()  # a long run of checks (verify) compiles a program per shape
     strategy = examples(spec, dtype, python_floats=backend == "python")
 
     @_settings(max_examples, derandomize)
     @hypothesis.given(strategy)
     def run(example: Example) -> None:
-        expected = None if any(getattr(v, "unit_dout", False) for v in variants) else oracle(spec, example)
-        for variant in variants:
-            ratios.append(check_example(variant, spec, example, backend=backend, dtype=dtype, expected=expected))
+        nonlocal checked
+        try:
+            expected = None if any(getattr(v, "unit_dout", False) for v in variants) else oracle(spec, example)
+            for variant in variants:
+                ratios.append(check_example(variant, spec, example, backend=backend, dtype=dtype, expected=expected))
+        finally:
+            checked += 1
+            if on_example:
+                on_example(checked)
 
     try:
         run()
