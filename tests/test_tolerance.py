@@ -77,6 +77,11 @@ def test_the_normwise_bounds_of_one_example_are_its_normwise_tolerances(dtype):
             example, dtype, expected, degree, output=output
         )
     assert bound(np.ones(1), 2) > bound(np.ones(1), 1) > bound(np.ones(1), 1, output=True)
+    # the output's bound reads no dout, as normwise_tolerance's never did: an example without one
+    no_dout = Example((X, W), {}, None)
+    assert T.normwise_bounds(no_dout, dtype)(np.ones(1), 2, output=True) == T.normwise_tolerance(
+        example, dtype, np.ones(1), 2, output=True
+    )
 
 
 def test_boolean_and_integer_inputs_are_held_fixed():

@@ -210,8 +210,8 @@ def normwise_tolerance(example: Example, dtype: Any, expected: Any, degree: int,
     sum of the gradient may cancel; for the ``output``, ``M**degree`` alone (no ``dout``). Unlike
     :func:`tolerances` it assumes a well-conditioned problem (no division by a small difference),
     and it costs nothing beyond the example: the built-in specs of known degree and the training
-    audit (a whole network at once) use it. :func:`normwise_bounds` gives it for several results
-    of one example.
+    audit (a whole network at once) use it, through :func:`normwise_bounds`, which gives it for
+    several results of one example.
     """
     return normwise_bounds(example, dtype)(expected, degree, output=output)
 
@@ -224,14 +224,16 @@ def normwise_bounds(example: Example, dtype: Any) -> Callable[..., float]:
     dout = _flat(example.dout) if isinstance(example.dout, tuple | list) else np.asarray(example.dout)
     k = OPS + sum(x.size for x in floats) + int(dout.size)
     m = max([1.0] + [float(np.max(np.abs(x), initial=0.0)) for x in floats])
-    largest_dout = float(np.max(np.abs(dout), initial=0.0))
     info = np.finfo(dtype)
     eps, tiny = float(info.eps), float(info.smallest_normal)
+    largest_dout: list[float] = []  # read at the first gradient's bound: the output's needs no dout
 
     def bound(expected: Any, degree: int, *, output: bool = False) -> float:
         # several outputs: the largest of them
         largest = max(float(np.max(np.abs(e), initial=0.0)) for e in jax.tree.leaves(expected))
-        terms = 1.0 if output else largest_dout
+        if not output and not largest_dout:
+            largest_dout.append(float(np.max(np.abs(dout), initial=0.0)))
+        terms = 1.0 if output else largest_dout[0]
         return k * (eps * (largest + terms * m**degree) + tiny)
 
     return bound
