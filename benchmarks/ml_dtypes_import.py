@@ -88,4 +88,7 @@ def main(folders: list[str], rounds: int) -> str:
 
 
 if __name__ == "__main__":
-    print(main(sys.argv[1:3], int(sys.argv[3]) if len(sys.argv) > 3 else 9))
+    folders, rounds = sys.argv[1:3], (sys.argv[3:4] or ["9"])[0]
+    if len(sys.argv) > 4 or len(folders) < 2 or not all(map(os.path.isdir, folders)) or not rounds.isdigit():
+        sys.exit(f"usage: python {sys.argv[0]} FOLDER FOLDER [ROUNDS]  (each FOLDER an ml_dtypes, pip --target)")
+    print(main(folders, max(1, int(rounds))))
