@@ -231,6 +231,12 @@ def _check_parser(commands: Any) -> argparse.ArgumentParser:
         "book's losses, whose forward returns one loss per row and calculate their mean",
     )
     check.add_argument(
+        "--setup",
+        metavar="METHOD[,METHOD]",
+        help="methods called with no arguments on each new object before forward: --setup new_pass for "
+        "the nnfs book's later losses, whose calculate adds to running sums that new_pass starts",
+    )
+    check.add_argument(
         "--no-grad",
         action="append",
         default=[],
@@ -269,6 +275,7 @@ def _check(args: argparse.Namespace) -> int:
             no_grad=args.no_grad,
             backward_args=None if args.backward_args is None else _list(args.backward_args),
             forward=args.forward,
+            setup=_list(args.setup),
         )
     except ValueError as error:  # testing.ConventionError among them: a flag does not fit the code
         return _usage(str(error))

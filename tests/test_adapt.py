@@ -528,6 +528,15 @@ NOT_FITTING = [
         ["scratch.py:Loss_MeanSquaredError", "--forward", "calculate"],
         "Loss_MeanSquaredError's calculate (self, output, y) cannot take X, W, b; pass some inputs another way",
     ),
+    (["cs231n.py:affine", "--setup", "new_pass"], "--setup fit a class, not the function pair affine"),
+    (
+        ["scratch.py:SquaredLoss", "--setup", "new_pass"],
+        "--setup new_pass: SquaredLoss has no method new_pass() that takes no arguments",
+    ),
+    (
+        ["scratch.py:SquaredLoss", "--setup", "forward"],
+        "--setup forward: SquaredLoss has no method forward() that takes no arguments",
+    ),
 ]
 
 

@@ -44,6 +44,8 @@ RIGHT = [
     ("scratch.py:Activation_ReLU", "vector.relu", SCRATCH_ACTIVATION),
     ("scratch.py:Activation_Sigmoid", "vector.sigmoid", SCRATCH_ACTIVATION),
     ("scratch.py:Loss_MeanSquaredError", "refs.py:mean_squared_error", MSE),
+    # the book's later loss class: calculate adds to running sums that new_pass starts
+    ("scratch.py:Loss_MeanSquaredError_pass", "refs.py:mean_squared_error", [*MSE, "--setup", "new_pass"]),
     ("scratch.py:SquaredLoss", "vector.squared_loss", []),
     ("scratch.py:SquaredLoss_dout_one", "vector.squared_loss", []),
     ("attributes.py:Dense", "vector.affine", ATTRIBUTES),
@@ -164,6 +166,17 @@ WRONG = [
         [
             "output: WRONG: has shape (1,), expected (): one value per row, whose mean is the reference's",
             "--forward calculate",
+        ],
+    ),
+    # the book's later loss class without new_pass: its AttributeError, and what sets the attribute
+    (
+        "scratch.py:Loss_MeanSquaredError_pass",
+        "refs.py:mean_squared_error",
+        MSE,
+        [
+            "raised AttributeError",
+            "Likely mistake: accumulated_sum is set by new_pass(), which the check calls only when told: "
+            "--setup new_pass.",
         ],
     ),
     # the same reference's 0.5 at 0 does not hide a mask taken from dout

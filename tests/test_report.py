@@ -945,3 +945,65 @@ def test_a_derivative_taken_at_the_output_is_named():
     pair = (lab("cs231n", "tanh_at_output_forward"), lab("cs231n", "tanh_at_output_backward"))
     text = failure(pair, "vector.tanh")
     assert "Likely mistake: dA is the derivative taken at the output where it should be at A" in text
+
+
+class Running:
+    """Running sums that start() or reset() sets, that add() adds to, and that scale(by) sets too
+    (a method with an argument, which a check cannot call)."""
+
+    def start(self):
+        self.total = 0
+
+    def reset(self):
+        self.total = self.count = 0
+
+    def scale(self, by):
+        self.total = by
+
+    def add(self, x):
+        self.total += x
+
+
+def _missing(obj, call):
+    try:
+        call(obj)
+    except AttributeError as error:
+        return error
+    raise AssertionError("no AttributeError")
+
+
+def test_an_attribute_a_method_sets_names_that_method():
+    """An AttributeError on the user's object, for an attribute that methods of its class taking no
+    arguments assign (``self.NAME = ...``), names them and the flag that calls one first."""
+    from handlayers.testing.report import _set_by_a_method
+
+    error = _missing(Running(), lambda r: r.add(1))
+    assert _set_by_a_method(error) == (
+        "total is set by reset() or start(), which the check calls only when told: --setup reset"
+    )
+    assert _set_by_a_method(_missing(Running(), lambda r: r.count)) == (
+        "count is set by reset(), which the check calls only when told: --setup reset"
+    )
+
+
+def test_no_method_hint_where_none_sets_the_attribute_or_none_can_be_read():
+    """No hint for another error, an AttributeError that names no attribute or no object, an
+    attribute no method assigns, methods with no source, or a class whose attributes raise."""
+    from handlayers.testing.report import _set_by_a_method
+
+    assert _set_by_a_method(ValueError("total")) == ""
+    assert _set_by_a_method(AttributeError("total")) == ""
+    assert _set_by_a_method(AttributeError("total", name="total")) == ""
+    assert _set_by_a_method(_missing(Running(), lambda r: r.mean)) == ""
+    namespace = {}
+    exec("class Typed:\n    def start(self):\n        self.total = 0\n", namespace)  # no source kept
+    assert _set_by_a_method(_missing(namespace["Typed"](), lambda t: t.total)) == ""
+
+    class Raising:
+        def __get__(self, obj, cls):
+            raise RuntimeError("not on the class")
+
+    class Guarded(Running):
+        odd = Raising()
+
+    assert _set_by_a_method(_missing(Guarded(), lambda g: g.add(1))) == ""

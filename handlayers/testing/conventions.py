@@ -103,6 +103,7 @@ class Adapted:
     unit_dout: bool = False
     library: str | None = None
     forward: str = "forward"  # the method that computes the output (a class's)
+    setup: tuple[str, ...] = ()  # methods called on each new object before forward (a class's)
 
     @property
     def __name__(self) -> str:  # reports name a layer by its __name__
@@ -175,6 +176,8 @@ class _ClassLayer:
         for arg, (attr, row) in a.params.items():
             value = self.named[arg]
             setattr(self.obj, attr, value.reshape(1, -1) if row else value)
+        for method in a.setup:
+            getattr(self.obj, method)()
         passed = [x for name, x in self.named.items() if name not in a.params and name not in a.init]
         out = getattr(self.obj, a.forward)(*passed)
         return getattr(self.obj, a.output) if a.output else out
@@ -329,6 +332,7 @@ def adapt(
     no_grad: Sequence[str] = (),
     backward_args: Sequence[str] | None = None,
     forward: str = "forward",
+    setup: Sequence[str] = (),
 ) -> Adapted:
     """The user's ``code`` adapted for checking against ``spec`` (see the module docstring).
 
@@ -345,6 +349,9 @@ def adapt(
         backward_args: what backward is called with: ``"dout"``, an input's name, ``"@ATTR"``.
         forward: the method that computes the output (the nnfs book's losses: ``"calculate"``,
             the mean of the per-row losses their ``forward`` returns; it calls ``forward``).
+        setup: methods called with no arguments, in order, on each new object before
+            ``forward`` (the nnfs book's later losses: ``"new_pass"``, which starts the running
+            sums their ``calculate`` adds to).
 
     Raises:
         ConventionError: where an option does not fit the code or names an unknown input.
@@ -368,6 +375,7 @@ def adapt(
         "--output": output,
         "--backward-args": backward_args,
         "--forward": forward != "forward",
+        "--setup": tuple(setup),
     }
     given = [flag for flag, value in attribute_options.items() if value]
     if kind != "class" and given:
@@ -390,6 +398,7 @@ def adapt(
         defaults,
         library="jax" if kind == "jax" else None,
         forward=forward,
+        setup=tuple(setup),
     )
     if kind == "loss":
         return dataclasses.replace(adapted, compared=(0,), unit_dout=True)
@@ -473,6 +482,10 @@ def _fits_class(adapted: Adapted, keyword_names: Sequence[str]) -> None:
     passed = [a for a in adapted.args if a not in adapted.params and a not in adapted.init]
     method = getattr(cls, adapted.forward)
     checks = [(cls.__init__, [None, *adapted.init], "constructor"), (method, [None, *passed], "forward")]
+    for name in adapted.setup:
+        setup = getattr(cls, name, None)
+        if not callable(setup) or not binds(setup, None):
+            raise ConventionError(f"--setup {name}: {cls.__name__} has no method {name}() that takes no arguments")
     for function, arguments, what in checks:
         found = signature(function)
         keywords = {k: None for k in keyword_names if k in getattr(found, "parameters", ())}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
 import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -13,6 +15,7 @@ import numpy as np
 
 import handlayers
 from handlayers._layer import sum_to_shape
+from handlayers.testing.conventions import binds
 
 if TYPE_CHECKING:
     from handlayers.testing.specs import Spec
@@ -355,7 +358,34 @@ def raised_report(name: str, spec: Spec, example: Any, backend: str, dtype: Any,
     lines += example_lines(spec.args, example.inputs, example.kwargs, example.dout, spec.douts)
     lines.append("Traceback (the layer's own lines):")
     lines += ["  " + line for line in user_traceback(error)]
+    lines += [f"Likely mistake: {hint}." for hint in [_set_by_a_method(error)] if hint]
     return "\n".join(lines)
+
+
+def _set_by_a_method(error: Exception) -> str:
+    """For an attribute missing from an object of the user's class that a method of the class
+    taking no arguments sets (``self.NAME = ...``): that nothing called the method first (the nnfs
+    book's later losses: ``new_pass`` starts the sums ``calculate`` adds to)."""
+    name, obj = getattr(error, "name", None), getattr(error, "obj", None)
+    if not isinstance(error, AttributeError) or not isinstance(name, str) or obj is None:
+        return ""
+    assigns = re.compile(rf"\bself\.{re.escape(name)}\s*=(?!=)")
+    setters = []
+    try:
+        members = inspect.getmembers(type(obj), inspect.isfunction)
+    except Exception:  # a class whose attributes cannot all be read: no hint rather than no report
+        return ""
+    for method, function in members:
+        try:
+            source = inspect.getsource(function)
+        except (OSError, TypeError):  # defined where no source is kept (a REPL, exec)
+            continue
+        if assigns.search(source) and binds(function, obj):
+            setters.append(method)
+    if not setters:
+        return ""
+    calls = " or ".join(f"{method}()" for method in setters)
+    return f"{name} is set by {calls}, which the check calls only when told: --setup {setters[0]}"
 
 
 def _where(backend: str, dtype: Any) -> str:

@@ -121,6 +121,44 @@ class Loss_MeanSquaredError(Loss):
         self.dinputs = self.dinputs / samples
 
 
+class Loss_Accumulating:
+    """The book's common loss class as its last chapters write it: calculate also adds to running
+    sums over a pass, which new_pass starts."""
+
+    def remember_trainable_layers(self, trainable_layers):
+        self.trainable_layers = trainable_layers
+
+    def regularization_loss(self):
+        regularization_loss = 0
+        for layer in self.trainable_layers:
+            if layer.weight_regularizer_l2 > 0:
+                regularization_loss += layer.weight_regularizer_l2 * np.sum(layer.weights * layer.weights)
+        return regularization_loss
+
+    def calculate(self, output, y, *, include_regularization=False):
+        sample_losses = self.forward(output, y)
+        data_loss = np.mean(sample_losses)
+        self.accumulated_sum += np.sum(sample_losses)
+        self.accumulated_count += len(sample_losses)
+        if not include_regularization:
+            return data_loss
+        return data_loss, self.regularization_loss()
+
+    def calculate_accumulated(self, *, include_regularization=False):
+        data_loss = self.accumulated_sum / self.accumulated_count
+        if not include_regularization:
+            return data_loss
+        return data_loss, self.regularization_loss()
+
+    def new_pass(self):
+        self.accumulated_sum = 0
+        self.accumulated_count = 0
+
+
+class Loss_MeanSquaredError_pass(Loss_Accumulating, Loss_MeanSquaredError):
+    """Loss_MeanSquaredError under the book's last loss class: new_pass before calculate."""
+
+
 class Loss_MeanSquaredError_rows(Loss_MeanSquaredError):
     """Divides by the number of samples only: the mean over rows, where the loss is over entries."""
 
