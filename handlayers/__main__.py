@@ -232,8 +232,9 @@ def _check_parser(commands: Any) -> argparse.ArgumentParser:
     )
     check.add_argument(
         "--setup",
-        metavar="METHOD[,METHOD]",
-        help="methods called with no arguments on each new object before forward: --setup new_pass for "
+        metavar="METHOD,...",
+        help="methods called with no arguments on each new object, after --param, before forward (or the "
+        "--forward method): --setup new_pass for "
         "the nnfs book's later losses, whose calculate adds to running sums that new_pass starts",
     )
     check.add_argument(

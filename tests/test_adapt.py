@@ -537,7 +537,43 @@ NOT_FITTING = [
         ["scratch.py:SquaredLoss", "--setup", "forward"],
         "--setup forward: SquaredLoss has no method forward() that takes no arguments",
     ),
+    (
+        ["scratch.py:SquaredLoss", "--setup", "__init__"],
+        "--setup __init__: SquaredLoss has no method __init__() that takes no arguments",
+    ),
 ]
+
+
+def test_setup_takes_static_and_class_methods_and_calls_each_in_order():
+    """--setup methods may be static or class methods (called the same on the object); each new
+    object gets them in the order given, after --param and before forward; a property is refused."""
+    calls = []
+
+    class Dense(vector.Affine):
+        def __init__(self):
+            super().__init__()
+
+        @staticmethod
+        def begin():
+            calls.append("begin")
+
+        @classmethod
+        def count(cls):
+            calls.append("count")
+
+        def forward(self, X, W, b):
+            calls.append("forward")
+            return super().forward(X, W, b)
+
+        @property
+        def size(self):
+            return 0
+
+    layer = testing.adapt(Dense, testing.SPECS["vector.affine"], setup=["count", "begin"])
+    layer().forward(np.ones((1, 2)), np.ones((2, 1)), np.ones(1))
+    assert calls == ["count", "begin", "forward"]
+    with pytest.raises(testing.ConventionError, match="no method size"):
+        testing.adapt(Dense, testing.SPECS["vector.affine"], setup=["size"])
 
 
 @pytest.mark.parametrize(("arguments", "message"), NOT_FITTING)

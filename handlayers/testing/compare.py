@@ -512,7 +512,7 @@ def check(
             so far (1, 2, ...: past ``max_examples`` while Hypothesis shrinks a failing example),
             for a progress display.
         convention: the options of :func:`~handlayers.testing.adapt` (``params``, ``init``,
-            ``grads``, ``output``, ``no_grad``, ``backward_args``, ``forward``).
+            ``grads``, ``output``, ``no_grad``, ``backward_args``, ``forward``, ``setup``).
 
     Returns:
         A :class:`Result`.

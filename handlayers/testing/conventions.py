@@ -349,9 +349,9 @@ def adapt(
         backward_args: what backward is called with: ``"dout"``, an input's name, ``"@ATTR"``.
         forward: the method that computes the output (the nnfs book's losses: ``"calculate"``,
             the mean of the per-row losses their ``forward`` returns; it calls ``forward``).
-        setup: methods called with no arguments, in order, on each new object before
-            ``forward`` (the nnfs book's later losses: ``"new_pass"``, which starts the running
-            sums their ``calculate`` adds to).
+        setup: methods called with no arguments, in order, on each new object, after ``params``
+            are set and before ``forward`` (the nnfs book's later losses: ``"new_pass"``, which
+            starts the running sums their ``calculate`` adds to).
 
     Raises:
         ConventionError: where an option does not fit the code or names an unknown input.
@@ -483,8 +483,12 @@ def _fits_class(adapted: Adapted, keyword_names: Sequence[str]) -> None:
     method = getattr(cls, adapted.forward)
     checks = [(cls.__init__, [None, *adapted.init], "constructor"), (method, [None, *passed], "forward")]
     for name in adapted.setup:
-        setup = getattr(cls, name, None)
-        if not callable(setup) or not binds(setup, None):
+        found = inspect.getattr_static(cls, name, None)
+        if isinstance(found, staticmethod | classmethod):  # called on the class as on the object
+            fits = binds(getattr(cls, name))
+        else:
+            fits = inspect.isfunction(found) and binds(found, None)
+        if name.startswith("__") or not fits:  # __init__ again would undo --param
             raise ConventionError(f"--setup {name}: {cls.__name__} has no method {name}() that takes no arguments")
     for function, arguments, what in checks:
         found = signature(function)

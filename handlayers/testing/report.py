@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
 import os
-import re
+import textwrap
 import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -358,34 +359,57 @@ def raised_report(name: str, spec: Spec, example: Any, backend: str, dtype: Any,
     lines += example_lines(spec.args, example.inputs, example.kwargs, example.dout, spec.douts)
     lines.append("Traceback (the layer's own lines):")
     lines += ["  " + line for line in user_traceback(error)]
-    lines += [f"Likely mistake: {hint}." for hint in [_set_by_a_method(error)] if hint]
+    lines += [f"Likely mistake: {hint}." for hint in [_set_by_a_method(error, name)] if hint]
     return "\n".join(lines)
 
 
-def _set_by_a_method(error: Exception) -> str:
-    """For an attribute missing from an object of the user's class that a method of the class
-    taking no arguments sets (``self.NAME = ...``): that nothing called the method first (the nnfs
-    book's later losses: ``new_pass`` starts the sums ``calculate`` adds to)."""
+def _set_by_a_method(error: Exception, layer: str) -> str:
+    """For an attribute missing from an object of the checked class (named ``layer``, or
+    ``CLASS.METHOD``) that a method of the class taking no arguments assigns (``self.NAME = ...``):
+    that nothing called the method first (the nnfs book's later losses: ``new_pass`` starts the
+    sums ``calculate`` adds to). Empty where there is no such method, or it cannot be told."""
     name, obj = getattr(error, "name", None), getattr(error, "obj", None)
     if not isinstance(error, AttributeError) or not isinstance(name, str) or obj is None:
         return ""
-    assigns = re.compile(rf"\bself\.{re.escape(name)}\s*=(?!=)")
-    setters = []
+    if layer.partition(".")[0] != type(obj).__name__:  # another object's attribute: not for --setup
+        return ""
     try:
         members = inspect.getmembers(type(obj), inspect.isfunction)
-    except Exception:  # a class whose attributes cannot all be read: no hint rather than no report
+        setters = [m for m, f in members if not m.startswith("__") and binds(f, obj) and name in _assigned(f)]
+    except Exception:  # attributes or sources that cannot be read: no hint rather than no report
         return ""
-    for method, function in members:
-        try:
-            source = inspect.getsource(function)
-        except (OSError, TypeError):  # defined where no source is kept (a REPL, exec)
-            continue
-        if assigns.search(source) and binds(function, obj):
-            setters.append(method)
     if not setters:
         return ""
     calls = " or ".join(f"{method}()" for method in setters)
     return f"{name} is set by {calls}, which the check calls only when told: --setup {setters[0]}"
+
+
+def _assigned(function: Any) -> set[str]:
+    """The attributes of its first parameter (``self``) that ``function`` assigns; none where its
+    source is not kept (a REPL, ``exec``)."""
+    try:
+        source = textwrap.dedent(inspect.getsource(function))
+    except (OSError, TypeError):
+        return set()
+    tree = ast.parse(source).body[0]
+    arguments = getattr(tree, "args", None)
+    if not arguments or not arguments.args:
+        return set()
+    this = arguments.args[0].arg
+    targets = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign):
+            targets += node.targets
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets.append(node.target)
+    found = set()
+    while targets:
+        target = targets.pop()
+        if isinstance(target, ast.Tuple | ast.List):
+            targets += target.elts
+        elif isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == this:
+            found.add(target.attr)
+    return found
 
 
 def _where(backend: str, dtype: Any) -> str:
