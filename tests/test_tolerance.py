@@ -67,21 +67,20 @@ def test_a_spec_with_a_degree_gets_the_normwise_bound(dtype):
 
 
 def test_the_normwise_bounds_of_one_example_are_its_normwise_tolerances(dtype):
-    """normwise_bounds reads the example once and gives each result the bound normwise_tolerance
-    gives it, whatever its degree, for the output as for a gradient."""
+    """normwise_bounds reads the example once and gives each result, in any order, its own bound:
+    (OPS + K) * (eps * (max |expected| + max |dout| * M**degree) + tiny), the output's with
+    M**degree alone, reading no dout (an example without one keeps working)."""
     X, W = np.array([[2.0, -3.0]], dtype), np.array([[0.5], [0.25]], dtype)
     example = Example((X, W), {}, np.array([[-4.0]], dtype))
+    eps, tiny, k = float(np.finfo(dtype).eps), float(np.finfo(dtype).smallest_normal), T.OPS + 2 + 2 + 1
     bound = T.normwise_bounds(example, dtype)
-    for expected, degree, output in [(np.ones(2), 1, False), (np.full(3, -7.0), 2, False), (np.ones(1), 2, True)]:
-        assert bound(expected, degree, output=output) == T.normwise_tolerance(
-            example, dtype, expected, degree, output=output
-        )
-    assert bound(np.ones(1), 2) > bound(np.ones(1), 1) > bound(np.ones(1), 1, output=True)
-    # the output's bound reads no dout, as normwise_tolerance's never did: an example without one
-    no_dout = Example((X, W), {}, None)
-    assert T.normwise_bounds(no_dout, dtype)(np.ones(1), 2, output=True) == T.normwise_tolerance(
-        example, dtype, np.ones(1), 2, output=True
-    )
+    # (expected, degree, output, max |expected| + terms * M**degree) with M = 3 and max |dout| = 4
+    cases = [(np.full(3, -7.0), 2, False, 7 + 4 * 9), (np.ones(1), 2, True, 1 + 9), (np.ones(2), 1, False, 1 + 4 * 3)]
+    for expected, degree, output, scale in cases + cases[::-1]:
+        assert bound(expected, degree, output=output) == k * (eps * scale + tiny)
+        assert T.normwise_tolerance(example, dtype, expected, degree, output=output) == k * (eps * scale + tiny)
+    no_dout = T.normwise_bounds(Example((X, W), {}, None), dtype)
+    assert no_dout(np.ones(1), 2, output=True) == k * (eps * 10.0 + tiny)
 
 
 def test_boolean_and_integer_inputs_are_held_fixed():

@@ -226,14 +226,11 @@ def normwise_bounds(example: Example, dtype: Any) -> Callable[..., float]:
     m = max([1.0] + [float(np.max(np.abs(x), initial=0.0)) for x in floats])
     info = np.finfo(dtype)
     eps, tiny = float(info.eps), float(info.smallest_normal)
-    largest_dout: list[float] = []  # read at the first gradient's bound: the output's needs no dout
 
     def bound(expected: Any, degree: int, *, output: bool = False) -> float:
         # several outputs: the largest of them
         largest = max(float(np.max(np.abs(e), initial=0.0)) for e in jax.tree.leaves(expected))
-        if not output and not largest_dout:
-            largest_dout.append(float(np.max(np.abs(dout), initial=0.0)))
-        terms = 1.0 if output else largest_dout[0]
+        terms = 1.0 if output else float(np.max(np.abs(dout), initial=0.0))  # the output's reads no dout
         return k * (eps * (largest + terms * m**degree) + tiny)
 
     return bound
