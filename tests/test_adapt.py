@@ -480,13 +480,13 @@ def test_a_pair_is_found_by_its_name_or_by_either_half(name, capsys):
 
 
 NOT_FITTING = [
-    (["cs231n.py:affine", "--param", "W=weights"], "--param fit a class, not the function pair affine"),
+    (["cs231n.py:affine", "--param", "W=weights"], "--param fits a class, not the function pair affine"),
     (
         ["cs231n.py:softmax_loss", "--init", "X"],
         "--init fits a class or CLASS.METHOD, not the loss function softmax_loss",
     ),
-    (["cs231n.py:softmax_loss", "--param", "W=weights"], "--param fit a class, not the loss function softmax_loss"),
-    (["kernels.py:relu", "--grad", "dX=dx"], "--grad fit a class, not the jax function relu"),
+    (["cs231n.py:softmax_loss", "--param", "W=weights"], "--param fits a class, not the loss function softmax_loss"),
+    (["kernels.py:relu", "--grad", "dX=dx"], "--grad fits a class, not the jax function relu"),
     (
         ["attributes.py:Dense", "--init", "W,b", "--param", "V=v"],
         "no input named 'V'; the reference's inputs are X, W, b\n",
@@ -499,7 +499,7 @@ NOT_FITTING = [
     (["attributes.py:Dense", "--init", "W.--1"], "--init W.--1: expected INPUT or INPUT.AXIS with AXIS a number\n"),
     (["attributes.py:Dense", "--init", "W.X0"], "--init W.X0: expected INPUT or INPUT.AXIS"),
     (["attributes.py:Dense", "--init", "W.\u00b2"], "--init W.\u00b2: expected INPUT or INPUT.AXIS"),
-    (["cs231n.py:affine", "--backward-args", "dout,X"], "--backward-args fit a class, not the function pair affine"),
+    (["cs231n.py:affine", "--backward-args", "dout,X"], "--backward-args fits a class, not the function pair affine"),
     (
         ["cs231n.py:affine", "--param", "W=weights", "--grad", "dW=dweights"],
         "--param and --grad fit a class, not the function pair affine",
@@ -515,20 +515,20 @@ NOT_FITTING = [
         "Layer_Dense's forward (self, inputs) cannot take X, W, b; pass some inputs another way (--param, --init)\n",
     ),
     (["cs231n.py:affine", "--backward-args", "dout,Z"], "no input named 'Z'"),
-    (["cs231n.py:affine", "--output", "out"], "--output fit a class, not the function pair affine"),
+    (["cs231n.py:affine", "--output", "out"], "--output fits a class, not the function pair affine"),
     (["attributes.py:Dense", "--init", "W,b", "--param", "b=bias", "--no-grad", "Q"], "no input named 'Q'"),
     (["attributes.py:Dense", "--init", "W,b", "--kw", "axis"], "expected NAME=VALUE"),
     (["attributes.py:Dense", "--init", "W,b", "--param", "X"], "--param 'X': expected NAME=VALUE"),
     (["attributes.py:Dense", "--labels", "labels: n < k"], "--labels need --shapes with a built-in reference"),
     (["attributes.py:Dense", "--kinks", "0.5"], "--kinks need --shapes with a built-in reference"),
     (["scratch.py:SquaredLoss", "--param", "Y=y"], "SquaredLoss's forward (self, y_hat, y) cannot take Y_hat"),
-    (["cs231n.py:affine", "--forward", "calculate"], "--forward fit a class, not the function pair affine"),
+    (["cs231n.py:affine", "--forward", "calculate"], "--forward fits a class, not the function pair affine"),
     (["scratch.py:SquaredLoss", "--forward", "calculate"], "SquaredLoss has no calculate method"),
     (
         ["scratch.py:Loss_MeanSquaredError", "--forward", "calculate"],
         "Loss_MeanSquaredError's calculate (self, output, y) cannot take X, W, b; pass some inputs another way",
     ),
-    (["cs231n.py:affine", "--setup", "new_pass"], "--setup fit a class, not the function pair affine"),
+    (["cs231n.py:affine", "--setup", "new_pass"], "--setup fits a class, not the function pair affine"),
     (
         ["scratch.py:SquaredLoss", "--setup", "new_pass"],
         "--setup new_pass: SquaredLoss has no method new_pass() that takes no arguments",
@@ -574,6 +574,31 @@ def test_setup_takes_static_and_class_methods_and_calls_each_in_order():
     assert calls == ["count", "begin", "forward"]
     with pytest.raises(testing.ConventionError, match="no method size"):
         testing.adapt(Dense, testing.SPECS["vector.affine"], setup=["size"])
+
+
+def test_a_name_alone_is_one_name_not_its_letters():
+    """A string where a sequence of names goes is one name: ``setup="new_pass"``, ``init="W"``,
+    ``no_grad="b"``, ``backward_args="dout"`` are the lists of that one name."""
+    spec = testing.SPECS["vector.affine"]
+
+    class Dense(vector.Affine):
+        def __init__(self, W):
+            super().__init__()
+            self.W0 = W
+
+        def begin(self):
+            pass
+
+        def forward(self, X, b):
+            return super().forward(X, self.W0, b)
+
+        def backward(self, dout):
+            return super().backward(dout)[0]
+
+    alone = testing.adapt(Dense, spec, setup="begin", init="W", no_grad="b", backward_args="dout")
+    listed = testing.adapt(Dense, spec, setup=["begin"], init=["W"], no_grad=["b"], backward_args=["dout"])
+    assert alone == listed
+    assert (alone.setup, alone.init, alone.no_grad, alone.backward_args) == (("begin",), ("W",), {"b"}, ("dout",))
 
 
 @pytest.mark.parametrize(("arguments", "message"), NOT_FITTING)

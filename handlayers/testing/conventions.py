@@ -326,13 +326,13 @@ def adapt(
     spec: Any,
     *,
     params: Mapping[str, str] | None = None,
-    init: Sequence[str] = (),
+    init: str | Sequence[str] = (),
     grads: Mapping[str, str] | None = None,
     output: str | None = None,
-    no_grad: Sequence[str] = (),
-    backward_args: Sequence[str] | None = None,
+    no_grad: str | Sequence[str] = (),
+    backward_args: str | Sequence[str] | None = None,
     forward: str = "forward",
-    setup: Sequence[str] = (),
+    setup: str | Sequence[str] = (),
 ) -> Adapted:
     """The user's ``code`` adapted for checking against ``spec`` (see the module docstring).
 
@@ -353,9 +353,14 @@ def adapt(
             are set and before ``forward`` (the nnfs book's later losses: ``"new_pass"``, which
             starts the running sums their ``calculate`` adds to).
 
+    ``init``, ``no_grad``, ``backward_args`` and ``setup`` take a sequence of names, or one name
+    alone (``setup="new_pass"`` is ``setup=["new_pass"]``).
+
     Raises:
         ConventionError: where an option does not fit the code or names an unknown input.
     """
+    init, no_grad, setup = _names(init), _names(no_grad), _names(setup)
+    backward_args = None if backward_args is None else _names(backward_args)
     args, labels = tuple(spec.args), tuple(spec.labels)
     params_ = {k: (v.removesuffix(":row"), v.endswith(":row")) for k, v in (params or {}).items()}
     grads_ = {_input_of(k, args): v for k, v in (grads or {}).items()}
@@ -375,11 +380,12 @@ def adapt(
         "--output": output,
         "--backward-args": backward_args,
         "--forward": forward != "forward",
-        "--setup": tuple(setup),
+        "--setup": setup,
     }
     given = [flag for flag, value in attribute_options.items() if value]
     if kind != "class" and given:
-        raise ConventionError(f"{' and '.join(given)} fit a class, not {_kind_words(kind)} {name}")
+        verb = "fits" if len(given) == 1 else "fit"
+        raise ConventionError(f"{' and '.join(given)} {verb} a class, not {_kind_words(kind)} {name}")
     if init and kind != "class" and not isinstance(code, Method):
         raise ConventionError(f"--init fits a class or CLASS.METHOD, not {_kind_words(kind)} {name}")
     defaults = keyword_defaults(spec.reference, args)
@@ -390,15 +396,15 @@ def adapt(
         args,
         labels,
         params_,
-        tuple(init),
+        init,
         grads_,
         output,
         frozenset(no_grad),
-        None if backward_args is None else tuple(backward_args),
+        backward_args,
         defaults,
         library="jax" if kind == "jax" else None,
         forward=forward,
-        setup=tuple(setup),
+        setup=setup,
     )
     if kind == "loss":
         return dataclasses.replace(adapted, compared=(0,), unit_dout=True)
@@ -407,6 +413,11 @@ def adapt(
     if kind == "class":
         _fits_class(adapted, _keyword_names(spec.reference, args))
     return dataclasses.replace(adapted, compared=compared, unit_dout=unit)
+
+
+def _names(value: str | Sequence[str]) -> tuple[str, ...]:
+    """One name, or a sequence of them, as a tuple: a string is one name, not its letters."""
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def _kind(code: Any, forward: str) -> tuple[str, str]:
