@@ -179,6 +179,16 @@ WRONG = [
             "--setup new_pass.",
         ],
     ),
+    # told another method, which reads the attribute: the method that sets it goes first
+    (
+        "scratch.py:Loss_MeanSquaredError_pass",
+        "refs.py:mean_squared_error",
+        [*MSE, "--setup", "calculate_accumulated"],
+        [
+            "Likely mistake: accumulated_sum is set by new_pass(), which the check calls only when told: "
+            "--setup new_pass,calculate_accumulated."
+        ],
+    ),
     # the same reference's 0.5 at 0 does not hide a mask taken from dout
     ("cs231n.py:relu_dout_mask", "refs.py:relu_split", ["--shapes", "x: n d"], [_FROM_DOUT]),
 ]

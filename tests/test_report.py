@@ -986,6 +986,20 @@ def test_an_attribute_a_method_sets_names_that_method():
     )
 
 
+def test_the_method_hint_goes_before_the_methods_given_and_is_not_one_of_them():
+    """With --setup methods given, the method that sets the attribute comes first in the flag (a
+    given one may be what read it); none is named when a given one sets it (something else is
+    wrong: the hint would not help)."""
+    from handlayers.testing.report import _set_by_a_method
+
+    count = _missing(Running(), lambda r: r.count)
+    assert _set_by_a_method(count, "Running", ("start",)) == (
+        "count is set by reset(), which the check calls only when told: --setup reset,start"
+    )
+    assert _set_by_a_method(_missing(Running(), lambda r: r.add(1)), "Running", ("start",)) == ""
+    assert _set_by_a_method(count, "Running", ("reset",)) == ""
+
+
 def test_no_method_hint_where_none_sets_the_attribute_or_none_can_be_read():
     """No hint for another error, an AttributeError that names no attribute or no object, an
     attribute no method assigns, methods with no source, or a class whose attributes raise."""

@@ -106,6 +106,8 @@ class Found:
     rows: list[_Row] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     error: Exception | None = None
+    #: the methods an adapted class's objects were set up with (``--setup``), for its report
+    setup: tuple[str, ...] = ()
 
     @functools.cached_property
     def hints(self) -> list[Hint]:
@@ -119,7 +121,7 @@ class Found:
     def report(self, hints: list[Hint] | None = None) -> str:
         """The example's report, with ``hints``, or else with those of its own it tells."""
         if self.error is not None:
-            return raised_report(self.name, self.spec, self.example, self.backend, self.dtype, self.error)
+            return raised_report(self.name, self.spec, self.example, self.backend, self.dtype, self.error, self.setup)
         said = phrase([h for h in self.hints if h.telling] if hints is None else hints)
         return report(self.name, self.spec, self.example, self.backend, self.dtype, self.rows, self.problems, said)
 
@@ -217,7 +219,8 @@ def _run(
             grads = instance.backward(dout)
             again = instance.backward(dout)
         except Exception as error:
-            return Found(name, spec, example, backend, dtype, error=error), math.inf
+            setup = layer.setup if adapted else ()
+            return Found(name, spec, example, backend, dtype, error=error, setup=setup), math.inf
     expected_out, expected_grads = expected or oracle(spec, example)
     given = {library(x) for x in inputs}
     # jax if any input is jax, else numpy if any is numpy; from Python numbers alone a layer may

@@ -354,20 +354,25 @@ def _swaps(wrong: Sequence[Any]) -> list[Hint]:
     return hints
 
 
-def raised_report(name: str, spec: Spec, example: Any, backend: str, dtype: Any, error: Exception) -> str:
+def raised_report(
+    name: str, spec: Spec, example: Any, backend: str, dtype: Any, error: Exception, setup: Sequence[str] = ()
+) -> str:
     lines = [f"{name} raised {type(error).__name__} against {spec.name} ({_where(backend, dtype)}) on:"]
     lines += example_lines(spec.args, example.inputs, example.kwargs, example.dout, spec.douts)
     lines.append("Traceback (the layer's own lines):")
     lines += ["  " + line for line in user_traceback(error)]
-    lines += [f"Likely mistake: {hint}." for hint in [_set_by_a_method(error, name)] if hint]
+    lines += [f"Likely mistake: {hint}." for hint in [_set_by_a_method(error, name, setup)] if hint]
     return "\n".join(lines)
 
 
-def _set_by_a_method(error: Exception, layer: str) -> str:
+def _set_by_a_method(error: Exception, layer: str, given: Sequence[str] = ()) -> str:
     """For an attribute missing from an object of the checked class (named ``layer``, or
     ``CLASS.METHOD``) that a method of the class taking no arguments assigns (``self.NAME = ...``):
     that nothing called the method first (the nnfs book's later losses: ``new_pass`` starts the
-    sums ``calculate`` adds to). Empty where there is no such method, or it cannot be told."""
+    sums ``calculate`` adds to). The methods ``given`` (``--setup``) were called: the hint puts
+    the method before them (one of them may be what read the attribute), and says nothing when
+    one of them is such a method (then something else went wrong).
+    Empty where there is no such method, or it cannot be told."""
     name, obj = getattr(error, "name", None), getattr(error, "obj", None)
     if not isinstance(error, AttributeError) or not isinstance(name, str) or obj is None:
         return ""
@@ -378,10 +383,10 @@ def _set_by_a_method(error: Exception, layer: str) -> str:
         setters = [m for m, f in members if not m.startswith("__") and binds(f, obj) and name in _assigned(f)]
     except Exception:  # attributes or sources that cannot be read: no hint rather than no report
         return ""
-    if not setters:
+    if not setters or set(setters) & set(given):
         return ""
     calls = " or ".join(f"{method}()" for method in setters)
-    return f"{name} is set by {calls}, which the check calls only when told: --setup {setters[0]}"
+    return f"{name} is set by {calls}, which the check calls only when told: --setup {','.join([setters[0], *given])}"
 
 
 def _assigned(function: Any) -> set[str]:
