@@ -113,6 +113,7 @@ conventions (each taken as written; the docs' "Checking code as it is written" h
     handlayers check layers.py:Affine --against vector.affine
   CS231n function pairs affine_forward(x, w, b) -> (out, cache), affine_backward(dout, cache):
     handlayers check layers.py:affine --against vector.affine
+    handlayers check layers.py:conv --against vector.conv2d    (conv_forward_naive, conv_backward_naive)
   a loss returning (loss, dx), checked at dout = 1 on its first input:
     handlayers check layers.py:softmax_loss --against vector.softmax_cross_entropy
   parameters and gradients as attributes ("from scratch" books):
@@ -147,8 +148,9 @@ def _check_parser(commands: Any) -> argparse.ArgumentParser:
     check.add_argument(
         "target",
         metavar="FILE.py:NAME",
-        help="your code: a class, a function, NAME_forward and NAME_backward (named NAME or either "
-        "half), or CLASS.METHOD (layers.py:Affine, layers.py:affine, losses.py:Svm_loss.loss)",
+        help="your code: a class, a function, NAME_forward and NAME_backward (or NAME_forward_naive and "
+        "NAME_backward_naive; named NAME or either half), or CLASS.METHOD (layers.py:Affine, "
+        "layers.py:affine, losses.py:Svm_loss.loss)",
     )
     check.add_argument(
         "--against",
@@ -412,15 +414,35 @@ def _load(target: str) -> Any:
             return f"{path} has no class {owner!r} with a method {method!r}"
         return Method(found, method)
     for half, other in (("_forward", "_backward"), ("_backward", "_forward")):
-        base = name.removesuffix(half)
-        if base != name and callable(found) and callable(getattr(module, base + other, None)):
-            name, found = base, None  # one half of a pair, named: the pair it belongs to
+        base, cut, suffix = name.rpartition(half)
+        partner = getattr(module, base + other + suffix, None) if cut and suffix[:1] in ("", "_") else None
+        if base and callable(found) and callable(partner):
+            # one half of a pair, named: the pair it belongs to (conv_forward_naive: conv_backward_naive)
+            return (found, partner) if half == "_forward" else (partner, found)
     if isinstance(found, type) or (callable(found) and not isinstance(found, type(sys))):
         return found
-    pair = getattr(module, f"{name}_forward", None), getattr(module, f"{name}_backward", None)
-    if found is None and all(callable(f) for f in pair):
-        return pair
+    pairs = _function_pairs(module, name) if found is None else {}
+    if len(pairs) == 1:
+        return next(iter(pairs.values()))
+    if pairs:
+        return f"{path} has {len(pairs)} pairs {name}_forward_* and {name}_backward_*: name one of {', '.join(pairs)}"
     return f"{path} has no class {name!r}, function {name!r} or pair {name}_forward and {name}_backward"
+
+
+def _function_pairs(module: Any, name: str) -> dict[str, tuple[Any, Any]]:
+    """The pair ``NAME_forward`` and ``NAME_backward`` in ``module``, or else those with a suffix
+    after each (CS231n's ``conv_forward_naive`` and ``conv_backward_naive``), by forward's name."""
+    plain = getattr(module, f"{name}_forward", None), getattr(module, f"{name}_backward", None)
+    if all(callable(f) for f in plain):
+        return {f"{name}_forward": plain}
+    found = {}
+    for attribute in sorted(vars(module)):
+        suffix = attribute.removeprefix(f"{name}_forward")
+        if suffix != attribute and suffix.startswith("_"):
+            pair = getattr(module, attribute), getattr(module, f"{name}_backward{suffix}", None)
+            if all(callable(f) for f in pair):
+                found[attribute] = pair
+    return found
 
 
 def _usage(message: str) -> int:

@@ -479,6 +479,32 @@ def test_a_pair_is_found_by_its_name_or_by_either_half(name, capsys):
     assert capsys.readouterr().out.startswith("ok: affine matches vector.affine on 5 examples")
 
 
+@pytest.mark.parametrize("name", ["conv", "conv_forward_naive", "conv_backward_naive"])
+def test_a_pair_with_a_suffix_is_found_by_its_name_or_by_either_half(name, capsys):
+    """CS231n's assignment 2 names its pairs conv_forward_naive and conv_backward_naive: `:conv`
+    and either half name that pair, reported as conv_naive."""
+    assert main(["check", f"{LABS / 'cs231n.py'}:{name}", "--against", "vector.conv2d", "--examples", "3"]) == 0
+    assert capsys.readouterr().out.startswith("ok: conv_naive matches vector.conv2d on 3 examples")
+
+
+def test_a_name_of_several_suffixed_pairs_asks_for_one(tmp_path, capsys):
+    """A name with several suffixed pairs (naive and fast) is not guessed: exit 2, naming each
+    pair's forward; a half without its other half, or a name that only starts alike, is no pair."""
+    code = tmp_path / "layers.py"
+    code.write_text(
+        "def relu_forward_naive(x):\n    return x * (x > 0), x\n"
+        "def relu_backward_naive(dout, x):\n    return dout * (x > 0)\n"
+        "relu_forward_fast, relu_backward_fast = relu_forward_naive, relu_backward_naive\n"
+        "relu_forward_lonely = relu_forwarded = relu_backwarded = relu_forward_naive\n"
+    )
+    assert main(["check", f"{code}:relu", "--against", "vector.relu"]) == 2
+    assert "has 2 pairs relu_forward_* and relu_backward_*: name one of relu_forward_fast, relu_forward_naive" in (
+        capsys.readouterr().err
+    )
+    assert main(["check", f"{code}:relu_backward_fast", "--against", "vector.relu", "--examples", "3"]) == 0
+    assert capsys.readouterr().out.startswith("ok: relu_naive matches vector.relu")
+
+
 NOT_FITTING = [
     (["cs231n.py:affine", "--param", "W=weights"], "--param fits a class, not the function pair affine"),
     (

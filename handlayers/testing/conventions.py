@@ -422,7 +422,8 @@ def _names(value: str | Sequence[str]) -> tuple[str, ...]:
 
 def _kind(code: Any, forward: str) -> tuple[str, str]:
     if isinstance(code, tuple) and len(code) == 2 and all(callable(c) for c in code):
-        return "pair", _name(code[0]).removesuffix("_forward")
+        base, cut, suffix = _name(code[0]).rpartition("_forward")  # conv_forward_naive: conv_naive
+        return "pair", base + suffix if cut and base and suffix[:1] in ("", "_") else _name(code[0])
     if isinstance(code, Method):
         return "loss", f"{code.cls.__name__}.{code.name}"
     if isinstance(code, type):
