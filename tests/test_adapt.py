@@ -715,6 +715,33 @@ def test_keywords_reach_a_built_in_reference_and_the_layer(capsys):
     assert with_keywords(spec, {}) is spec
 
 
+def test_a_keyword_given_draws_no_example_it_leaves_without_output(capsys):
+    """vector.conv2d draws its kernels for the padding it draws (up to the input padded by 2):
+    with --kw pad=0 or pad=1 given, the examples whose output would be empty are not drawn, and
+    CS231n's naive convolution (which refuses a negative size) passes."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from handlayers.testing.declared import with_keywords
+
+    conv = testing.SPECS["vector.conv2d"]
+    padded = st.sampled_from([0, 1]).flatmap(
+        lambda pad: with_keywords(conv, {"pad": pad, "stride": 1}).draw(np.float64)
+    )
+
+    @settings(max_examples=60, database=None, deadline=None)
+    @given(padded)
+    def drawn(example):
+        (X, W, _), kwargs = example
+        assert kwargs["stride"] == 1
+        assert all(x + 2 * kwargs["pad"] >= k for x, k in zip(X.shape[2:], W.shape[2:], strict=True))
+
+    drawn()
+
+    args = ["check", f"{LABS / 'cs231n.py'}:conv", "--against", "vector.conv2d", "--kw", "pad=1", "--kw", "stride=1"]
+    assert main([*args, "--examples", "20"]) == 0, capsys.readouterr().out
+
+
 def test_a_keyword_the_reference_cannot_take_is_refused(capsys):
     """A keyword the reference has no parameter for, or one its inputs fill, is refused by name
     (the reference would refuse every example), and the command line exits 2 with the reason."""

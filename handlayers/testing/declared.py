@@ -173,19 +173,34 @@ def with_keywords(spec_: Spec, keywords: Mapping[str, Any]) -> Spec:
     _takes_keywords(spec_.reference, keywords, spec_.args, spec_.name)
 
     def fits(example: tuple[tuple[Any, ...], dict[str, Any]]) -> bool:
-        inputs, kwargs = example
+        inputs, drawn = example
         structs = [jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype) for x in inputs]
+
+        def output(kwargs: dict[str, Any]) -> Any:
+            return jax.eval_shape(lambda *xs: spec_.reference(*xs, **kwargs), *structs)
+
         try:
-            jax.eval_shape(lambda *xs: spec_.reference(*xs, **kwargs), *structs)
+            given = output({**drawn, **keywords})
         except Exception:  # the reference refuses these inputs with these keywords: draw others
             return False
-        return True
+        if not _empty(given):
+            return True
+        # shapes drawn for the example's own keywords may not fit the ones given: a kernel drawn
+        # as large as the input padded by 2 leaves no output with a padding of 1 (jax's is then
+        # empty, and the user's code rightly refuses negative sizes). Such an output, where the
+        # drawn keywords give one that is not empty, is no example either.
+        return _empty(output(drawn))
 
     def draw(dtype: Any) -> Any:
-        return spec_.draw(dtype).map(lambda e: (e[0], {**e[1], **keywords})).filter(fits)
+        return spec_.draw(dtype).filter(fits).map(lambda e: (e[0], {**e[1], **keywords}))
 
     # no elements: Python floats carry no keywords, so such a spec is checked on arrays only
     return dataclasses.replace(spec_, draw=draw, elements=())
+
+
+def _empty(shapes: Any) -> bool:
+    """Whether any of the reference's outputs (``jax.eval_shape``'s) has no entries."""
+    return any(0 in leaf.shape for leaf in jax.tree.leaves(shapes))
 
 
 def _takes_keywords(
