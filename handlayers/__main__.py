@@ -297,6 +297,8 @@ def _check(args: argparse.Namespace) -> int:
     except testing.Mismatch as mismatch:
         print(str(mismatch))
         return EXIT_MISMATCH
+    except testing.ShapesError as error:  # --shapes that do not fit the reference
+        return _usage(str(error))
     where = "Python floats" if backend == "python" else f"{backend} {args.dtype} arrays"
     jit = " (eagerly and under jax.jit)" if layer.kind == "jax" else ""
     print(

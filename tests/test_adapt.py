@@ -6,8 +6,10 @@ import sys
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import strategies as st
 
 from handlayers import testing, vector
 from handlayers.__main__ import main
@@ -295,7 +297,9 @@ def test_a_declared_reference_is_named_by_its_module_and_qualified_name():
 def test_a_reference_in_no_module_is_named_by_its_qualified_name_alone():
     """A method of a built-in type has no __module__, a function made by exec() has None: each is
     named by its qualified name alone, whole (no '.' before it, and none of its own letters lost)."""
-    assert testing.spec(np.ndarray.sum, shapes="x: n").name == "ndarray.sum"
+    # numpy's, which jax cannot trace: refused at once, by that name
+    with pytest.raises(testing.ShapesError, match=r"^ndarray\.sum cannot take .* even with every size 1: x \(1,\)"):
+        testing.spec(np.ndarray.sum, shapes="x: n")
     namespace = {}
     exec("class X:\n    @staticmethod\n    def double(x):\n        return 2 * x\n", namespace)
     assert namespace["X"].double.__module__ is None
@@ -308,11 +312,28 @@ def test_spec_keeps_the_declared_order_where_the_reference_has_other_names():
     assert (spec.args, spec.name) == (("b", "a"), "product")
 
 
+def _by_row(x, y):
+    """Each row of x times its label."""
+    return x * y[:, None]
+
+
+class _Unsigned:
+    """A reference whose signature Python cannot read (as max's), which jax traces: the sum of its
+    inputs' sums."""
+
+    @property
+    def __signature__(self):
+        raise ValueError("no signature")
+
+    def __call__(self, *args, **kwargs):
+        return sum(jnp.sum(x) for x in args)
+
+
 def test_spec_draws_named_dimensions_alike_labels_in_range_and_the_kinks():
     """The same name is the same size, labels lie in [0, k), and the kinks come up exactly (0.3, a
     value Hypothesis does not draw by itself, as it does 0.25)."""
     spec = testing.spec(refs.dense, shapes={"X": "n d_in", "W": "d_in d_out", "b": "d_out"}, kinks=(0.3,))
-    seen, labelled = set(), testing.spec(refs.multiply, shapes="x: n k", labels="y: n < k")
+    seen, labelled = set(), testing.spec(_by_row, shapes="x: n k", labels="y: n < k")
     assert labelled.labels == (1,)
 
     @testing.strategies.st.composite
@@ -355,7 +376,7 @@ def test_spec_draws_zero_one_minus_one_and_the_kinks_often(monkeypatch):
 
 def test_spec_keeps_literal_sizes():
     """A literal size in a shape or in a label's shape is drawn as it is, beside the named ones."""
-    spec = testing.spec(refs.multiply, shapes="x: n 3", labels="y: 2 < 4")
+    spec = testing.spec(_Unsigned(), shapes="x: n 3", labels="y: 2 < 4")
     from hypothesis import given, settings
 
     @settings(max_examples=10, derandomize=True)
@@ -742,6 +763,31 @@ def test_a_keyword_given_draws_no_example_it_leaves_without_output(capsys):
     assert main([*args, "--examples", "20"]) == 0, capsys.readouterr().out
 
 
+def test_shapes_the_reference_cannot_take_exit_2_naming_them(capsys):
+    """Shapes declared for a reference that it cannot take for some sizes (a batch norm's 2-d
+    reference on images: gamma of c against the last axis, w) are refused before any example,
+    with exit 2 naming the smallest such shapes and the reference's error; from Python,
+    testing.spec raises ShapesError (a ValueError). A spec whose own draw its reference cannot
+    take fails its check with ShapesError too, not a traceback from inside Hypothesis."""
+    images = ["--shapes", "X: n c h w; gamma: c; beta: c"]
+    assert main(["check", f"{LABS / 'cs231n.py'}:batchnorm", "--against", "vector.batch_norm", *images]) == 2
+    assert capsys.readouterr().err == (
+        "handlayers: vector.batch_norm cannot take inputs of the shapes declared for it: X (1, 2, 1, 3), "
+        "gamma (2,), beta (2,) raise ValueError: Incompatible shapes for broadcasting: shapes=[(2,), (1, 2, 1, 3)]\n"
+    )
+    with pytest.raises(testing.ShapesError, match=r"^batch_norm cannot take inputs of the shapes declared for it"):
+        testing.spec(refs.batch_norm, shapes="X: n c h w; gamma: c; beta: c", name="batch_norm")
+    # six dimensions, 729 sizings: 81 of them tried, and one is refused
+    with pytest.raises(
+        testing.ShapesError, match=r"^six cannot take .* b \(1, 2\) raise ValueError: Incompatible shapes"
+    ):
+        testing.spec(lambda a, b: a + b, shapes="a: n c h w; b: d e", name="six")
+    affine = testing.SPECS["vector.affine"]
+    odd = dataclasses.replace(affine, draw=lambda dtype: st.just(((np.ones((2, 3)), np.ones((2, 2)), np.ones(2)), {})))
+    with pytest.raises(testing.ShapesError, match=r"X \(2, 3\), W \(2, 2\), b \(2,\) raise TypeError"):
+        testing.check(vector.Affine, odd, max_examples=2)
+
+
 def test_a_keyword_the_reference_cannot_take_is_refused(capsys):
     """A keyword the reference has no parameter for, or one its inputs fill, is refused by name
     (the reference would refuse every example), and the command line exits 2 with the reason."""
@@ -764,7 +810,7 @@ def test_a_keyword_the_reference_cannot_take_is_refused(capsys):
         testing.spec(refs.dense, shapes="A: n d; B: d e; c: e", kwargs={"X": 1}, name="dense")
     # nothing is said where the reference takes **kwargs, or where Python cannot read its signature
     assert testing.spec(lambda x, **kw: x, shapes="x: n", kwargs={"any": 1}).args == ("x",)
-    assert testing.spec(max, shapes="x: n", kwargs={"any": 1}).args == ("x",)
+    assert testing.spec(_Unsigned(), shapes="x: n", kwargs={"any": 1}).args == ("x",)
     relu = Path(vector.__file__).parent.parent / "scalar.py"
     assert main(["check", f"{relu}:ReLU", "--against", "scalar.relu", "--kw", "alpha=0.1"]) == 2
     assert "'alpha' is no keyword of scalar.relu" in capsys.readouterr().err
@@ -877,7 +923,8 @@ def test_code_whose_signature_cannot_be_read_is_run_as_it_is():
     assert keywords_for(max, {"alpha": 0.01}, {"alpha": 0.2}) == {"alpha": 0.2}
     assert not takes_no_dout(BuiltinBackward)
     assert testing.adapt(BuiltinForward, testing.SPECS["vector.leaky_relu"]).kind == "class"
-    assert testing.spec(max, shapes="b: n; a: n").args == ("b", "a")
+    assert signature(_Unsigned()) is None
+    assert testing.spec(_Unsigned(), shapes="b: n; a: n").args == ("b", "a")
 
 
 def test_a_check_whose_typical_search_finds_nothing_shows_the_smallest_example_alone(monkeypatch):

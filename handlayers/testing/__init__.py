@@ -38,7 +38,7 @@ _MODULES = {
     "conventions": "PARAM_KEYS Adapted ConventionError Method adapt",
     "declared": "spec",
     "specs": "SPECS Spec",
-    "strategies": "MAX_SIDE arrays broadcast_inputs douts examples floats grid",
+    "strategies": "MAX_SIDE ShapesError arrays broadcast_inputs douts examples floats grid",
 }
 _LAZY = {name: module for module, names in _MODULES.items() for name in names.split()}
 #: the submodules that load on first use (``handlayers.testing.strategies`` after ``import handlayers.testing``)
@@ -59,7 +59,16 @@ if TYPE_CHECKING:
     from handlayers.testing.conventions import PARAM_KEYS, Adapted, ConventionError, Method, adapt
     from handlayers.testing.declared import spec
     from handlayers.testing.specs import SPECS, Spec
-    from handlayers.testing.strategies import MAX_SIDE, arrays, broadcast_inputs, douts, examples, floats, grid
+    from handlayers.testing.strategies import (
+        MAX_SIDE,
+        ShapesError,
+        arrays,
+        broadcast_inputs,
+        douts,
+        examples,
+        floats,
+        grid,
+    )
 
 
 def __getattr__(name: str) -> Any:
@@ -89,6 +98,7 @@ __all__ = [
     "Method",
     "Mismatch",
     "Result",
+    "ShapesError",
     "Spec",
     "adapt",
     "arrays",

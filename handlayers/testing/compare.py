@@ -526,6 +526,8 @@ def check(
             mistake explains every failing example found.
         KeyError: for an unknown reference name.
         ConventionError: where the options do not fit the code.
+        ShapesError: where the reference raises on inputs drawn for it (shapes declared for it
+            that it cannot take), even after a mismatch was found.
         ValueError: for ``backend="python"`` with a dtype other than float64, and for a spec of
             several outputs that names more or fewer than its reference returns.
     """

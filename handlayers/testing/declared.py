@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from handlayers.testing.conventions import signature
 from handlayers.testing.specs import Spec
-from handlayers.testing.strategies import MAX_SIDE, arrays, floats
+from handlayers.testing.strategies import MAX_SIDE, ShapesError, arrays, floats, refused
 
 __all__ = ["BOUND", "parse_keywords", "parse_labels", "parse_shapes", "spec", "with_keywords"]
 
@@ -114,6 +115,8 @@ def spec(
     Raises:
         ValueError: for an input declared twice, no float input (no gradient to check), a
             declaration that does not parse, or keywords the reference does not take.
+        ShapesError: (a ``ValueError``) where the reference cannot take inputs of the shapes
+            declared, for some of the sizes drawn (tried before any example is drawn).
     """
     shapes_, labels_ = parse_shapes(shapes), parse_labels(labels or {})
     declared = [*shapes_, *labels_]
@@ -149,7 +152,42 @@ def spec(
 
         return inputs()
 
+    sized = {a: shapes_[a] if a in shapes_ else labels_[a][0] for a in args}
+    _takes_shapes(function, title, sized, [a in labels_ for a in args], names, kwargs_)
     return Spec(title, function, None, tuple(args), draw, labels=label_positions)  # type: ignore[arg-type]
+
+
+#: the most assignments of sizes to the named dimensions that :func:`_takes_shapes` tries
+SIZINGS = 81  # every sizing of up to four dimensions
+
+
+def _takes_shapes(
+    function: Callable[..., Any],
+    title: str,
+    shapes: Mapping[str, Dims],
+    labels: Sequence[bool],
+    names: Sequence[str],
+    kwargs: Mapping[str, Any],
+) -> None:
+    """Raise :class:`ShapesError` where ``function`` refuses inputs of the declared ``shapes`` for
+    some sizes of the named dimensions (1 to ``MAX_SIDE``, as drawn): every assignment of sizes
+    where there are at most :data:`SIZINGS`, else that many, smallest first, so the one named is
+    small. Only shapes are traced (``jax.eval_shape``): a few milliseconds each."""
+    sizings = list(itertools.product(range(1, MAX_SIDE + 1), repeat=len(names)))
+    if len(sizings) > SIZINGS:
+        rng = np.random.default_rng(0)
+        sizings = [sizings[0], *(sizings[i] for i in rng.choice(len(sizings), SIZINGS - 1, replace=False))]
+    for sizing in sorted(sizings, key=sum):
+        sizes = dict(zip(names, sizing, strict=True))
+        structs = [
+            jax.ShapeDtypeStruct(_shape(dims, sizes), np.int64 if label else np.float64)
+            for dims, label in zip(shapes.values(), labels, strict=True)
+        ]
+        try:
+            jax.eval_shape(lambda *xs: function(*xs, **kwargs), *structs)
+        except Exception as error:
+            inputs = ", ".join(f"{a} {s.shape}" for a, s in zip(shapes, structs, strict=True))
+            raise ShapesError(refused(title, inputs, error, ones=bool(sizing) and max(sizing) == 1)) from error
 
 
 def _shape(dims: Dims, sizes: Mapping[str, int]) -> tuple[int, ...]:

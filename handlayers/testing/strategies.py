@@ -19,12 +19,27 @@ from handlayers.testing.oracle import Example, output_shape
 if TYPE_CHECKING:
     from handlayers.testing.specs import Spec
 
-__all__ = ["MAX_SIDE", "Example", "arrays", "broadcast_inputs", "douts", "examples", "floats", "grid"]
+__all__ = ["MAX_SIDE", "Example", "ShapesError", "arrays", "broadcast_inputs", "douts", "examples", "floats", "grid"]
 
 #: the longest side of a drawn array: a side of 1 (broadcasting, a batch of one) and two unequal
 #: sides above 1 (a missing transpose) are all a bug needs to show, and under jax every further
 #: shape compiles anew
 MAX_SIDE = 3
+
+
+class ShapesError(ValueError):
+    """The reference raised on inputs drawn for it: the shapes declared for it (``--shapes``,
+    ``testing.spec``) do not fit it, at least for some sizes (the command line exits 2)."""
+
+
+def refused(name: str, shapes: str, error: Exception, *, ones: bool = False) -> str:
+    """:class:`ShapesError`'s message: the reference, the shapes it refused (``ones``: every
+    size 1), and the first line of its error."""
+    first = (str(error).strip().splitlines() or [""])[0]
+    even = " even with every size 1" if ones else ""
+    return (
+        f"{name} cannot take inputs of the shapes declared for it{even}: {shapes} raise {type(error).__name__}: {first}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,7 +140,11 @@ def examples(spec: Spec, dtype: Any = np.float64, *, python_floats: bool = False
     @st.composite
     def draw(data: st.DrawFn) -> Example:
         inputs, kwargs = data(spec.draw(dtype))
-        shape = output_shape(spec, inputs, kwargs)
+        try:
+            shape = output_shape(spec, inputs, kwargs)
+        except Exception as error:  # a spec whose draw its reference cannot take: no raw traceback
+            shapes = ", ".join(f"{arg} {np.shape(x)}" for arg, x in zip(spec.args, inputs, strict=True))
+            raise ShapesError(refused(spec.name, shapes, error)) from error
         if len(spec.outputs) > 1:  # one dout per output
             return Example(inputs, kwargs, tuple(data(douts(s, dtype)) for s in shape))
         return Example(inputs, kwargs, data(douts(shape, dtype)))
