@@ -593,7 +593,8 @@ NOT_FITTING = [
 
 def test_setup_takes_static_and_class_methods_and_calls_each_in_order():
     """--setup methods may be static or class methods (called the same on the object); each new
-    object gets them in the order given, after --param and before forward; a property is refused."""
+    object gets them in the order given, after --param and before forward; a property, a static
+    method that takes an argument and the class's own __init__ are refused."""
     calls = []
 
     class Dense(vector.Affine):
@@ -616,11 +617,19 @@ def test_setup_takes_static_and_class_methods_and_calls_each_in_order():
         def size(self):
             return 0
 
+        @staticmethod
+        def sized(n):
+            calls.append(n)
+
     layer = testing.adapt(Dense, testing.SPECS["vector.affine"], setup=["count", "begin"])
     layer().forward(np.ones((1, 2)), np.ones((2, 1)), np.ones(1))
     assert calls == ["count", "begin", "forward"]
     with pytest.raises(testing.ConventionError, match="no method size"):
         testing.adapt(Dense, testing.SPECS["vector.affine"], setup=["size"])
+    # a static method that takes an argument, and the class's own __init__ (which takes none)
+    for name in ("sized", "__init__"):
+        with pytest.raises(testing.ConventionError, match=f"--setup {name}: Dense has no method {name}"):
+            testing.adapt(Dense, testing.SPECS["vector.affine"], setup=[name])
 
 
 def test_a_name_alone_is_one_name_not_its_letters():

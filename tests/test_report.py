@@ -960,6 +960,10 @@ class Running:
     def scale(self, by):
         self.total = by
 
+    @classmethod
+    def rescale(cls, by):  # a class method that takes an argument: not one to call first either
+        cls.total = by
+
     def add(self, x):
         self.total += x
 
@@ -1008,6 +1012,11 @@ def test_no_method_hint_where_none_sets_the_attribute_or_none_can_be_read():
     assert _set_by_a_method(ValueError("total"), "Running") == ""
     assert _set_by_a_method(AttributeError("total"), "Running") == ""
     assert _set_by_a_method(AttributeError("total", name="total"), "Running") == ""
+
+    class Lookalike(Exception):  # an error with an AttributeError's name and obj, not one
+        name, obj = "total", Running()
+
+    assert _set_by_a_method(Lookalike(), "Running") == ""
     assert _set_by_a_method(_missing(Running(), lambda r: r.mean), "Running") == ""
     namespace = {}
     exec("class Typed:\n    def start(self):\n        self.total = 0\n", namespace)  # no source kept
@@ -1050,6 +1059,11 @@ class Written:
     def star(*args):  # no first parameter to assign to
         return args
 
+    def indexed(self):
+        self.e[0] = 1  # e must be there already
+        self.g.h = 1  # g too
+        self.f: int  # an annotation alone assigns nothing
+
     lam = lambda self: None  # noqa: E731 (a lambda: its source is the class's line)
 
 
@@ -1070,4 +1084,5 @@ def test_the_assignments_are_read_from_the_code_not_its_text():
         == ("a is set by pair(), which the check calls only when told: --setup pair")
     )
     assert hint("c") == hint("k") == hint("d") == hint("late") == ""
+    assert hint("e") == hint("f") == hint("g") == hint("h") == ""
     assert _set_by_a_method(_missing(Written(), lambda w: w.n), "Written.annotated").startswith("n is set by")

@@ -81,6 +81,10 @@ def test_the_normwise_bounds_of_one_example_are_its_normwise_tolerances(dtype):
         assert T.normwise_tolerance(example, dtype, expected, degree, output=output) == k * (eps * scale + tiny)
     no_dout = T.normwise_bounds(Example((X, W), {}, None), dtype)
     assert no_dout(np.ones(1), 2, output=True) == k * (eps * 10.0 + tiny)
+    # below 1: M is 1 at least, the largest expected and dout are what they are
+    small = T.normwise_bounds(Example((X / 8, W), {}, np.array([[0.5]], dtype)), dtype)
+    assert small(np.full(3, 0.25), 2) == k * (eps * (0.25 + 0.5) + tiny)
+    assert small(np.full(3, -0.25), 1, output=True) == k * (eps * (0.25 + 1) + tiny)
 
 
 def test_boolean_and_integer_inputs_are_held_fixed():

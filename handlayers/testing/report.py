@@ -401,20 +401,21 @@ def _assigned(function: Any) -> set[str]:
     if not arguments or not arguments.args:
         return set()
     this = arguments.args[0].arg
-    targets = []
+    targets = []  # what = and an annotated = assign (+= needs the attribute already, as a subscript does)
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign):
             targets += node.targets
         elif isinstance(node, ast.AnnAssign) and node.value is not None:
             targets.append(node.target)
-    found = set()
-    while targets:
-        target = targets.pop()
-        if isinstance(target, ast.Tuple | ast.List):
-            targets += target.elts
-        elif isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == this:
-            found.add(target.attr)
-    return found
+    return {
+        node.attr
+        for target in targets
+        for node in ast.walk(target)  # in tuples and lists too: self.a, self.b = ...
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.ctx, ast.Store)  # not self.a in self.a[0] = ...
+        and isinstance(node.value, ast.Name)
+        and node.value.id == this
+    }
 
 
 def _where(backend: str, dtype: Any) -> str:
