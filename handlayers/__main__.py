@@ -417,9 +417,12 @@ def _load(target: str) -> Any:
         return Method(found, method)
     for half, other in (("_forward", "_backward"), ("_backward", "_forward")):
         base, cut, suffix = name.rpartition(half)
-        partner = getattr(module, base + other + suffix, None) if cut and suffix[:1] in ("", "_") else None
-        if base and callable(found) and callable(partner):
-            # one half of a pair, named: the pair it belongs to (conv_forward_naive: conv_backward_naive)
+        # one half of a pair, named: the pair it belongs to (conv_forward_naive: conv_backward_naive;
+        # batchnorm_backward_alt, a second backward: batchnorm_forward)
+        partners = [base + other + suffix, base + other] if cut and base and suffix[:1] in ("", "_") else []
+        candidates = (getattr(module, partner, None) for partner in partners)
+        partner = next((p for p in candidates if callable(p)), None)
+        if callable(found) and partner is not None:
             return (found, partner) if half == "_forward" else (partner, found)
     if isinstance(found, type) or (callable(found) and not isinstance(found, type(sys))):
         return found
@@ -433,7 +436,8 @@ def _load(target: str) -> Any:
 
 def _function_pairs(module: Any, name: str) -> dict[str, tuple[Any, Any]]:
     """The pair ``NAME_forward`` and ``NAME_backward`` in ``module``, or else those with a suffix
-    after each (CS231n's ``conv_forward_naive`` and ``conv_backward_naive``), by forward's name."""
+    after each (CS231n's ``conv_forward_naive`` and ``conv_backward_naive``), by forward's name,
+    or else the one NAME names as the reports do (``conv_naive``)."""
     plain = getattr(module, f"{name}_forward", None), getattr(module, f"{name}_backward", None)
     if all(callable(f) for f in plain):
         return {f"{name}_forward": plain}
@@ -444,6 +448,12 @@ def _function_pairs(module: Any, name: str) -> dict[str, tuple[Any, Any]]:
             pair = getattr(module, attribute), getattr(module, f"{name}_backward{suffix}", None)
             if all(callable(f) for f in pair):
                 found[attribute] = pair
+    for k in [k for k, c in enumerate(name) if c == "_" and k > 0] if not found else []:
+        # NAME as the reports name such a pair: conv_naive for conv_forward_naive
+        forward = f"{name[:k]}_forward{name[k:]}"
+        pair = getattr(module, forward, None), getattr(module, f"{name[:k]}_backward{name[k:]}", None)
+        if all(callable(f) for f in pair):
+            return {forward: pair}
     return found
 
 

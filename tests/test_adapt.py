@@ -2,6 +2,7 @@
 testing.spec takes any reference; options that do not fit the code are errors."""
 
 import dataclasses
+import re
 import sys
 from pathlib import Path
 
@@ -298,7 +299,7 @@ def test_a_reference_in_no_module_is_named_by_its_qualified_name_alone():
     """A method of a built-in type has no __module__, a function made by exec() has None: each is
     named by its qualified name alone, whole (no '.' before it, and none of its own letters lost)."""
     # numpy's, which jax cannot trace: refused at once, by that name
-    with pytest.raises(testing.ShapesError, match=r"^ndarray\.sum cannot take .* even with every size 1: x \(1,\)"):
+    with pytest.raises(testing.ShapesError, match=r"^ndarray\.sum raised TypeError on inputs of the smallest shapes"):
         testing.spec(np.ndarray.sum, shapes="x: n")
     namespace = {}
     exec("class X:\n    @staticmethod\n    def double(x):\n        return 2 * x\n", namespace)
@@ -500,12 +501,47 @@ def test_a_pair_is_found_by_its_name_or_by_either_half(name, capsys):
     assert capsys.readouterr().out.startswith("ok: affine matches vector.affine on 5 examples")
 
 
-@pytest.mark.parametrize("name", ["conv", "conv_forward_naive", "conv_backward_naive"])
+@pytest.mark.parametrize("name", ["conv", "conv_forward_naive", "conv_backward_naive", "conv_naive"])
 def test_a_pair_with_a_suffix_is_found_by_its_name_or_by_either_half(name, capsys):
-    """CS231n's assignment 2 names its pairs conv_forward_naive and conv_backward_naive: `:conv`
-    and either half name that pair, reported as conv_naive."""
+    """CS231n's assignment 2 names its pairs conv_forward_naive and conv_backward_naive: `:conv`,
+    either half, and conv_naive (the name reports give it) name that pair."""
     assert main(["check", f"{LABS / 'cs231n.py'}:{name}", "--against", "vector.conv2d", "--examples", "3"]) == 0
     assert capsys.readouterr().out.startswith("ok: conv_naive matches vector.conv2d on 3 examples")
+
+
+def test_a_pair_is_named_by_its_halves():
+    """A pair's name in reports: the forward's less _forward, with the suffix of either half; the
+    forward's own name where it has no _forward."""
+    from handlayers.testing.conventions import _pair_name
+
+    assert _pair_name(cs231n.affine_forward, cs231n.affine_backward) == "affine"
+    assert _pair_name(cs231n.conv_forward_naive, cs231n.conv_backward_naive) == "conv_naive"
+    assert _pair_name(cs231n.batchnorm_forward, cs231n.batchnorm_backward_alt) == "batchnorm_alt"
+    assert _pair_name(cs231n.affine_forward, cs231n.relu_backward) == "affine"
+
+    def run(x):
+        return x, None
+
+    assert _pair_name(run, cs231n.relu_backward) == "run"
+
+
+def test_a_second_backward_with_a_suffix_pairs_with_the_forward(capsys):
+    """batchnorm_backward_alt, the assignment's second backward, has no batchnorm_forward_alt: it
+    pairs with batchnorm_forward, reported as batchnorm_alt."""
+    flags = ["--shapes", "X: n d; gamma: d; beta: d", "--kw", "eps=0.5", "--examples", "5"]
+    assert (
+        main(
+            [
+                "check",
+                f"{LABS / 'cs231n.py'}:batchnorm_backward_alt",
+                "--against",
+                f"{LABS / 'refs.py'}:batch_norm",
+                *flags,
+            ]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out.startswith("ok: batchnorm_alt matches")
 
 
 def test_a_name_of_several_suffixed_pairs_asks_for_one(tmp_path, capsys):
@@ -772,6 +808,11 @@ def test_a_keyword_given_draws_no_example_it_leaves_without_output(capsys):
     assert main([*args, "--examples", "20"]) == 0, capsys.readouterr().out
 
 
+def _broken(x):
+    """A reference with a mistake of its own."""
+    return helper(x)  # noqa: F821 (the mistake)
+
+
 def test_shapes_the_reference_cannot_take_exit_2_naming_them(capsys):
     """Shapes declared for a reference that it cannot take for some sizes (a batch norm's 2-d
     reference on images: gamma of c against the last axis, w) are refused before any example,
@@ -781,19 +822,30 @@ def test_shapes_the_reference_cannot_take_exit_2_naming_them(capsys):
     images = ["--shapes", "X: n c h w; gamma: c; beta: c"]
     assert main(["check", f"{LABS / 'cs231n.py'}:batchnorm", "--against", "vector.batch_norm", *images]) == 2
     assert capsys.readouterr().err == (
-        "handlayers: vector.batch_norm cannot take inputs of the shapes declared for it: X (1, 2, 1, 3), "
-        "gamma (2,), beta (2,) raise ValueError: Incompatible shapes for broadcasting: shapes=[(2,), (1, 2, 1, 3)]\n"
+        "handlayers: vector.batch_norm cannot take inputs of the shapes declared for it: on X (1, 2, 1, 3), "
+        "gamma (2,), beta (2,) it raises ValueError: Incompatible shapes for broadcasting: "
+        "shapes=[(2,), (1, 2, 1, 3)]\n"
     )
     with pytest.raises(testing.ShapesError, match=r"^batch_norm cannot take inputs of the shapes declared for it"):
         testing.spec(refs.batch_norm, shapes="X: n c h w; gamma: c; beta: c", name="batch_norm")
     # six dimensions, 729 sizings: 81 of them tried, and one is refused
-    with pytest.raises(
-        testing.ShapesError, match=r"^six cannot take .* b \(1, 2\) raise ValueError: Incompatible shapes"
-    ):
+    with pytest.raises(testing.ShapesError, match=r"^six cannot take .* it raises ValueError: Incompatible shapes"):
         testing.spec(lambda a, b: a + b, shapes="a: n c h w; b: d e", name="six")
+    # refused whatever the sizes: an input not declared, a mistake in the reference (its own line)
+    with pytest.raises(testing.ShapesError, match=r"^refs\.multiply raised TypeError on inputs of the smallest"):
+        testing.spec(refs.multiply, shapes="x: n")
+    with pytest.raises(testing.ShapesError) as raised:
+        testing.spec(_broken, shapes="x: n 3")
+    carets = re.compile(r"^\s*[\^~]+$")  # Python 3.11's marks under the expression, as it writes them
+    assert [line for line in str(raised.value).splitlines() if not carets.match(line)] == [
+        "tests.test_adapt._broken raised NameError on inputs of the smallest shapes declared, x (1, 3):",
+        f'    File "{__file__}", line {_broken.__code__.co_firstlineno + 2}, in _broken',
+        "      return helper(x)  # noqa: F821 (the mistake)",
+        "  NameError: name 'helper' is not defined",
+    ]
     affine = testing.SPECS["vector.affine"]
     odd = dataclasses.replace(affine, draw=lambda dtype: st.just(((np.ones((2, 3)), np.ones((2, 2)), np.ones(2)), {})))
-    with pytest.raises(testing.ShapesError, match=r"X \(2, 3\), W \(2, 2\), b \(2,\) raise TypeError"):
+    with pytest.raises(testing.ShapesError, match=r"on X \(2, 3\), W \(2, 2\), b \(2,\) it raises TypeError"):
         testing.check(vector.Affine, odd, max_examples=2)
 
 

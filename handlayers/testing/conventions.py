@@ -422,8 +422,7 @@ def _names(value: str | Sequence[str]) -> tuple[str, ...]:
 
 def _kind(code: Any, forward: str) -> tuple[str, str]:
     if isinstance(code, tuple) and len(code) == 2 and all(callable(c) for c in code):
-        base, cut, suffix = _name(code[0]).rpartition("_forward")  # conv_forward_naive: conv_naive
-        return "pair", base + suffix if cut and base and suffix[:1] in ("", "_") else _name(code[0])
+        return "pair", _pair_name(*code)
     if isinstance(code, Method):
         return "loss", f"{code.cls.__name__}.{code.name}"
     if isinstance(code, type):
@@ -436,6 +435,17 @@ def _kind(code: Any, forward: str) -> tuple[str, str]:
     if callable(code):
         return "loss", _name(code)
     raise ConventionError(f"cannot check a {type(code).__name__}: expected a class, functions or a jax function")
+
+
+def _pair_name(forward: Any, backward: Any) -> str:
+    """The name of a pair: ``affine`` for ``affine_forward``, ``conv_naive`` for
+    ``conv_forward_naive`` and ``conv_backward_naive``, ``batchnorm_alt`` for ``batchnorm_forward``
+    and ``batchnorm_backward_alt``; the forward function's own where it has no ``_forward``."""
+    base, cut, suffix = _name(forward).rpartition("_forward")
+    if not (cut and base and suffix[:1] in ("", "_")):
+        return _name(forward)
+    other = _name(backward).removeprefix(base + "_backward")
+    return base + (suffix or (other if other[:1] == "_" else ""))
 
 
 def _kind_words(kind: str) -> str:

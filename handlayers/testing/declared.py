@@ -169,25 +169,40 @@ def _takes_shapes(
     names: Sequence[str],
     kwargs: Mapping[str, Any],
 ) -> None:
-    """Raise :class:`ShapesError` where ``function`` refuses inputs of the declared ``shapes`` for
-    some sizes of the named dimensions (1 to ``MAX_SIDE``, as drawn): every assignment of sizes
-    where there are at most :data:`SIZINGS`, else that many, smallest first, so the one named is
-    small. Only shapes are traced (``jax.eval_shape``): a few milliseconds each."""
-    sizings = list(itertools.product(range(1, MAX_SIDE + 1), repeat=len(names)))
-    if len(sizings) > SIZINGS:
-        rng = np.random.default_rng(0)
-        sizings = [sizings[0], *(sizings[i] for i in rng.choice(len(sizings), SIZINGS - 1, replace=False))]
-    for sizing in sorted(sizings, key=sum):
+    """Raise :class:`ShapesError` where ``function`` refuses inputs of the declared ``shapes``:
+    at the smallest sizes (every named dimension 1), with the lines of the user's own code in
+    its traceback (an input not declared, a reference that fails whatever the sizes), or for some
+    sizes of the named dimensions (1 to ``MAX_SIDE``, as drawn): every assignment of sizes where
+    there are at most :data:`SIZINGS`, else the smallest and ``SIZINGS - 1`` drawn at random (from
+    a fixed seed), smallest first, so the one named is small. Only shapes are traced
+    (``jax.eval_shape``, float64): a few milliseconds each."""
+    if MAX_SIDE ** len(names) <= SIZINGS:
+        sizings = sorted(itertools.product(range(1, MAX_SIDE + 1), repeat=len(names)), key=sum)
+    else:
+        drawn = np.random.default_rng(0).integers(1, MAX_SIDE + 1, (SIZINGS - 1, len(names)))
+        sizings = [(1,) * len(names), *sorted(map(tuple, drawn.tolist()), key=sum)]
+    for i, sizing in enumerate(sizings):
         sizes = dict(zip(names, sizing, strict=True))
         structs = [
             jax.ShapeDtypeStruct(_shape(dims, sizes), np.int64 if label else np.float64)
             for dims, label in zip(shapes.values(), labels, strict=True)
         ]
         try:
-            jax.eval_shape(lambda *xs: function(*xs, **kwargs), *structs)
+            with jax.enable_x64(True):
+                jax.eval_shape(lambda *xs: function(*xs, **kwargs), *structs)
         except Exception as error:
             inputs = ", ".join(f"{a} {s.shape}" for a, s in zip(shapes, structs, strict=True))
-            raise ShapesError(refused(title, inputs, error, ones=bool(sizing) and max(sizing) == 1)) from error
+            if i == 0:  # whatever the sizes: the reference's own lines say why
+                from handlayers.testing.report import user_traceback
+
+                shown = user_traceback(error)
+                # less the note jax appends to an error it traced (frames it hid)
+                lines = "\n  ".join(
+                    shown[: shown.index("--------------------")] if "--------------------" in shown else shown
+                )
+                message = f"{title} raised {type(error).__name__} on inputs of the smallest shapes declared, {inputs}:"
+                raise ShapesError(f"{message}\n  {lines}") from error
+            raise ShapesError(refused(title, inputs, error)) from error
 
 
 def _shape(dims: Dims, sizes: Mapping[str, int]) -> tuple[int, ...]:
@@ -205,7 +220,8 @@ def _order(function: Callable[..., Any], declared: list[str]) -> list[str]:
 
 def with_keywords(spec_: Spec, keywords: Mapping[str, Any]) -> Spec:
     """``spec_`` with ``keywords`` added to every example's (the reference's and the layer's
-    keywords); examples where the reference cannot take them (an axis past the input's) are skipped."""
+    keywords); examples where the reference cannot take them (an axis past the input's), or
+    where they leave it without output and the example's own keywords did not, are skipped."""
     if not keywords:
         return spec_
     _takes_keywords(spec_.reference, keywords, spec_.args, spec_.name)

@@ -366,25 +366,31 @@ def raised_report(
 
 
 def _set_by_a_method(error: Exception, layer: str, given: Sequence[str] = ()) -> str:
-    """For an attribute missing from an object of the checked class (named ``layer``, or
-    ``CLASS.METHOD``) that a method of the class taking no arguments assigns (``self.NAME = ...``):
-    that nothing called the method first (the nnfs book's later losses: ``new_pass`` starts the
-    sums ``calculate`` adds to). The methods ``given`` (``--setup``) were called: the hint puts
-    the method before them (one of them may be what read the attribute), and says nothing when
-    one of them is such a method (then something else went wrong).
-    Empty where there is no such method, or it cannot be told."""
+    """For an attribute missing from an object of the checked class (named ``layer``) that a
+    method of the class taking no arguments assigns (``self.NAME = ...``): that nothing called
+    the method first (the nnfs book's later losses: ``new_pass`` starts the sums ``calculate``
+    adds to), and the ``--setup`` to give. The methods ``given`` (``--setup``) were called, in
+    order: the hint puts the method before them (one of them may be what read the attribute), or,
+    where it is among them, first; it says nothing where it came first (then something else went
+    wrong). Empty where there is no such method, or it cannot be told, and for a ``CLASS.METHOD``
+    (which ``--setup`` does not fit)."""
     name, obj = getattr(error, "name", None), getattr(error, "obj", None)
     if not isinstance(error, AttributeError) or not isinstance(name, str) or obj is None:
         return ""
-    if layer.partition(".")[0] != type(obj).__name__:  # another object's attribute: not for --setup
+    if layer != type(obj).__name__:  # another object's attribute, or a CLASS.METHOD's: not for --setup
         return ""
     try:
         members = inspect.getmembers(type(obj), inspect.isfunction)
         setters = [m for m, f in members if not m.startswith("__") and binds(f, obj) and name in _assigned(f)]
     except Exception:  # attributes or sources that cannot be read: no hint rather than no report
         return ""
-    if not setters or set(setters) & set(given):
+    told = [m for m in given if m in setters]
+    if not setters or (told and given[0] == told[0]):
         return ""
+    if told:  # given, but after a method that reads the attribute
+        before = ", ".join(f"{m}()" for m in given[: given.index(told[0])])
+        order = [told[0], *(m for m in given if m != told[0])]
+        return f"{name} is set by {told[0]}(), which the check calls after {before}: --setup {','.join(order)}"
     calls = " or ".join(f"{method}()" for method in setters)
     return f"{name} is set by {calls}, which the check calls only when told: --setup {','.join([setters[0], *given])}"
 

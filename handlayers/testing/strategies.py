@@ -32,14 +32,12 @@ class ShapesError(ValueError):
     ``testing.spec``) do not fit it, at least for some sizes (the command line exits 2)."""
 
 
-def refused(name: str, shapes: str, error: Exception, *, ones: bool = False) -> str:
-    """:class:`ShapesError`'s message: the reference, the shapes it refused (``ones``: every
-    size 1), and the first line of its error."""
+def refused(name: str, shapes: str, error: Exception) -> str:
+    """:class:`ShapesError`'s message: the reference, the shapes it refused and the first line of
+    its error."""
     first = (str(error).strip().splitlines() or [""])[0]
-    even = " even with every size 1" if ones else ""
-    return (
-        f"{name} cannot take inputs of the shapes declared for it{even}: {shapes} raise {type(error).__name__}: {first}"
-    )
+    raised = f"{type(error).__name__}: {first}"
+    return f"{name} cannot take inputs of the shapes declared for it: on {shapes} it raises {raised}"
 
 
 # ---------------------------------------------------------------------------------------------
