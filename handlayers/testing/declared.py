@@ -221,7 +221,7 @@ def _order(function: Callable[..., Any], declared: list[str]) -> list[str]:
 def with_keywords(spec_: Spec, keywords: Mapping[str, Any]) -> Spec:
     """``spec_`` with ``keywords`` added to every example's (the reference's and the layer's
     keywords); examples where the reference cannot take them (an axis past the input's), or
-    where they leave it without output and the example's own keywords did not, are skipped."""
+    where they leave it without output (a padding smaller than the one drawn), are skipped."""
     if not keywords:
         return spec_
     _takes_keywords(spec_.reference, keywords, spec_.args, spec_.name)
@@ -229,21 +229,15 @@ def with_keywords(spec_: Spec, keywords: Mapping[str, Any]) -> Spec:
     def fits(example: tuple[tuple[Any, ...], dict[str, Any]]) -> bool:
         inputs, drawn = example
         structs = [jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype) for x in inputs]
-
-        def output(kwargs: dict[str, Any]) -> Any:
-            return jax.eval_shape(lambda *xs: spec_.reference(*xs, **kwargs), *structs)
-
         try:
-            given = output({**drawn, **keywords})
+            out = jax.eval_shape(lambda *xs: spec_.reference(*xs, **{**drawn, **keywords}), *structs)
         except Exception:  # the reference refuses these inputs with these keywords: draw others
             return False
-        if not _empty(given):
-            return True
         # shapes drawn for the example's own keywords may not fit the ones given: a kernel drawn
         # as large as the input padded by 2 leaves no output with a padding of 1 (jax's is then
-        # empty, and the user's code rightly refuses negative sizes). Such an output, where the
-        # drawn keywords give one that is not empty, is no example either.
-        return _empty(output(drawn))
+        # empty, and the user's code rightly refuses negative sizes). No built-in draws an empty
+        # output of its own: such an output is no example either.
+        return not _empty(out)
 
     def draw(dtype: Any) -> Any:
         return spec_.draw(dtype).filter(fits).map(lambda e: (e[0], {**e[1], **keywords}))

@@ -35,7 +35,7 @@ class ShapesError(ValueError):
 def refused(name: str, shapes: str, error: Exception) -> str:
     """:class:`ShapesError`'s message: the reference, the shapes it refused and the first line of
     its error."""
-    first = (str(error).strip().splitlines() or [""])[0]
+    first = str(error).strip().partition("\n")[0]
     raised = f"{type(error).__name__}: {first}"
     return f"{name} cannot take inputs of the shapes declared for it: on {shapes} it raises {raised}"
 
