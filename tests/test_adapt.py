@@ -748,6 +748,8 @@ def test_a_reference_that_cannot_be_had_exits_2(against, flags, message, capsys)
     ("target", "message"),
     [
         ("cs231n.py:nothing", "has no class 'nothing', function 'nothing' or pair nothing_forward"),
+        # no pair either at any _ (relu_forward_pass, relu_pass_forward_...): none named so
+        ("cs231n.py:relu_pass_naive", "has no class 'relu_pass_naive', function 'relu_pass_naive' or pair"),
         ("methods.py:Svm_loss.nothing", "has no class 'Svm_loss' with a method 'nothing'"),
         ("methods.py:np.nothing", "has no class 'np' with a method 'nothing'"),
     ],
@@ -757,6 +759,18 @@ def test_code_that_cannot_be_found_exits_2(target, message, capsys):
     file, _, name = target.partition(":")
     assert main(["check", f"{LABS / file}:{name}", "--against", "vector.hinge_loss"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_shapes_refused_during_the_check_exit_2(monkeypatch, capsys):
+    """Shapes beyond those tried before drawing (more than four named dimensions) that the
+    reference refuses while the check draws end it with exit 2 and the reason, as before it."""
+
+    def refusing(*args, **kwargs):
+        raise testing.ShapesError("six cannot take inputs of the shapes declared for it: on ...")
+
+    monkeypatch.setattr(testing, "check", refusing)
+    assert main(["check", f"{LABS / 'cs231n.py'}:affine", "--against", "vector.affine"]) == 2
+    assert capsys.readouterr().err == "handlayers: six cannot take inputs of the shapes declared for it: on ...\n"
 
 
 def test_keywords_reach_a_built_in_reference_and_the_layer(capsys):
