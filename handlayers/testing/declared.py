@@ -195,11 +195,7 @@ def _takes_shapes(
             if i == 0:  # whatever the sizes: the reference's own lines say why
                 from handlayers.testing.report import user_traceback
 
-                shown = user_traceback(error)
-                # less the note jax appends to an error it traced (frames it hid)
-                lines = "\n  ".join(
-                    shown[: shown.index("--------------------")] if "--------------------" in shown else shown
-                )
+                lines = "\n  ".join(user_traceback(error))
                 message = f"{title} raised {type(error).__name__} on inputs of the smallest shapes declared, {inputs}:"
                 raise ShapesError(f"{message}\n  {lines}") from error
             raise ShapesError(refused(title, inputs, error)) from error

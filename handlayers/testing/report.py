@@ -73,13 +73,19 @@ def value_lines(name: str, expected: Any, got: Any, problem: str | None) -> list
 
 def user_traceback(error: BaseException) -> list[str]:
     """The traceback of ``error`` without the frames of handlayers, numpy and jax (told by the
-    file's folder, not its text): the lines the user wrote."""
+    file's folder, not its text): the lines the user wrote; without the note jax adds to an error
+    raised in code it traced, that it hid its own frames."""
     hidden = _hidden_folders()
     frames = [
         f for f in traceback.extract_tb(error.__traceback__) if not os.path.abspath(f.filename).startswith(hidden)
     ]
     lines = traceback.format_list(frames) + traceback.format_exception_only(type(error), error)
-    return [line.rstrip("\n") for chunk in lines for line in chunk.split("\n") if line]
+    jax_note = {line for note in getattr(error, "__notes__", ()) if JAX_NOTE in note for line in note.split("\n")}
+    return [line.rstrip("\n") for chunk in lines for line in chunk.split("\n") if line and line not in jax_note]
+
+
+#: what jax's note on an error raised in code it traced says
+JAX_NOTE = "JAX has removed its internal frames"
 
 
 def _close(got: Any, want: Any, tol: float, rtol: float = 0.0) -> bool:
