@@ -104,6 +104,12 @@ WRONG = [
         ["dx is the derivative written for the output but computed from x"],
     ),
     ("cs231n.py:softmax_loss_no_mean", "vector.softmax_cross_entropy", [], ["dZ is missing the 1/n of the mean"]),
+    (
+        "cs231n.py:conv_flipped",
+        "vector.conv2d",
+        ["--kw", "stride=1", "--kw", "pad=0"],
+        ["Likely mistake: dW has its window flipped (every axis after the first two reversed)"],
+    ),
     ("cs231n.py:svm_loss_flipped", "vector.hinge_loss", [], ["dS has the wrong sign"]),
     ("cs231n.py:l2_loss_no_two", "vector.squared_loss", [], ["dY_hat has a factor of 2 too few"]),
     ("scratch.py:Layer_Dense_dweights_mean", "vector.affine", SCRATCH_DENSE, ["dW is averaged, not summed"]),

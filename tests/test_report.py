@@ -61,6 +61,20 @@ def test_a_gradient_with_every_axis_reversed_is_transposed():
     assert hints([row("dx", dx, dx.T)], batch=2) == ["dx is transposed"]
 
 
+def test_a_kernel_gradient_with_its_window_flipped_is_named():
+    """A conv kernel's gradient (f, c, *window) with the window reversed: a textbook convolution's
+    derivation for a cross-correlation. Only the window's axes: other flips name nothing."""
+    flipped = "dW has its window flipped (every axis after the first two reversed)"
+    dW = np.arange(2 * 3 * 2 * 4, dtype=float).reshape(2, 3, 2, 4)
+    assert [h.partition(":")[0] for h in hints([row("dW", dW, dW[:, :, ::-1, ::-1])])] == [flipped]
+    dW1 = dW[:, :, 0]  # a 1-d convolution's kernel (f, c, k)
+    assert [h.partition(":")[0] for h in hints([row("dW", dW1, dW1[:, :, ::-1])])] == [flipped]
+    assert hints([row("dW", dW, dW[:, :, ::-1])]) == []  # one axis of two
+    assert hints([row("dW", dW, dW[::-1, ::-1])]) == []  # the channels
+    assert hints([row("dW", E, E[:, ::-1])]) == []  # no window
+    assert hints([row("dW", E, E[::-1, ::-1])]) == []
+
+
 def test_a_gradient_not_summed_back_is_named():
     """A gradient left at the output's shape, whose sum is right, misses the sum."""
     assert hints([row("db", [4.0, 6.0], E)], batch=2) == ["db is missing the sum over the batch"]

@@ -251,7 +251,17 @@ def _value_hints(row: Any, got: np.ndarray, want: np.ndarray, batch: int | None,
     matches = [words for factor, words in factors if _close(got, factor * want, row.tol)]
     if _close(got.T, want, row.tol):  # a square gradient's rows for its columns (other shapes: _shape_hints)
         matches.append("is transposed")
+    if got.ndim >= 3 and _close(got, np.flip(want, axis=tuple(range(2, got.ndim))), row.tol):
+        matches.append(FLIPPED)
     return matches
+
+
+#: a kernel's gradient, (out channels, in channels, *window), with the window turned around: a
+#: textbook convolution's derivation applied to the cross-correlation that deep learning's layers compute
+FLIPPED = (
+    "has its window flipped (every axis after the first two reversed): the forward pass is a "
+    "cross-correlation, which does not flip the kernel, so neither does its gradient"
+)
 
 
 def _case_hints(

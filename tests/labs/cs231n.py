@@ -249,6 +249,16 @@ def conv_backward_naive(dout, cache):
     return dx, dw, dout.sum(axis=(0, 2, 3))
 
 
+def conv_flipped_forward(x, w, b, conv_param):
+    return conv_forward_naive(x, w, b, conv_param)
+
+
+def conv_flipped_backward(dout, cache):
+    """dw from a textbook's convolution: each window's contribution turned 180 degrees."""
+    dx, dw, db = conv_backward_naive(dout, cache)
+    return dx, dw[:, :, ::-1, ::-1], db
+
+
 def max_pool_forward_naive(x, pool_param):
     ph, pw, stride = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
     N, C, H, W = x.shape
