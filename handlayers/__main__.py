@@ -131,6 +131,8 @@ conventions (each taken as written; the docs' "Checking code as it is written" h
   any reference, with its inputs' shapes (named dimensions), labels and keywords:
     handlayers check layers.py:Dense --against refs.py:dense --shapes "X: n d_in; W: d_in d_out; b: d_out"
     handlayers check layers.py:CE --against refs.py:ce --shapes "Z: n k" --labels "labels: n < k"
+    handlayers check rnn.py:temporal_softmax_loss --against refs.py:temporal_softmax_loss \\
+      --shapes "x: n t v" --labels "y: n t < v" --masks "mask: n t"
 
 exit status: 0 match, 1 mismatch (with the report), 2 when something named cannot be found or
 loaded, or a flag does not fit the code.
@@ -187,6 +189,11 @@ def _check_parser(commands: Any) -> argparse.ArgumentParser:
     )
     check.add_argument(
         "--labels", metavar="LABELS", help='integer inputs with values in [0, k): --labels "labels: n < k"'
+    )
+    check.add_argument(
+        "--masks",
+        metavar="MASKS",
+        help='boolean inputs, any values (for code that indexes with them, x[mask]): --masks "mask: n t"',
     )
     check.add_argument(
         "--kinks",
@@ -336,7 +343,8 @@ def _reference(args: argparse.Namespace, keywords: dict[str, Any]) -> Any:
         against = f"{module}:{name}"  # package.module.FUNCTION (jax.nn.gelu) is package.module:FUNCTION
     if ":" not in against:
         if not args.shapes:  # the built-in reference draws its own shapes
-            given = [flag for flag, value in (("--labels", args.labels), ("--kinks", args.kinks)) if value]
+            flags = (("--labels", args.labels), ("--masks", args.masks), ("--kinks", args.kinks))
+            given = [flag for flag, value in flags if value]
             if given:
                 return f"{' and '.join(given)} need --shapes with a built-in reference; {args.against} draws its own"
             return testing.SPECS[args.against]
@@ -349,7 +357,9 @@ def _reference(args: argparse.Namespace, keywords: dict[str, Any]) -> Any:
             return function
     if not args.shapes:
         return f'--against {args.against} needs --shapes, the shape of each input: --shapes "X: n d_in; W: d_in d_out"'
-    return testing.spec(function, args.shapes, args.labels, kinks=args.kinks, kwargs=keywords, name=args.against)
+    return testing.spec(
+        function, args.shapes, args.labels, kinks=args.kinks, kwargs=keywords, name=args.against, masks=args.masks
+    )
 
 
 def _importable(module: str) -> Any:

@@ -459,6 +459,27 @@ def test_an_input_declared_twice_is_refused():
         testing.spec(refs.multiply, shapes="x: n; y: n", labels="x: n < k")
 
 
+def test_spec_draws_masks_as_booleans_of_their_shape():
+    """A mask is boolean, of its declared shape, True and False both drawn; no gradient is asked
+    for it; a name among shapes and masks is declared twice."""
+    spec = testing.spec(refs.temporal_softmax_loss, shapes="x: n t v", labels="y: n t < v", masks="mask: n t")
+    assert spec.labels == (1, 2)
+    seen = set()
+    from hypothesis import given, settings
+
+    @settings(max_examples=40, derandomize=True)
+    @given(spec.draw(np.float64))
+    def run(drawn):
+        (x, y, mask), _ = drawn
+        assert (mask.dtype, mask.shape, y.shape) == (np.bool_, x.shape[:2], x.shape[:2])
+        seen.update(mask.ravel().tolist())
+
+    run()
+    assert seen == {True, False}
+    with pytest.raises(ValueError, match=r"an input is declared twice: x, y, x$"):
+        testing.spec(refs.multiply, shapes="x: n; y: n", masks="x: n")
+
+
 def test_a_reference_of_labels_alone_is_refused():
     """No float input: nothing to differentiate, said at once (not as an error deep in the check)."""
     with pytest.raises(ValueError, match=r"^double: no float input, so no gradient to check$"):
@@ -604,6 +625,7 @@ NOT_FITTING = [
     (["attributes.py:Dense", "--init", "W,b", "--param", "X"], "--param 'X': expected NAME=VALUE"),
     (["attributes.py:Dense", "--labels", "labels: n < k"], "--labels need --shapes with a built-in reference"),
     (["attributes.py:Dense", "--kinks", "0.5"], "--kinks need --shapes with a built-in reference"),
+    (["attributes.py:Dense", "--masks", "m: n"], "--masks need --shapes with a built-in reference"),
     (["scratch.py:SquaredLoss", "--param", "Y=y"], "SquaredLoss's forward (self, y_hat, y) cannot take Y_hat"),
     (["cs231n.py:affine", "--forward", "calculate"], "--forward fits a class, not the function pair affine"),
     (["scratch.py:SquaredLoss", "--forward", "calculate"], "SquaredLoss has no calculate method"),

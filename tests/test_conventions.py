@@ -32,6 +32,9 @@ MSE_AS_WRITTEN = [
 MSE = [*MSE_AS_WRITTEN, "--forward", "calculate"]  # the book's loss: forward per row, calculate their mean
 GELU = ["--shapes", "x: n d"]
 
+# assignment 3's loss, written with the mask as an index: it takes a boolean mask
+TEMPORAL = ["--shapes", "x: n t v", "--labels", "y: n t < v", "--masks", "mask: n t"]
+
 RIGHT = [
     ("cs231n.py:affine", "vector.affine", []),
     ("cs231n.py:relu", "vector.relu", []),
@@ -40,6 +43,7 @@ RIGHT = [
     ("cs231n.py:softmax_loss", "vector.softmax_cross_entropy", []),
     ("cs231n.py:svm_loss", "vector.hinge_loss", []),
     ("cs231n.py:l2_loss", "vector.squared_loss", []),
+    ("cs231n.py:temporal_softmax_loss", "refs.py:temporal_softmax_loss", TEMPORAL),
     ("scratch.py:Layer_Dense", "vector.affine", SCRATCH_DENSE),
     ("scratch.py:Activation_ReLU", "vector.relu", SCRATCH_ACTIVATION),
     ("scratch.py:Activation_Sigmoid", "vector.sigmoid", SCRATCH_ACTIVATION),

@@ -97,6 +97,7 @@ def spec(
     kinks: Sequence[float] = (),
     kwargs: Mapping[str, Any] | None = None,
     name: str | None = None,
+    masks: str | Mapping[str, str] | None = None,
 ) -> Spec:
     """A :class:`~handlayers.testing.Spec` for ``function``, a ``jax.numpy`` function of the inputs.
 
@@ -108,6 +109,8 @@ def spec(
         kinks: values where the function has a kink, drawn often (with 0, 1 and -1).
         kwargs: keywords passed to the reference and to the layer (its constructor).
         name: the name reports give the reference (default: its module and name).
+        masks: boolean inputs, ``{"mask": "n t"}`` or ``"mask: n t"`` (any values: for code that
+            indexes with them, ``x[mask]``, where 0/1 integers would pick rows 0 and 1).
 
     The inputs are in the reference's signature order where every declared name is one of its
     parameters, else in the order declared.
@@ -118,16 +121,18 @@ def spec(
         ShapesError: (a ``ValueError``) where the reference cannot take inputs of the shapes
             declared, for some of the sizes drawn (tried before any example is drawn).
     """
-    shapes_, labels_ = parse_shapes(shapes), parse_labels(labels or {})
-    declared = [*shapes_, *labels_]
+    shapes_, labels_, masks_ = parse_shapes(shapes), parse_labels(labels or {}), parse_shapes(masks or {})
+    declared = [*shapes_, *labels_, *masks_]
     if len(set(declared)) < len(declared):
         raise ValueError(f"an input is declared twice: {', '.join(declared)}")
     args = _order(function, declared)
     title = name or f"{getattr(function, '__module__', None) or ''}.{_function_name(function)}".lstrip(".")
     _takes_keywords(function, kwargs or {}, args, title)
-    label_positions = tuple(i for i, a in enumerate(args) if a in labels_)
+    # labels and masks get no gradient, in the reference or in the code
+    label_positions = tuple(i for i, a in enumerate(args) if a in labels_ or a in masks_)
     kwargs_ = dict(kwargs or {})
-    dims = [d for a in args for d in (shapes_[a] if a in shapes_ else (*labels_[a][0], labels_[a][1]))]
+    sized = {a: shapes_[a] if a in shapes_ else masks_[a] if a in masks_ else labels_[a][0] for a in args}
+    dims = [d for a in args for d in (*sized[a], *((labels_[a][1],) if a in labels_ else ()))]
     names = list(dict.fromkeys(d for d in dims if isinstance(d, str)))
     specials = tuple(dict.fromkeys((0.0, 1.0, -1.0, *map(float, kinks))))
 
@@ -146,14 +151,16 @@ def spec(
                     shape, bound = labels_[arg]
                     top = sizes[bound] if isinstance(bound, str) else bound
                     values.append(data(arrays(np.int64, _shape(shape, sizes), st.integers(0, top - 1))))
+                elif arg in masks_:
+                    values.append(data(arrays(np.bool_, _shape(masks_[arg], sizes), st.booleans())))
                 else:
                     values.append(data(arrays(dtype, _shape(shapes_[arg], sizes), element)))
             return tuple(values), dict(kwargs_)
 
         return inputs()
 
-    sized = {a: shapes_[a] if a in shapes_ else labels_[a][0] for a in args}
-    _takes_shapes(function, title, sized, [a in labels_ for a in args], names, kwargs_)
+    dtypes = [np.int64 if a in labels_ else np.bool_ if a in masks_ else np.float64 for a in args]
+    _takes_shapes(function, title, sized, dtypes, names, kwargs_)
     return Spec(title, function, None, tuple(args), draw, labels=label_positions)  # type: ignore[arg-type]
 
 
@@ -165,7 +172,7 @@ def _takes_shapes(
     function: Callable[..., Any],
     title: str,
     shapes: Mapping[str, Dims],
-    labels: Sequence[bool],
+    dtypes: Sequence[Any],
     names: Sequence[str],
     kwargs: Mapping[str, Any],
 ) -> None:
@@ -184,8 +191,8 @@ def _takes_shapes(
     for i, sizing in enumerate(sizings):
         sizes = dict(zip(names, sizing, strict=True))
         structs = [
-            jax.ShapeDtypeStruct(_shape(dims, sizes), np.int64 if label else np.float64)
-            for dims, label in zip(shapes.values(), labels, strict=True)
+            jax.ShapeDtypeStruct(_shape(dims, sizes), dtype)
+            for dims, dtype in zip(shapes.values(), dtypes, strict=True)
         ]
         try:
             with jax.enable_x64(True):

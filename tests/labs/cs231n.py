@@ -218,6 +218,22 @@ def l2_loss_no_two(x, y):
     return (diff**2).sum() / n, diff / n
 
 
+def temporal_softmax_loss(x, y, mask):
+    """Assignment 3's loss, written with the mask as an index (``x[mask]``): it needs a boolean
+    mask (0/1 integers would pick rows 0 and 1)."""
+    n = x.shape[0]
+    kept, labels = x[mask], y[mask]  # (m, v) and (m,): the time steps the mask keeps
+    shifted = kept - kept.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    rows = np.arange(len(labels))
+    loss = -log_probs[rows, labels].sum() / n
+    dkept = np.exp(log_probs)
+    dkept[rows, labels] -= 1
+    dx = np.zeros_like(x)
+    dx[mask] = dkept / n
+    return loss, dx
+
+
 def conv_forward_naive(x, w, b, conv_param):
     """Assignment 2's naive convolution: the pair's names end in ``_naive``."""
     stride, pad = conv_param["stride"], conv_param["pad"]
