@@ -44,6 +44,8 @@ RIGHT = [
     ("cs231n.py:svm_loss", "vector.hinge_loss", []),
     ("cs231n.py:l2_loss", "vector.squared_loss", []),
     ("cs231n.py:temporal_softmax_loss", "refs.py:temporal_softmax_loss", TEMPORAL),
+    ("cs231n.py:rnn_step", "vector.rnn_step", []),
+    ("cs231n.py:rnn", "vector.rnn", []),
     ("scratch.py:Layer_Dense", "vector.affine", SCRATCH_DENSE),
     ("scratch.py:Activation_ReLU", "vector.relu", SCRATCH_ACTIVATION),
     ("scratch.py:Activation_Sigmoid", "vector.sigmoid", SCRATCH_ACTIVATION),
@@ -108,6 +110,28 @@ WRONG = [
         ["dx is the derivative written for the output but computed from x"],
     ),
     ("cs231n.py:softmax_loss_no_mean", "vector.softmax_cross_entropy", [], ["dZ is missing the 1/n of the mean"]),
+    (
+        "cs231n.py:rnn_step_at_output",
+        "vector.rnn_step",
+        [],
+        ["Likely mistake: dx, dh_prev, dWx, dWh and db are computed with tanh's derivative taken at its output"],
+    ),
+    (
+        "cs231n.py:rnn_step_from_input",
+        "vector.rnn_step",
+        [],
+        [
+            "Likely mistake: dx, dh_prev, dWx, dWh and db are computed with tanh's derivative written for its "
+            "output but computed from its input: 1 - a**2"
+        ],
+    ),
+    # through every step of the sequence (the reference's lax.scan)
+    (
+        "cs231n.py:rnn_at_output",
+        "vector.rnn",
+        [],
+        ["Likely mistake: dx, dh0, dWx, dWh and db are computed with tanh's derivative taken at its output"],
+    ),
     (
         "cs231n.py:conv_flipped",
         "vector.conv2d",

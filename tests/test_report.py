@@ -75,6 +75,27 @@ def test_a_kernel_gradient_with_its_window_flipped_is_named():
     assert hints([row("dW", E, E[::-1, ::-1])]) == []
 
 
+def test_gradients_explained_alike_share_a_line_in_order():
+    """Gradients that each "is" explained alike share one line, "are", in the order given; other
+    verbs, other explanations and a subject of several stay lines of their own."""
+    alike = "is computed with tanh's derivative taken at its output"
+    hints = [Hint(("db",), alike), Hint(("dW",), alike), Hint(("dX",), alike), Hint(("dX",), "ignores dout")]
+    assert phrase(hints, ("dX", "dW", "db")) == [
+        "dW and db are computed with tanh's derivative taken at its output",
+        "dX is computed with tanh's derivative taken at its output, or ignores dout",
+    ]
+    assert phrase([Hint(("dx",), "ignores dout"), Hint(("dy",), "ignores dout")]) == [
+        "dx ignores dout",
+        "dy ignores dout",
+    ]
+    assert phrase([Hint(("dW",), "is transposed"), Hint(("dX",), "is transposed")]) == ["dW and dX are transposed"]
+    both = Hint(("dY_hat", "dY"), "all have the wrong sign")
+    assert phrase([both, Hint(("db",), "is transposed")]) == [
+        "dY_hat and dY all have the wrong sign",
+        "db is transposed",
+    ]
+
+
 def test_a_gradient_not_summed_back_is_named():
     """A gradient left at the output's shape, whose sum is right, misses the sum."""
     assert hints([row("db", [4.0, 6.0], E)], batch=2) == ["db is missing the sum over the batch"]

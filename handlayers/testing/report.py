@@ -201,16 +201,29 @@ def explained(found: Sequence[tuple[set[str], Sequence[Hint]]]) -> list[Hint]:
     return kept
 
 
-def phrase(hints: Sequence[Hint]) -> list[str]:
+def phrase(hints: Sequence[Hint], order: Sequence[str] = ()) -> list[str]:
     """One line per subject, its explanations joined by "or" (with n = 2, a missing 1/n is also a
-    factor of 2: both are said)."""
+    factor of 2: both are said); gradients explained alike, each by what it "is", share a line
+    ("dx and dW are computed with ..."), in ``order`` (the gradients' names) where given: a
+    mistake inside a layer (tanh's derivative) shows in every gradient that passes through it."""
     by_subject: dict[tuple[str, ...], list[str]] = {}
     for hint in hints:
         by_subject.setdefault(hint.subject, []).append(hint.words)
-    lines = []
+    groups: dict[tuple[Any, ...], list[tuple[str, ...]]] = {}
     for subject, words in by_subject.items():
-        names = " and ".join(subject) if len(subject) < 3 else ", ".join(subject[:-1]) + " and " + subject[-1]
-        lines.append(f"{names} {', or '.join(dict.fromkeys(words))}")
+        unique = tuple(dict.fromkeys(words))
+        shared = len(subject) == 1 and all(w.startswith("is ") for w in unique)
+        groups.setdefault(unique if shared else (subject, unique), []).append(subject)
+    lines = []
+    for key, subjects in groups.items():
+        words = key if isinstance(key[0], str) else key[1]
+        if len(subjects) > 1:
+            words = tuple("are " + w.removeprefix("is ") for w in words)
+        names = [name for subject in subjects for name in subject]
+        if len(subjects) > 1:
+            names.sort(key=lambda name: order.index(name) if name in order else len(order))
+        joined = " and ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " and " + names[-1]
+        lines.append(f"{joined} {', or '.join(words)}")
     return lines
 
 

@@ -218,6 +218,72 @@ def l2_loss_no_two(x, y):
     return (diff**2).sum() / n, diff / n
 
 
+def rnn_step_forward(x, prev_h, Wx, Wh, b):
+    """Assignment 3's vanilla RNN step."""
+    next_h = np.tanh(x.dot(Wx) + prev_h.dot(Wh) + b)
+    return next_h, (x, prev_h, Wx, Wh, next_h)
+
+
+def rnn_step_backward(dnext_h, cache):
+    x, prev_h, Wx, Wh, next_h = cache
+    da = dnext_h * (1 - next_h**2)
+    return da.dot(Wx.T), da.dot(Wh.T), x.T.dot(da), prev_h.T.dot(da), da.sum(axis=0)
+
+
+def rnn_step_at_output_forward(x, prev_h, Wx, Wh, b):
+    return rnn_step_forward(x, prev_h, Wx, Wh, b)
+
+
+def rnn_step_at_output_backward(dnext_h, cache):
+    """tanh's derivative taken at the output: 1 - tanh(next_h)**2 where next_h is tanh's value."""
+    x, prev_h, Wx, Wh, next_h = cache
+    da = dnext_h * (1 - np.tanh(next_h) ** 2)
+    return da.dot(Wx.T), da.dot(Wh.T), x.T.dot(da), prev_h.T.dot(da), da.sum(axis=0)
+
+
+def rnn_step_from_input_forward(x, prev_h, Wx, Wh, b):
+    a = x.dot(Wx) + prev_h.dot(Wh) + b
+    return np.tanh(a), (x, prev_h, Wx, Wh, a)
+
+
+def rnn_step_from_input_backward(dnext_h, cache):
+    """tanh's derivative written for the output (1 - out**2) but computed from its input a."""
+    x, prev_h, Wx, Wh, a = cache
+    da = dnext_h * (1 - a**2)
+    return da.dot(Wx.T), da.dot(Wh.T), x.T.dot(da), prev_h.T.dot(da), da.sum(axis=0)
+
+
+def rnn_forward(x, h0, Wx, Wh, b):
+    """Assignment 3's RNN over a sequence x (n, t, d): every hidden state (n, t, h)."""
+    h, caches = [h0], []
+    for t in range(x.shape[1]):
+        next_h, cache = rnn_step_forward(x[:, t], h[-1], Wx, Wh, b)
+        h.append(next_h)
+        caches.append(cache)
+    return np.stack(h[1:], axis=1), caches
+
+
+def rnn_backward(dh, caches, step_backward=rnn_step_backward):
+    n, t, _ = dh.shape
+    x, _, Wx, Wh, _ = caches[0]
+    dx = np.zeros((n, t, x.shape[1]), dh.dtype)
+    dWx, dWh, db = np.zeros_like(Wx), np.zeros_like(Wh), np.zeros(Wh.shape[0], dh.dtype)
+    dprev_h = np.zeros((n, Wh.shape[0]), dh.dtype)
+    for s in reversed(range(t)):
+        dx[:, s], dprev_h, dWx_s, dWh_s, db_s = step_backward(dh[:, s] + dprev_h, caches[s])
+        dWx, dWh, db = dWx + dWx_s, dWh + dWh_s, db + db_s
+    return dx, dprev_h, dWx, dWh, db
+
+
+def rnn_at_output_forward(x, h0, Wx, Wh, b):
+    return rnn_forward(x, h0, Wx, Wh, b)
+
+
+def rnn_at_output_backward(dh, caches):
+    """Every step's tanh derivative taken at its output."""
+    return rnn_backward(dh, caches, rnn_step_at_output_backward)
+
+
 def temporal_softmax_loss(x, y, mask):
     """Assignment 3's loss, written with the mask as an index (``x[mask]``): it needs a boolean
     mask (0/1 integers would pick rows 0 and 1)."""
