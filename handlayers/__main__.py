@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import inspect
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -99,8 +101,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     train.add_argument("--plot", metavar="FILE.png", help="draw the loss and accuracy curves into FILE.png")
 
     commands.add_parser("lab", help="print the lab's worked examples")
+    listing = commands.add_parser(
+        "list", help="list the built-in references (--against NAME): inputs, keywords, outputs, layers"
+    )
+    listing.add_argument("--json", action="store_true", help="write them as JSON")
     args = parser.parse_args(_attached(sys.argv[1:] if argv is None else argv))
-    return {"verify": _verify, "check": _check, "train": _train, "lab": _lab}[args.command](args)
+    commands_ = {"verify": _verify, "check": _check, "train": _train, "lab": _lab, "list": _list}
+    return commands_[args.command](args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -701,6 +708,47 @@ def _lab(args: argparse.Namespace) -> int:
     sigmoid = scalar.Sigmoid()
     print(f"Sigmoid(2) = {float(sigmoid.forward(2))!r}: da = {float(sigmoid.backward(1.0))!r}")
     return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# list
+
+
+def _list(args: argparse.Namespace) -> int:
+    """Print every built-in reference: its inputs (those without a gradient marked), keywords with
+    their defaults, outputs, layer class and what it computes (its docstring's first sentence)."""
+    from handlayers import testing
+
+    entries = [_entry(spec) for spec in testing.SPECS.values()]
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return 0
+    for entry in entries:
+        inputs = [f"{a} (no gradient)" if a in entry["no_gradient"] else a for a in entry["inputs"]]
+        keywords = "; " + ", ".join(f"{k}={v!r}" for k, v in entry["keywords"].items()) if entry["keywords"] else ""
+        print(f"{entry['name']}({', '.join(inputs)}{keywords}) -> {', '.join(entry['outputs'])}: {entry['layer']}")
+        print(f"    {entry['computes']}")
+    return 0
+
+
+def _entry(spec: Any) -> dict[str, Any]:
+    """What :func:`_list` says of one spec, as JSON."""
+    family = spec.name.partition(".")[0]
+    public = importlib.import_module(f"handlayers.{family}")
+    layer = spec.layer
+    where = f"handlayers.{family}" if getattr(public, layer.__name__, None) is layer else layer.__module__
+    parameters = inspect.signature(spec.reference).parameters.values()
+    doc = " ".join((inspect.getdoc(spec.reference) or "").split("\n\n")[0].split()).replace("``", "`")
+    return {
+        "name": spec.name,
+        "inputs": list(spec.args),
+        "no_gradient": [spec.args[i] for i in spec.labels],
+        "keywords": {p.name: p.default for p in parameters if p.default is not p.empty},
+        "outputs": list(spec.outputs),
+        "gradients": [g for i, g in enumerate(spec.grads) if i not in spec.labels],
+        "layer": f"{where}.{layer.__qualname__}",
+        "computes": re.split(r"(?<=\.)\s", doc, maxsplit=1)[0],  # the first sentence
+    }
 
 
 def _floats(grads: tuple) -> tuple[float, ...]:

@@ -1,6 +1,7 @@
-"""The command line: `handlayers check` on lab-style files, right and wrong; `verify`; `lab`."""
+"""The command line: `handlayers check` on lab-style files, right and wrong; `verify`; `lab`; `list`."""
 
 import dataclasses
+import importlib
 import io
 import json
 import re
@@ -240,6 +241,46 @@ def test_lab_prints_the_worked_examples(capsys):
     assert "(da, db, dc) = (10.0, 10.0, 10.0)" in out
     assert "(dx, dw1, db1, dw2, db2, dy) = (0.0, 0.0, 0.0, 0.0, 1.0, -1.0)" in out
     assert "Sigmoid(2) = 0.8807970779778823" in out
+
+
+def test_list_names_every_reference_with_its_inputs_keywords_and_layer(capsys):
+    """`handlayers list` gives each built-in reference's inputs (those without a gradient marked),
+    keywords and outputs, a layer that is the spec's own, and its docstring's first sentence."""
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "vector.conv2d(X, W, b; stride=1, pad=0) -> output: handlayers.vector.Conv2d\n" in out
+    assert "vector.hinge_loss(S, labels (no gradient)) -> output: handlayers.vector.HingeLoss\n" in out
+    assert "\n    `X @ W + b` for X (n, d_in), W (d_in, d_out), b (d_out,).\n" in out
+    assert main(["list", "--json"]) == 0
+    entries = json.loads(capsys.readouterr().out)
+    assert [e["name"] for e in entries] == list(testing.SPECS)
+    for entry in entries:
+        spec = testing.SPECS[entry["name"]]
+        module, _, name = entry["layer"].rpartition(".")
+        assert getattr(importlib.import_module(module), name) is spec.layer
+        assert entry["inputs"] == list(spec.args)
+        assert entry["gradients"] == [g for g in spec.grads if g[1:] not in entry["no_gradient"]]
+        assert entry["computes"].endswith(".")
+    by_name = {e["name"]: e for e in entries}
+    assert by_name["vector.lstm_step"]["outputs"] == ["h", "c"]
+    assert by_name["vector.embedding"]["no_gradient"] == ["idx"]
+    assert by_name["vector.softmax"]["keywords"] == {"axis": -1}
+    # a layer shared by two families is named in the reference's own
+    assert by_name["vector.relu"]["layer"] == "handlayers.vector.ReLU"
+    assert by_name["vector.affine"]["computes"].startswith("`X @ W + b`")
+
+
+class Unlisted:
+    """A layer its family does not export."""
+
+
+def test_list_names_a_layer_its_family_does_not_export_by_its_module(monkeypatch, capsys):
+    spec = dataclasses.replace(testing.SPECS["vector.tanh"], layer=Unlisted)
+    monkeypatch.setitem(testing.SPECS, "vector.tanh", spec)
+    assert main(["list"]) == 0
+    assert "vector.tanh(A) -> output: test_cli.Unlisted\n" in capsys.readouterr().out.replace(
+        "tests.test_cli", "test_cli"
+    )
 
 
 def test_unknown_command_is_a_usage_error():
