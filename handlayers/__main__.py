@@ -106,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     listing.add_argument("--json", action="store_true", help="write them as JSON")
     args = parser.parse_args(_attached(sys.argv[1:] if argv is None else argv))
-    commands_ = {"verify": _verify, "check": _check, "train": _train, "lab": _lab, "list": _list}
+    commands_ = {"verify": _verify, "check": _check, "train": _train, "lab": _lab, "list": _references}
     return commands_[args.command](args)
 
 
@@ -714,7 +714,7 @@ def _lab(args: argparse.Namespace) -> int:
 # list
 
 
-def _list(args: argparse.Namespace) -> int:
+def _references(args: argparse.Namespace) -> int:
     """Print every built-in reference: its inputs (those without a gradient marked), keywords with
     their defaults, outputs, layer class and what it computes (its docstring's first sentence)."""
     from handlayers import testing
@@ -732,7 +732,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _entry(spec: Any) -> dict[str, Any]:
-    """What :func:`_list` says of one spec, as JSON."""
+    """What :func:`_references` says of one spec, as JSON."""
     family = spec.name.partition(".")[0]
     public = importlib.import_module(f"handlayers.{family}")
     layer = spec.layer

@@ -110,6 +110,13 @@ WRONG = [
         ["dx is the derivative written for the output but computed from x"],
     ),
     ("cs231n.py:softmax_loss_no_mean", "vector.softmax_cross_entropy", [], ["dZ is missing the 1/n of the mean"]),
+    # shown with the mask as drawn, not as the code left it
+    (
+        "cs231n.py:temporal_softmax_loss_sets_mask",
+        "refs.py:temporal_softmax_loss",
+        TEMPORAL,
+        ["  mask      = [[False]]\n", "mask: forward or backward wrote into this input"],
+    ),
     (
         "cs231n.py:rnn_step_at_output",
         "vector.rnn_step",

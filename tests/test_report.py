@@ -64,15 +64,21 @@ def test_a_gradient_with_every_axis_reversed_is_transposed():
 def test_a_kernel_gradient_with_its_window_flipped_is_named():
     """A conv kernel's gradient (f, c, *window) with the window reversed: a textbook convolution's
     derivation for a cross-correlation. Only the window's axes: other flips name nothing."""
+
+    def kernel(expected, got):  # a parameter's gradient (W is conv2d's second input)
+        return SimpleNamespace(**{**vars(row("dW", expected, got)), "position": 1})
+
     flipped = "dW has its window flipped (every axis after the first two reversed)"
     dW = np.arange(2 * 3 * 2 * 4, dtype=float).reshape(2, 3, 2, 4)
-    assert [h.partition(":")[0] for h in hints([row("dW", dW, dW[:, :, ::-1, ::-1])])] == [flipped]
+    assert [h.partition(":")[0] for h in hints([kernel(dW, dW[:, :, ::-1, ::-1])])] == [flipped]
     dW1 = dW[:, :, 0]  # a 1-d convolution's kernel (f, c, k)
-    assert [h.partition(":")[0] for h in hints([row("dW", dW1, dW1[:, :, ::-1])])] == [flipped]
-    assert hints([row("dW", dW, dW[:, :, ::-1])]) == []  # one axis of two
-    assert hints([row("dW", dW, dW[::-1, ::-1])]) == []  # the channels
-    assert hints([row("dW", E, E[:, ::-1])]) == []  # no window
-    assert hints([row("dW", E, E[::-1, ::-1])]) == []
+    assert [h.partition(":")[0] for h in hints([kernel(dW1, dW1[:, :, ::-1])])] == [flipped]
+    assert hints([kernel(dW, dW[:, :, ::-1])]) == []  # one axis of two
+    assert hints([kernel(dW, dW[::-1, ::-1])]) == []  # the channels
+    assert hints([kernel(E, E[:, ::-1])]) == []  # no window
+    assert hints([kernel(E, E[::-1, ::-1])]) == []
+    # the first input's gradient (a batch: an RNN's dx (n, t, d), a conv's dX) has no kernel
+    assert hints([row("dx", dW1, dW1[:, :, ::-1])]) == ["dx has every axis after the first two reversed"]
 
 
 def test_gradients_explained_alike_share_a_line_in_order():

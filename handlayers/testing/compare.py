@@ -41,8 +41,8 @@ def to_backend(x: Any, backend: str, dtype: Any) -> Any:
     theirs), or for ``"python"`` a Python float. Python floats stay Python floats on every backend."""
     if isinstance(x, float) or backend == "python":
         return float(x)
-    if np.asarray(x).dtype.kind in "biu":  # boolean, signed or unsigned integer
-        return np.asarray(x) if backend == "numpy" else jnp.asarray(x)
+    if np.asarray(x).dtype.kind in "biu":  # boolean, signed or unsigned integer: a copy too
+        return np.array(x) if backend == "numpy" else jnp.asarray(x)
     return np.array(x, dtype) if backend == "numpy" else jnp.asarray(x, dtype)  # a copy: the layer may write
 
 

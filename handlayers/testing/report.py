@@ -265,7 +265,8 @@ def _value_hints(row: Any, got: np.ndarray, want: np.ndarray, batch: int | None,
     if _close(got.T, want, row.tol):  # a square gradient's rows for its columns (other shapes: _shape_hints)
         matches.append("is transposed")
     if got.ndim >= 3 and _close(got, np.flip(want, axis=tuple(range(2, got.ndim))), row.tol):
-        matches.append(FLIPPED)
+        # a parameter's gradient, (out channels, in channels, *window): a conv kernel's
+        matches.append(FLIPPED if row.position else REVERSED)
     return matches
 
 
@@ -275,6 +276,8 @@ FLIPPED = (
     "has its window flipped (every axis after the first two reversed): the forward pass is a "
     "cross-correlation, which does not flip the kernel, so neither does its gradient"
 )
+#: the same of the first input's gradient (a batch), which has no kernel to speak of
+REVERSED = "has every axis after the first two reversed"
 
 
 def _case_hints(

@@ -300,6 +300,13 @@ def temporal_softmax_loss(x, y, mask):
     return loss, dx
 
 
+def temporal_softmax_loss_sets_mask(x, y, mask):
+    """Writes into its mask after using it."""
+    loss, dx = temporal_softmax_loss(x, y, mask)
+    mask[...] = True
+    return loss, dx
+
+
 def conv_forward_naive(x, w, b, conv_param):
     """Assignment 2's naive convolution: the pair's names end in ``_naive``."""
     stride, pad = conv_param["stride"], conv_param["pad"]
