@@ -412,10 +412,9 @@ def _mistakes(spec: Spec, example: Example, rows: list[_Row]) -> list[Hint]:
                     jax.eval_shape(lambda *xs: function(*xs, **example.kwargs), *inputs)
                 if not used:
                     return []
-            grads = oracle(dataclasses.replace(spec, reference=function), Example(tuple(inputs), example.kwargs, dout))[
-                1
-            ]
-            return list(zip(spec.grads, grads, strict=True)) if used else []
+            swapped = dataclasses.replace(spec, reference=function)
+            grads = oracle(swapped, Example(tuple(inputs), example.kwargs, dout))[1]
+            return list(zip(spec.grads, grads, strict=True))
         elif case.startswith("at:"):
             _, source, i = case.split(":")
             value = example.dout if source == "dout" else rows[0].expected

@@ -217,10 +217,9 @@ def phrase(hints: Sequence[Hint], order: Sequence[str] = ()) -> list[str]:
     lines = []
     for key, subjects in groups.items():
         words = key if isinstance(key[0], str) else key[1]
-        if len(subjects) > 1:
-            words = tuple("are " + w.removeprefix("is ") for w in words)
         names = [name for subject in subjects for name in subject]
         if len(subjects) > 1:
+            words = tuple("are " + w.removeprefix("is ") for w in words)
             names.sort(key=lambda name: order.index(name) if name in order else len(order))
         joined = " and ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " and " + names[-1]
         lines.append(f"{joined} {', or '.join(words)}")
