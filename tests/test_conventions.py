@@ -139,6 +139,40 @@ WRONG = [
         [],
         ["Likely mistake: dx, dh0, dWx, dWh and db are computed with tanh's derivative taken at its output"],
     ),
+    # an LSTM step (two outputs) wrong at one of its sites, or at every sigmoid
+    (
+        "sequence.py:LSTMStepCellTanhFromInput",
+        "vector.lstm_step",
+        [],
+        [
+            "Likely mistake: dx, dh_prev, dc_prev, dWx, dWh and db are computed with tanh's derivative written for "
+            "its output but computed from its input in jnp.tanh(c) (line 32 of recurrent.py): 1 - a**2"
+        ],
+    ),
+    (
+        "sequence.py:LSTMStepGateTanhAtOutput",
+        "vector.lstm_step",
+        [],
+        [
+            "Likely mistake: dx, dh_prev, dWx, dWh and db are computed with tanh's derivative taken at its output in "
+            "jnp.tanh(g) (line 31 of recurrent.py): 1 - tanh(out)**2"
+        ],
+    ),
+    (
+        "sequence.py:LSTMStepSigmoidAtOutput",
+        "vector.lstm_step",
+        [],
+        [
+            "Likely mistake: dx, dh_prev, dWx, dWh and db are computed with sigmoid's derivative taken at its "
+            "output: sigmoid(out) * (1 - sigmoid(out)), where out = sigmoid(a)"
+        ],
+    ),
+    (
+        "sequence.py:LSTMStepForgetGateAtOutput",
+        "vector.lstm_step",
+        [],
+        ["are computed with sigmoid's derivative taken at its output in sigmoid(f) (line 31 of recurrent.py)"],
+    ),
     (
         "cs231n.py:conv_flipped",
         "vector.conv2d",

@@ -1,60 +1,147 @@
-"""The reference with its tanh differentiated wrong, for the mistakes made inside a layer."""
+"""The reference with a tanh or a sigmoid differentiated wrong, for the mistakes made inside a layer."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.nn import sigmoid as nn_sigmoid
+from jax.numpy import tanh
 
 from handlayers.testing import inner
-from reference.vector import rnn_step
+from reference import scalar
+from reference.vector import lstm_step, rnn, rnn_step
+
+A = np.array([-1.5, 0.0, 0.3, 2.0])
+
+
+def two_tanhs(a):
+    return jnp.sum(jnp.tanh(a) + 3 * jax.nn.tanh(a))
 
 
 @pytest.mark.parametrize(
-    ("how", "derivative"),
-    [("output", lambda a: 1 - np.tanh(np.tanh(a)) ** 2), ("input", lambda a: 1 - a**2)],
+    ("selector", "derivative"),
+    [
+        ([0, 0], lambda a: 4 * (1 - np.tanh(a) ** 2)),
+        ([1, 0], lambda a: (1 - np.tanh(np.tanh(a)) ** 2) + 3 * (1 - np.tanh(a) ** 2)),
+        ([0, 2], lambda a: (1 - np.tanh(a) ** 2) + 3 * (1 - a**2)),
+        ([2, 1], lambda a: (1 - a**2) + 3 * (1 - np.tanh(np.tanh(a)) ** 2)),
+    ],
 )
-def test_the_swapped_tanh_has_the_wrong_derivative_and_the_right_value(how, derivative):
-    """jnp.tanh and jax.nn.tanh inside the reference take the wrong derivative; the values stay."""
-    a = np.array([-1.5, 0.0, 0.3, 2.0])
-    function, used = inner.swapped(lambda a: jnp.sum(jnp.tanh(a) + jax.nn.tanh(a)), how)
+def test_each_site_takes_the_derivative_its_selector_chooses_and_the_value_stays(selector, derivative):
+    """jnp.tanh and jax.nn.tanh, called from two places, each take the derivative chosen for its
+    place (0 right, 1 at the output, 2 from the input); the value is the reference's."""
+    places = inner.sites(two_tanhs, (A,), {})
+    assert [site.text for site in places["tanh"]] == [
+        "jnp.tanh(a) (line 18 of test_inner.py)",
+        "jax.nn.tanh(a) (line 18 of test_inner.py)",
+    ]
+    function = inner.mistaken(two_tanhs, places)
     with jax.enable_x64(True):
-        value, grad = jax.value_and_grad(function)(a)
-    np.testing.assert_allclose(value, 2 * np.sum(np.tanh(a)), rtol=1e-15)
-    np.testing.assert_allclose(grad, 2 * derivative(a), rtol=1e-14)
-    assert used
+        value, grad = jax.value_and_grad(function, argnums=1)(np.array(selector), A)
+    assert value == two_tanhs(A)
+    np.testing.assert_allclose(grad, derivative(A), rtol=1e-14)
+
+
+def sigmoids(a):
+    return scalar.sigmoid(a) + 2 * nn_sigmoid(a) + 4 * jax.scipy.special.expit(a) + 8 * tanh(a)
+
+
+def test_every_sigmoid_and_tanh_is_found_where_the_reference_finds_it():
+    """reference.scalar.sigmoid, jax.nn.sigmoid imported by name, expit, and tanh imported from
+    jax.numpy: each a site; the selector's sites are the sigmoids' then the tanh's."""
+    places = inner.sites(sigmoids, (A,), {})
+    assert {name: len(found) for name, found in places.items()} == {"sigmoid": 3, "tanh": 1}
+    function = inner.mistaken(sigmoids, places)
+    s, t = 1 / (1 + np.exp(-A)), np.tanh(A)
+    at_output = [(lambda x: x * (1 - x))(1 / (1 + np.exp(-s))), 1 - np.tanh(t) ** 2]
+    right = [s * (1 - s), 1 - t**2]
+    with jax.enable_x64(True):
+        for selector, (d1, d2, d4, d8) in [
+            ([1, 0, 0, 0], (at_output[0], right[0], right[0], right[1])),
+            ([0, 2, 1, 1], (right[0], A * (1 - A), at_output[0], at_output[1])),
+            ([0, 0, 2, 2], (right[0], right[0], A * (1 - A), 1 - A**2)),
+        ]:
+            grad = jax.vmap(jax.grad(lambda sel, a: jnp.sum(function(sel, a)), argnums=1), (0, None))(
+                np.array([selector]), A
+            )[0]
+            np.testing.assert_allclose(grad, d1 + 2 * d2 + 4 * d4 + 8 * d8, rtol=1e-13)
 
 
 def test_the_swap_ends_with_the_call_even_when_the_reference_raises():
-    """Outside the swapped reference (also after it raised) jnp.tanh is jax's own; a reference
-    without tanh leaves `used` empty; one function per reference and way."""
-    original = jnp.tanh
+    """Outside the swapped reference (also after it raised) every function is the real one, in
+    its module and in the reference's; a reference that calls none has no sites."""
+    originals = jnp.tanh, jax.nn.sigmoid, scalar.sigmoid, nn_sigmoid, tanh
 
     def fails(a):
-        jnp.tanh(a)
+        nn_sigmoid(a)
         raise ValueError("mine")
 
-    function, used = inner.swapped(fails, "output")
+    places = {"sigmoid": inner.sites(sigmoids, (A,), {})["sigmoid"]}
     with pytest.raises(ValueError, match="mine"):
-        function(np.ones(2))
-    assert jnp.tanh is original
-    assert jax.nn.tanh is original
-    assert used
-    plain, plain_used = inner.swapped(jnp.exp, "output")
-    plain(np.ones(2))
-    assert plain_used == []
-    assert inner.swapped(jnp.exp, "output")[0] is plain
+        inner.mistaken(fails, places)(np.ones(3, int), A)
+    assert (jnp.tanh, jax.nn.sigmoid, scalar.sigmoid, nn_sigmoid, tanh) == originals
+    assert jax.nn.tanh is jnp.tanh
+    assert inner.sites(jnp.exp, (A,), {}) == {}
 
 
-def test_an_rnn_step_with_tanh_at_its_output_is_the_swapped_reference():
-    """A vanilla RNN step's backward with 1 - tanh(next_h)**2 gives the swapped reference's gradients."""
+def test_sites_are_traced_once_per_reference_and_shapes_and_mistaken_once_per_places():
+    places = inner.sites(two_tanhs, (A,), {})
+    assert inner.sites(two_tanhs, (A + 1,), {}) is places
+    assert inner.sites(two_tanhs, (A[:2],), {}) is not places
+    assert inner.mistaken(two_tanhs, places) is inner.mistaken(two_tanhs, dict(places))
+
+
+def rnn_inputs(rng, t=None):
+    x = rng.normal(size=(2, 3) if t is None else (2, t, 3))
+    return x, *(rng.normal(size=shape) for shape in ((2, 4), (3, 4), (4, 4), (4,)))
+
+
+def test_an_rnn_step_with_tanh_at_its_output_is_the_mistaken_reference():
+    """A vanilla RNN step's backward with 1 - tanh(next_h)**2 gives the reference's gradients
+    with its one tanh's derivative taken at the output."""
     rng = np.random.default_rng(0)
-    x, h, Wx, Wh, b = (rng.normal(size=shape) for shape in ((2, 3), (2, 4), (3, 4), (4, 4), (4,)))
+    x, h, Wx, Wh, b = inputs = rnn_inputs(rng)
     dout = rng.normal(size=(2, 4))
-    out = np.tanh(x @ Wx + h @ Wh + b)
-    da = dout * (1 - np.tanh(out) ** 2)
-    function, _ = inner.swapped(rnn_step, "output")
+    da = dout * (1 - np.tanh(np.tanh(x @ Wx + h @ Wh + b)) ** 2)
+    places = inner.sites(rnn_step, inputs, {})
+    assert [site.text for site in places["tanh"]] == ["jnp.tanh(x @ Wx + h_prev @ Wh + b) (line 13 of recurrent.py)"]
     with jax.enable_x64(True):
-        _, vjp = jax.vjp(function, x, h, Wx, Wh, b)
+        _, vjp = jax.vjp(lambda *xs: inner.mistaken(rnn_step, places)(np.array([1]), *xs), *inputs)
         grads = vjp(dout)
     for got, want in zip(grads, (da @ Wx.T, da @ Wh.T, x.T @ da, h.T @ da, da.sum(0)), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_the_selector_reaches_inside_a_scan():
+    """rnn's lax.scan calls rnn_step's tanh from one site at every step: the mistake is made at each."""
+    rng = np.random.default_rng(1)
+    x, h0, Wx, Wh, b = inputs = rnn_inputs(rng, t=3)
+    dout = rng.normal(size=(2, 3, 4))
+    hs, dh = [h0], np.zeros((2, 4))
+    for s in range(3):
+        hs.append(np.tanh(x[:, s] @ Wx + hs[-1] @ Wh + b))
+    dx = np.zeros_like(x)
+    for s in reversed(range(3)):
+        a = x[:, s] @ Wx + hs[s] @ Wh + b
+        da = (dout[:, s] + dh) * (1 - a**2)  # the derivative computed from the input
+        dx[:, s], dh = da @ Wx.T, da @ Wh.T
+    places = inner.sites(rnn, inputs, {})
+    with jax.enable_x64(True):
+        _, vjp = jax.vjp(lambda *xs: inner.mistaken(rnn, places)(np.array([2]), *xs), *inputs)
+        got_dx, got_dh0, *_ = vjp(dout)
+    np.testing.assert_allclose(got_dx, dx, rtol=1e-12)
+    np.testing.assert_allclose(got_dh0, dh, rtol=1e-12)
+
+
+def test_an_lstm_step_has_its_sites_in_the_order_called():
+    rng = np.random.default_rng(2)
+    inputs = [rng.normal(size=s) for s in ((2, 3), (2, 2), (2, 2), (3, 8), (2, 8), (8,))]
+    places = inner.sites(lstm_step, inputs, {})
+    assert [[site.text.partition(" (")[0] for site in found] for found in places.values()] == [
+        ["sigmoid(f)", "sigmoid(i)", "sigmoid(o)"],
+        ["jnp.tanh(g)", "jnp.tanh(c)"],
+    ]
+    assert inner.words("sigmoid", "input", places["sigmoid"][1]) == (
+        "is computed with sigmoid's derivative written for its output but computed from its input in "
+        "sigmoid(i) (line 31 of recurrent.py): a * (1 - a), where it is out * (1 - out) with out = sigmoid(a)"
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
@@ -17,7 +16,7 @@ import numpy as np
 
 from handlayers.testing import inner
 from handlayers.testing.conventions import Adapted, Miscount, adapt, keyword_defaults, keywords_for, takes_no_dout
-from handlayers.testing.oracle import Example, oracle, quick_jit, release_compiled
+from handlayers.testing.oracle import Example, oracle, oracle_variants, quick_jit, release_compiled
 from handlayers.testing.report import Hint, explained, mistakes, phrase, raised_report, report, typical_lines
 from handlayers.testing.specs import SPECS, Spec
 from handlayers.testing.strategies import examples
@@ -389,9 +388,12 @@ def _mistakes(spec: Spec, example: Example, rows: list[_Row]) -> list[Hint]:
         for i in like_output
         if len(floats_) == 1
     ]
-    # tanh inside a reference of more (rnn_step): its derivative taken wrong there
-    if not (len(floats_) == 1 and like_output):
-        cases += [(f"tanh:{how}", words) for how, (_, words) in inner.HOWS.items()]
+    # tanh or sigmoid inside a reference of more (rnn_step, lstm_step): its derivative taken wrong
+    # there, at every call or (where it is called from more than one place) at one place
+    places = {} if len(floats_) == 1 and like_output else inner.sites(spec.reference, example.inputs, example.kwargs)
+    variants = _inner_variants(places)
+    cases += [(f"inner:{v}", words) for v, (_, words, _) in enumerate(variants)]
+    inner_grads: list[tuple[Any, ...]] = []
 
     def expected_for(case: str) -> list[tuple[str, Any]]:
         inputs = list(example.inputs)
@@ -405,16 +407,11 @@ def _mistakes(spec: Spec, example: Example, rows: list[_Row]) -> list[Hint]:
             # the one float input's gradient, with no value where nothing maps to the input
             # (whatever the reference's gradient at NaN: ReLU passes dout there)
             return [(spec.grads[i], np.where(np.isnan(found), np.nan, grad))]
-        elif case.startswith("tanh:"):
-            function, used = inner.swapped(spec.reference, case.partition(":")[2])
-            if not used:  # no tanh called yet: a trace (of shapes only) says whether there is one
-                with jax.enable_x64(True):
-                    jax.eval_shape(lambda *xs: function(*xs, **example.kwargs), *inputs)
-                if not used:
-                    return []
-            swapped = dataclasses.replace(spec, reference=function)
-            grads = oracle(swapped, Example(tuple(inputs), example.kwargs, dout))[1]
-            return list(zip(spec.grads, grads, strict=True))
+        elif case.startswith("inner:"):
+            if not inner_grads:  # every variant at once, the first time one is asked for
+                selectors = np.array([selector for selector, _, _ in variants])
+                inner_grads[:] = oracle_variants(spec, example, inner.mistaken(spec.reference, places), selectors)
+            return list(zip(spec.grads, inner_grads[int(case.partition(":")[2])], strict=True))
         elif case.startswith("at:"):
             _, source, i = case.split(":")
             value = example.dout if source == "dout" else rows[0].expected
@@ -429,7 +426,38 @@ def _mistakes(spec: Spec, example: Example, rows: list[_Row]) -> list[Hint]:
     batch = first[0] if vector else None
     width = int(np.prod(first[1:])) if vector and len(first) >= 2 else None
     dout_is_ones = all(np.all(np.asarray(d) == 1) for d in jax.tree.leaves(example.dout))
-    return mistakes(rows, batch=batch, dout_is_ones=dout_is_ones, expected_for=expected_for, cases=cases, width=width)
+    found = mistakes(rows, batch=batch, dout_is_ones=dout_is_ones, expected_for=expected_for, cases=cases, width=width)
+    return _one_site(found, {words: group for _, words, group in variants})
+
+
+def _one_site(hints: list[Hint], groups: dict[str, tuple[str, str]]) -> list[Hint]:
+    """Of the sites at which a function's derivative is taken wrong the same way (``groups``: the
+    words of each, and that way), those that explain the most gradients: a gradient that only one
+    site reaches (an LSTM's dc_prev, tanh(c)) is explained by that site and by every site alike,
+    and the other gradients tell which. Sites that explain as many are all kept (other examples
+    may tell them apart: :func:`report.explained`)."""
+    counts: dict[str, int] = {}
+    for hint in hints:
+        if hint.words in groups:
+            counts[hint.words] = counts.get(hint.words, 0) + len(hint.subject)
+    most: dict[tuple[str, str], int] = {}
+    for words, count in counts.items():
+        most[groups[words]] = max(count, most.get(groups[words], 0))
+    return [hint for hint in hints if hint.words not in groups or counts[hint.words] == most[groups[hint.words]]]
+
+
+def _inner_variants(places: dict[str, list[inner.Site]]) -> list[tuple[list[int], str, tuple[str, str]]]:
+    """The mistakes inside a reference to try, each as a selector of :func:`inner.mistaken`, its
+    words and its function and way: each way to get each function's derivative wrong at all of
+    its sites, and, for a function called from more than one site, at each site alone."""
+    order = [(name, site) for name, found in places.items() for site in found]
+    variants = []
+    for name, found in places.items():
+        for choice, how in enumerate(inner.FUNCTIONS[name], start=1):
+            for chosen in [None, *found] if len(found) > 1 else [None]:
+                selector = [choice if n == name and chosen in (None, site) else 0 for n, site in order]
+                variants.append((selector, inner.words(name, how, chosen), (name, how)))
+    return variants
 
 
 #: the interval :func:`_preimage` searches, and how many times it halves it: to about 1e-13

@@ -1,88 +1,191 @@
-"""Mistakes inside a layer: its tanh differentiated the wrong way.
+"""Mistakes inside a layer: a tanh or a sigmoid differentiated the wrong way.
 
-A backward pass through tanh composed with other operations (``rnn_step``: ``tanh(x @ Wx + h_prev
-@ Wh + b)``) often takes tanh's derivative wrong: at the output (``1 - tanh(out)**2``, where
-``out`` is already tanh's value and the derivative is ``1 - out**2``), or with the output's
-formula on the input (``1 - a**2``). The reference with its ``jnp.tanh`` swapped for a tanh whose
-derivative is wrong so gives, by ``jax.vjp``, the gradients such a layer computes: where the
-layer's gradients are those, the report names the mistake. A reference that is one tanh of one
+A backward pass through tanh or sigmoid composed with other operations (``rnn_step``: ``tanh(x @
+Wx + h_prev @ Wh + b)``; ``lstm_step``'s gates and cell) often takes the derivative wrong: at the
+output (``1 - tanh(out)**2``, where ``out`` is already tanh's value and the derivative is ``1 -
+out**2``; ``sigmoid(out) * (1 - sigmoid(out))``), or with the output's formula on the input (``1 -
+a**2``, ``a * (1 - a)``). The reference with such a function swapped for one of the same value
+whose derivative is the mistaken one gives, by ``jax.vjp``, the gradients such a layer computes:
+where the layer's gradients are those, the report names the mistake. The swap is made at every
+call of the function, or at one place in the reference's code only (an LSTM step's ``tanh(c)``
+and not its ``tanh(g)``), while the reference runs (is traced). A reference that is one tanh of one
 input has such mistakes named already (the derivative at the output, or computed from the input).
+
+Swapped are ``jnp.tanh`` (``jax.nn.tanh``), ``jax.nn.sigmoid``, ``jax.scipy.special.expit`` and
+``reference.scalar.sigmoid`` where the reference finds them: as attributes of their modules, or as
+names in the reference's own module (``from jax.nn import sigmoid``).
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
+import inspect
+import itertools
+import linecache
+import os
+import sys
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import jax.scipy.special
+import numpy as np
 
-__all__ = ["HOWS", "swapped"]
+from reference import scalar
 
-_TANH = jnp.tanh  # the real one, whatever is swapped in
+__all__ = ["FUNCTIONS", "Site", "mistaken", "sites", "words"]
 
-#: the ways to get tanh's derivative wrong, each ``derivative(a, out)`` with its words
-HOWS: dict[str, tuple[Callable[[Any, Any], Any], str]] = {
-    "output": (
-        lambda a, out: 1 - _TANH(out) ** 2,
-        "is computed with tanh's derivative taken at its output: 1 - tanh(out)**2, where out = tanh(a) "
-        "(the derivative is 1 - out**2)",
-    ),
-    "input": (
-        lambda a, out: 1 - a**2,
-        "is computed with tanh's derivative written for its output but computed from its input: "
-        "1 - a**2, where it is 1 - out**2 with out = tanh(a)",
-    ),
+_TANH, _SIGMOID = jnp.tanh, jax.nn.sigmoid  # the real ones, whatever is swapped in
+
+#: the functions swapped, each with the ways to get its derivative wrong:
+#: ``{name: {how: (derivative(a, out), how in words, the formula)}}``
+FUNCTIONS: dict[str, dict[str, tuple[Callable[[Any, Any], Any], str, str]]] = {
+    "tanh": {
+        "output": (
+            lambda a, out: 1 - _TANH(out) ** 2,
+            "taken at its output",
+            "1 - tanh(out)**2, where out = tanh(a) (the derivative is 1 - out**2)",
+        ),
+        "input": (
+            lambda a, out: 1 - a**2,
+            "written for its output but computed from its input",
+            "1 - a**2, where it is 1 - out**2 with out = tanh(a)",
+        ),
+    },
+    "sigmoid": {
+        "output": (
+            lambda a, out: _SIGMOID(out) * (1 - _SIGMOID(out)),
+            "taken at its output",
+            "sigmoid(out) * (1 - sigmoid(out)), where out = sigmoid(a) (the derivative is out * (1 - out))",
+        ),
+        "input": (
+            lambda a, out: a * (1 - a),
+            "written for its output but computed from its input",
+            "a * (1 - a), where it is out * (1 - out) with out = sigmoid(a)",
+        ),
+    },
 }
 
-
-def _wrong_tanh(derivative: Callable[[Any, Any], Any]) -> Callable[[Any], Any]:
-    @jax.custom_jvp
-    def tanh(a: Any) -> Any:
-        return _TANH(a)
-
-    @tanh.defjvp
-    def jvp(primals: tuple[Any], tangents: tuple[Any]) -> tuple[Any, Any]:
-        (a,), (da,) = primals, tangents
-        out = _TANH(a)
-        return out, derivative(a, out) * da
-
-    return tanh
+#: where each function is found: (module, attribute) pairs
+_HOMES = {
+    "tanh": ((jnp, "tanh"), (jax.nn, "tanh")),
+    "sigmoid": ((jax.nn, "sigmoid"), (jax.scipy.special, "expit"), (scalar, "sigmoid")),
+}
+_ORIGINALS = {name: tuple(dict.fromkeys(getattr(m, a) for m, a in homes)) for name, homes in _HOMES.items()}
 
 
-#: where references find tanh: ``jnp.tanh`` and ``jax.nn.tanh``
-_HOMES = (jnp, jax.nn)
+class Site(NamedTuple):
+    """One place in the code that calls a swapped function: its code object, the instruction
+    (``f_lasti``), and the call as written (``jnp.tanh(c) (line 32 of recurrent.py)``)."""
+
+    code: Any
+    instruction: int
+    text: str
+
+
+def words(name: str, how: str, site: Site | None = None) -> str:
+    """The report's words for ``name``'s derivative taken wrong (``how``), at every call or at ``site``."""
+    _, taken, formula = FUNCTIONS[name][how]
+    where = f" in {site.text}" if site else ""
+    return f"is computed with {name}'s derivative {taken}{where}: {formula}"
+
+
+def _site(frame: Any) -> Site:
+    code, instruction = frame.f_code, frame.f_lasti
+    lineno, end, start, stop = frame.f_lineno, None, None, None
+    with contextlib.suppress(AttributeError, StopIteration):  # co_positions: Python 3.11 on
+        lineno, end, start, stop = next(itertools.islice(code.co_positions(), instruction // 2, None))
+    line = linecache.getline(code.co_filename, lineno or 0)
+    call = line[start:stop] if end == lineno and start is not None and stop is not None else line.strip()
+    return Site(code, instruction, f"{call} (line {lineno} of {os.path.basename(code.co_filename)})")
+
+
 _LOCK = threading.RLock()
-_SWAPPED: dict[tuple[Any, str], tuple[Callable[..., Any], list[bool]]] = {}
 
 
-def swapped(reference: Callable[..., Any], how: str) -> tuple[Callable[..., Any], list[bool]]:
-    """``reference`` with every ``jnp.tanh`` (and ``jax.nn.tanh``) it calls differentiated wrong
-    (``how``, a key of :data:`HOWS`), and a list that is not empty once a trace of it has called
-    tanh (a reference without tanh gives nothing to compare). One per reference and way: the
-    oracle's cache keeps the function."""
-    key = (reference, how)
-    if key not in _SWAPPED:
-        used: list[bool] = []
-        wrong = _wrong_tanh(HOWS[how][0])
+@contextlib.contextmanager
+def _swapping(reference: Callable[..., Any], stand_in: Callable[[str, Any], Callable[..., Any]]) -> Iterator[None]:
+    """While inside: every home's function, and every name in ``reference``'s module bound to one,
+    is ``stand_in(name, original)``."""
+    home_modules = [vars(module) for homes in _HOMES.values() for module, _ in homes]
+    own = getattr(inspect.unwrap(reference), "__globals__", None)
+    namespaces = list({id(ns): ns for ns in [*home_modules, *([own] if own is not None else [])]}.values())
+    with _LOCK:  # the swap is global while the reference runs
+        saved = []
+        for namespace in namespaces:
+            for key, value in list(namespace.items()):
+                for name, originals in _ORIGINALS.items():
+                    if any(value is original for original in originals):
+                        saved.append((namespace, key, value))
+                        namespace[key] = stand_in(name, value)
+        try:
+            yield
+        finally:
+            for namespace, key, value in saved:
+                namespace[key] = value
 
-        def tanh(a: Any) -> Any:
-            used.append(True)
-            return wrong(a)
 
-        @functools.wraps(reference)
-        def with_wrong_tanh(*args: Any, **kwargs: Any) -> Any:
-            with _LOCK:  # the swap is global while the reference runs (is traced)
-                saved = [(home, home.tanh) for home in _HOMES]
-                for home, _ in saved:
-                    home.tanh = tanh
-                try:
-                    return reference(*args, **kwargs)
-                finally:
-                    for home, original in saved:
-                        home.tanh = original
+_SITES: dict[tuple[Any, ...], dict[str, list[Site]]] = {}
 
-        _SWAPPED[key] = (with_wrong_tanh, used)
-    return _SWAPPED[key]
+
+def sites(reference: Callable[..., Any], inputs: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, list[Site]]:
+    """Where ``reference``, traced on arrays shaped like ``inputs``, calls each swapped function:
+    ``{name: [site, ...]}`` in the order first called, only the functions it calls. Traced once
+    per reference, keywords, shapes and dtypes."""
+    key = (reference, tuple(sorted(kwargs.items())), *((np.shape(x), np.asarray(x).dtype.name) for x in inputs))
+    if key not in _SITES:
+        found: dict[str, dict[Site, None]] = {}
+
+        def recorder(name: str, original: Any) -> Callable[..., Any]:
+            def record(*args: Any, **kwargs_: Any) -> Any:
+                found.setdefault(name, {})[_site(sys._getframe(1))] = None
+                return original(*args, **kwargs_)
+
+            return record
+
+        with _swapping(reference, recorder), jax.enable_x64(True):
+            jax.eval_shape(lambda *xs: reference(*xs, **kwargs), *inputs)
+        _SITES[key] = {name: list(places) for name, places in found.items()}
+    return _SITES[key]
+
+
+_MISTAKEN: dict[tuple[Any, ...], Callable[..., Any]] = {}
+
+
+def mistaken(reference: Callable[..., Any], places: dict[str, list[Site]]) -> Callable[..., Any]:
+    """``reference`` with a derivative chosen at each of ``places`` (:func:`sites`), as a function
+    ``f(selector, *args, **kwargs)``: ``selector`` holds an integer for each site, in the order of
+    ``places`` (a function's sites after another's), 0 for the right derivative and ``1 + i`` for
+    the ``i``-th way of :data:`FUNCTIONS` to get it wrong. The values are the reference's whatever
+    ``selector`` holds; ``selector`` may be traced (one compiled vjp for every choice, by
+    ``jax.vmap``). One per reference and places."""
+    key = (reference, tuple((name, tuple(found)) for name, found in places.items()))
+    if key not in _MISTAKEN:
+        index = {(name, site): k for k, (name, site) in enumerate((n, s) for n, found in places.items() for s in found)}
+
+        def with_mistakes(selector: Any, *args: Any, **kwargs: Any) -> Any:
+            def stand_in(name: str, original: Any) -> Callable[..., Any]:
+                derivatives = [derivative for derivative, _, _ in FUNCTIONS[name].values()]
+
+                def chosen(*args_: Any, **kwargs_: Any) -> Any:
+                    out = original(*args_, **kwargs_)
+                    k = index.get((name, _site(sys._getframe(1))))
+                    if k is None or len(args_) != 1 or kwargs_:
+                        return out
+                    (a,) = args_
+                    held, choice = jax.lax.stop_gradient(out), selector[k]
+                    ways = [choice == i for i in range(1, len(derivatives) + 1)]
+                    slope = jax.lax.stop_gradient(jnp.select(ways, [d(a, held) for d in derivatives]))
+                    # the same value; its derivative is the slope (a - a is 0, whose derivative is 1)
+                    wrong = held + slope * (a - jax.lax.stop_gradient(a))
+                    return jnp.where(choice == 0, out, wrong)
+
+                return chosen
+
+            with _swapping(reference, stand_in):
+                return reference(*args, **kwargs)
+
+        _MISTAKEN[key] = with_mistakes
+    return _MISTAKEN[key]

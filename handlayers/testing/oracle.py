@@ -13,7 +13,7 @@ import numpy as np
 if TYPE_CHECKING:
     from handlayers.testing.specs import Spec
 
-__all__ = ["Example", "oracle", "output_shape", "quick_jit", "release_compiled"]
+__all__ = ["Example", "oracle", "oracle_variants", "output_shape", "quick_jit", "release_compiled"]
 
 #: how XLA:CPU generates code, not what it computes: its older (non-MLIR) emitters for fused
 #: loops, which compile in about half the time (in probes, float64 results the same bit for bit)
@@ -121,24 +121,50 @@ def oracle(spec: Spec, example: Example) -> tuple[np.ndarray, tuple[np.ndarray |
     # user references may share a name: the function itself is in the key
     key = (spec.name, spec.reference, spec.labels, tuple(sorted(example.kwargs.items())))
     if key not in _ORACLES:
-        _ORACLES[key] = quick_jit(_vjp_function(spec, example.kwargs))
+        _ORACLES[key] = quick_jit(_vjp_function(spec, example.kwargs, spec.reference))
+    with jax.enable_x64(True):
+        out, grads = _ORACLES[key](*_arguments(spec, example))
+    return jax.tree.map(np.asarray, out), _gradients(spec, grads)
+
+
+def oracle_variants(
+    spec: Spec, example: Example, function: Callable[..., Any], selectors: np.ndarray
+) -> list[tuple[np.ndarray | None, ...]]:
+    """The gradients of ``function(selector, *inputs)`` (a variant of ``spec.reference``, chosen by
+    ``selector``) by ``jax.vjp``, for each row of ``selectors``: one jitted program for them all
+    (``jax.vmap``), cached as :func:`oracle`'s is."""
+    key = (spec.name, function, spec.labels, tuple(sorted(example.kwargs.items())))
+    if key not in _ORACLES:
+
+        def run(selector: Any, *arguments: Any) -> Any:
+            return _vjp_function(spec, example.kwargs, functools.partial(function, selector))(*arguments)[1]
+
+        _ORACLES[key] = quick_jit(jax.vmap(run, in_axes=(0, None, None, None)))
+    with jax.enable_x64(True):
+        grads = jax.tree.map(np.asarray, _ORACLES[key](selectors, *_arguments(spec, example)))
+    return [_gradients(spec, [g[row] for g in grads]) for row in range(len(selectors))]
+
+
+def _arguments(spec: Spec, example: Example) -> tuple[list[np.ndarray], list[np.ndarray], Any]:
+    """The example as the jitted vjp takes it: its float inputs in float64, its labels, ``dout``."""
     floats_ = [np.asarray(x, np.float64) for i, x in enumerate(example.inputs) if i not in spec.labels]
     labels = [np.asarray(example.inputs[i]) for i in spec.labels]
     # several outputs: dout is a tuple, the cotangent of the reference's tuple of outputs
-    dout = jax.tree.map(lambda d: np.asarray(d, np.float64), example.dout)
-    with jax.enable_x64(True):
-        out, grads = _ORACLES[key](floats_, labels, dout)
+    return floats_, labels, jax.tree.map(lambda d: np.asarray(d, np.float64), example.dout)
+
+
+def _gradients(spec: Spec, grads: Any) -> tuple[np.ndarray | None, ...]:
+    """One gradient per input, ``None`` for a label's."""
     grads_iter = iter(grads)
-    full = tuple(None if i in spec.labels else np.asarray(next(grads_iter)) for i in range(len(spec.args)))
-    return jax.tree.map(np.asarray, out), full
+    return tuple(None if i in spec.labels else np.asarray(next(grads_iter)) for i in range(len(spec.args)))
 
 
-def _vjp_function(spec: Spec, kwargs: dict[str, Any]) -> Callable[..., Any]:
+def _vjp_function(spec: Spec, kwargs: dict[str, Any], reference: Callable[..., Any]) -> Callable[..., Any]:
     def run(floats_: list[Any], labels: list[Any], dout: Any) -> Any:
         def f(*xs: Any) -> Any:
             it, lab = iter(xs), iter(labels)
             args = [next(lab) if i in spec.labels else next(it) for i in range(len(spec.args))]
-            return spec.reference(*args, **kwargs)
+            return reference(*args, **kwargs)
 
         out, vjp = jax.vjp(f, *floats_)
         return out, vjp(dout)

@@ -1,4 +1,4 @@
-"""An LSTM step written as in a course's assignment (numpy, gates i, f, o, g): one right, two wrong."""
+"""An LSTM step written as in a course's assignment (numpy, gates i, f, o, g): one right, and wrong ones."""
 
 import numpy as np
 
@@ -23,13 +23,24 @@ class LSTMStep:
         x, h_prev, c_prev, Wx, Wh, i, f, o, g, c = self.cache
         dc = dc + self.through_h(dh, o, c)
         da = np.concatenate(
-            [dc * g * i * (1 - i), dc * c_prev * f * (1 - f), dh * np.tanh(c) * o * (1 - o), dc * i * (1 - g**2)],
+            [
+                dc * g * self.dsigmoid(i),
+                dc * c_prev * self.dsigmoid(f),
+                dh * np.tanh(c) * self.dsigmoid(o),
+                dc * i * self.dtanh(g),
+            ],
             axis=1,
         )
         return da @ Wx.T, da @ Wh.T, dc * f, x.T @ da, h_prev.T @ da, da.sum(axis=0)
 
     def through_h(self, dh, o, c):
         return dh * o * (1 - np.tanh(c) ** 2)
+
+    def dsigmoid(self, s):  # at a gate's output s = sigmoid(a)
+        return s * (1 - s)
+
+    def dtanh(self, g):  # at g = tanh(a)
+        return 1 - g**2
 
 
 class LSTMStepIFGO(LSTMStep):
@@ -46,3 +57,36 @@ class LSTMStepCellIgnoresH(LSTMStep):
 
     def through_h(self, dh, o, c):
         return 0 * dh
+
+
+class LSTMStepCellTanhFromInput(LSTMStep):
+    """Writes tanh(c)'s derivative for its output, 1 - out**2, but computes it from c."""
+
+    def through_h(self, dh, o, c):
+        return dh * o * (1 - c**2)
+
+
+class LSTMStepGateTanhAtOutput(LSTMStep):
+    """Takes the g gate's tanh derivative at its output: 1 - tanh(g)**2, where g is tanh's already."""
+
+    def dtanh(self, g):
+        return 1 - np.tanh(g) ** 2
+
+
+class LSTMStepSigmoidAtOutput(LSTMStep):
+    """Takes every gate's sigmoid derivative at its output: sigmoid(s) * (1 - sigmoid(s))."""
+
+    def dsigmoid(self, s):
+        return sigmoid(s) * (1 - sigmoid(s))
+
+
+class LSTMStepForgetGateAtOutput(LSTMStep):
+    """Takes the forget gate's sigmoid derivative at its output; the other gates are right."""
+
+    def backward(self, douts):
+        *_, f, _, _, _ = self.cache
+        self.forget = f
+        return super().backward(douts)
+
+    def dsigmoid(self, s):
+        return sigmoid(s) * (1 - sigmoid(s)) if s is self.forget else s * (1 - s)
