@@ -8,6 +8,8 @@ from jax.nn import sigmoid as nn_sigmoid
 from jax.numpy import tanh
 
 from handlayers.testing import inner
+from handlayers.testing.compare import _inner_variants, _one_site
+from handlayers.testing.report import Hint, explained
 from reference import scalar
 from reference.vector import lstm_step, rnn, rnn_step
 
@@ -31,9 +33,10 @@ def test_each_site_takes_the_derivative_its_selector_chooses_and_the_value_stays
     """jnp.tanh and jax.nn.tanh, called from two places, each take the derivative chosen for its
     place (0 right, 1 at the output, 2 from the input); the value is the reference's."""
     places = inner.sites(two_tanhs, (A,), {})
+    line = two_tanhs.__code__.co_firstlineno + 1
     assert [site.text for site in places["tanh"]] == [
-        "jnp.tanh(a) (line 18 of test_inner.py)",
-        "jax.nn.tanh(a) (line 18 of test_inner.py)",
+        f"jnp.tanh(a) (line {line} of test_inner.py)",
+        f"jax.nn.tanh(a) (line {line} of test_inner.py)",
     ]
     function = inner.mistaken(two_tanhs, places)
     with jax.enable_x64(True):
@@ -145,3 +148,47 @@ def test_an_lstm_step_has_its_sites_in_the_order_called():
         "is computed with sigmoid's derivative written for its output but computed from its input in "
         "sigmoid(i) (line 31 of recurrent.py): a * (1 - a), where it is out * (1 - out) with out = sigmoid(a)"
     )
+
+
+def test_the_variants_are_each_way_at_every_site_and_at_each_site_alone():
+    rng = np.random.default_rng(2)
+    inputs = [rng.normal(size=s) for s in ((2, 3), (2, 2), (2, 2), (3, 8), (2, 8), (8,))]
+    places = inner.sites(lstm_step, inputs, {})
+    variants = _inner_variants(places)
+    # sigmoid at f, i, o; tanh at g, c: two ways each, at every site and at each one alone
+    assert [selector for selector, _, _ in variants] == [
+        [1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 1, 0, 0],
+        [2, 2, 2, 0, 0], [2, 0, 0, 0, 0], [0, 2, 0, 0, 0], [0, 0, 2, 0, 0],
+        [0, 0, 0, 1, 1], [0, 0, 0, 1, 0], [0, 0, 0, 0, 1],
+        [0, 0, 0, 2, 2], [0, 0, 0, 2, 0], [0, 0, 0, 0, 2],
+    ]  # fmt: skip
+    assert [way for _, _, way in variants] == [("sigmoid", "output")] * 4 + [("sigmoid", "input")] * 4 + [
+        ("tanh", "output")
+    ] * 3 + [("tanh", "input")] * 3
+    assert len({words for _, words, _ in variants}) == len(variants)
+    assert "jnp.tanh(c) (line" in variants[10][1]
+    assert "(line" not in variants[8][1]  # at every site: none named
+    one = inner.sites(rnn_step, [rng.normal(size=s) for s in ((2, 3), (2, 4), (3, 4), (4, 4), (4,))], {})
+    assert [selector for selector, _, _ in _inner_variants(one)] == [[1], [2]]  # one site: no "alone"
+
+
+def test_the_site_that_explains_the_most_gradients_is_named_once_every_example_is_in():
+    ways = {"every tanh": ("tanh", "input"), "tanh(c)": ("tanh", "input"), "tanh(g)": ("tanh", "input")}
+    other = Hint(("dx",), "is transposed")
+    everywhere = [Hint((g,), "tanh(c)") for g in ("dx", "dh", "dc")]
+    typical = [*everywhere, Hint(("dc",), "every tanh")]  # dc reaches tanh(c) only
+    assert _one_site([*typical, other], ways) == [*everywhere, other]
+    # an example of zeros (tanh(g) at 0: 1 - g**2 is right there) where every tanh explains more
+    zeros = [*everywhere, *[Hint((g,), "every tanh") for g in ("dx", "dh", "dc")], Hint(("dc",), "tanh(g)")]
+    assert _one_site(zeros, ways) == zeros[:6]  # a tie: both kept
+    # across both, tanh(c) explains every gradient and "every tanh" dc alone
+    assert _one_site(explained([({"dx", "dh", "dc"}, typical), ({"dx", "dh", "dc"}, zeros)]), ways) == everywhere
+    # chosen per example first, the typical example would drop dc's "every tanh" and the other its
+    # tanh(c) hints in a tie-free variant of it: nothing would be left for dc
+    skewed = [*zeros[3:6], Hint(("dc",), "tanh(c)")]
+    per_example = [({"dx", "dh", "dc"}, _one_site(typical, ways)), ({"dx", "dh", "dc"}, _one_site(skewed, ways))]
+    assert explained(per_example) == []
+    assert _one_site(explained([({"dx", "dh", "dc"}, typical), ({"dx", "dh", "dc"}, skewed)]), ways) == [
+        Hint(("dc",), "tanh(c)"),
+        Hint(("dc",), "every tanh"),
+    ]

@@ -111,9 +111,19 @@ class Found:
     setup: tuple[str, ...] = ()
 
     @functools.cached_property
+    def _found(self) -> tuple[list[Hint], dict[str, tuple[str, str]]]:
+        return ([], {}) if self.error is not None else _mistakes(self.spec, self.example, self.rows)
+
+    @property
     def hints(self) -> list[Hint]:
-        """The known mistakes that explain the example, found when first asked for."""
-        return [] if self.error is not None else _mistakes(self.spec, self.example, self.rows)
+        """The known mistakes that explain the example, found when first asked for: at a function
+        called from several places, every place that explains a gradient (see :func:`_one_site`)."""
+        return self._found[0]
+
+    @property
+    def ways(self) -> dict[str, tuple[str, str]]:
+        """For the hints of a mistake inside the reference, their words and its function and way."""
+        return self._found[1]
 
     @property
     def wrong(self) -> set[str]:
@@ -123,7 +133,9 @@ class Found:
         """The example's report, with ``hints``, or else with those of its own it tells."""
         if self.error is not None:
             return raised_report(self.name, self.spec, self.example, self.backend, self.dtype, self.error, self.setup)
-        said = phrase([h for h in self.hints if h.telling] if hints is None else hints, self.spec.grads)
+        if hints is None:
+            hints = _one_site([h for h in self.hints if h.telling], self.ways)
+        said = phrase(hints, self.spec.grads)
         return report(self.name, self.spec, self.example, self.backend, self.dtype, self.rows, self.problems, said)
 
 
@@ -354,8 +366,9 @@ def _per_row(row: _Row, got: np.ndarray, tol: float) -> str:
     )
 
 
-def _mistakes(spec: Spec, example: Example, rows: list[_Row]) -> list[Hint]:
-    """The known mistakes that explain this example's wrong gradients (see :func:`report.mistakes`)."""
+def _mistakes(spec: Spec, example: Example, rows: list[_Row]) -> tuple[list[Hint], dict[str, tuple[str, str]]]:
+    """The known mistakes that explain this example's wrong gradients (see :func:`report.mistakes`),
+    and for those inside the reference, their words and their function and way."""
     floats_ = [i for i in range(len(spec.args)) if i not in spec.labels]
     dout_shape = np.shape(example.dout)
     out_shape = np.shape(rows[0].expected) if rows else ()
@@ -427,15 +440,16 @@ def _mistakes(spec: Spec, example: Example, rows: list[_Row]) -> list[Hint]:
     width = int(np.prod(first[1:])) if vector and len(first) >= 2 else None
     dout_is_ones = all(np.all(np.asarray(d) == 1) for d in jax.tree.leaves(example.dout))
     found = mistakes(rows, batch=batch, dout_is_ones=dout_is_ones, expected_for=expected_for, cases=cases, width=width)
-    return _one_site(found, {words: group for _, words, group in variants})
+    return found, {words: group for _, words, group in variants}
 
 
 def _one_site(hints: list[Hint], groups: dict[str, tuple[str, str]]) -> list[Hint]:
     """Of the sites at which a function's derivative is taken wrong the same way (``groups``: the
     words of each, and that way), those that explain the most gradients: a gradient that only one
     site reaches (an LSTM's dc_prev, tanh(c)) is explained by that site and by every site alike,
-    and the other gradients tell which. Sites that explain as many are all kept (other examples
-    may tell them apart: :func:`report.explained`)."""
+    and the other gradients tell which. Chosen once every example is taken into account (after
+    :func:`report.explained`): an example of zeros may leave the sites alike where another tells
+    them apart. Sites that explain as many are all kept."""
     counts: dict[str, int] = {}
     for hint in hints:
         if hint.words in groups:
@@ -698,7 +712,8 @@ def _full_report(found: Found, variants: list[Any], strategy: Any) -> str:
     search()
     best = max([found, *others], key=lambda f: typicality(f.spec, f.example) if f.error is None else -1.0)
     valued = [f for f in (*others, *_spread(found.spec, best, variants)) if f.error is None]
-    hints = explained([(f.wrong, f.hints) for f in (found, *valued)])
+    ways = {words: way for f in (found, *valued) for words, way in f.ways.items()}
+    hints = _one_site(explained([(f.wrong, f.hints) for f in (found, *valued)]), ways)
     text = [found.report(hints=[])]
     smallest = typicality(found.spec, found.example)
     typical = max(valued, key=lambda f: typicality(f.spec, f.example), default=None)
