@@ -14,6 +14,7 @@ import contextlib
 import importlib.util
 import inspect
 import json
+import os
 import re
 import sys
 import time
@@ -107,7 +108,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     listing.add_argument("--json", action="store_true", help="write them as JSON")
     args = parser.parse_args(_attached(sys.argv[1:] if argv is None else argv))
     commands_ = {"verify": _verify, "check": _check, "train": _train, "lab": _lab, "list": _references}
-    return commands_[args.command](args)
+    try:
+        status = commands_[args.command](args)
+        sys.stdout.flush()  # here, where a closed pipe can still be caught
+    except BrokenPipeError:
+        # the reader went away (handlayers list | head): nothing more to say, and nothing to say it
+        # to; Python's own flush at exit goes to devnull, and the status is the shell's for SIGPIPE
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return SIGPIPE_STATUS
+    return status
+
+
+#: the exit status when the output's reader went away, as a shell reports a command SIGPIPE ended
+SIGPIPE_STATUS = 128 + 13
 
 
 # ---------------------------------------------------------------------------------------------
@@ -339,6 +354,7 @@ def _list(text: str | None) -> list[str]:
 def _reference(args: argparse.Namespace, keywords: dict[str, Any]) -> Any:
     """The spec named by ``--against``, or a message saying why it cannot be had."""
     from handlayers import testing
+    from handlayers.testing.declared import parse_labels, parse_shapes
 
     against = args.against
     if ":" not in against and against not in testing.SPECS:
@@ -364,6 +380,12 @@ def _reference(args: argparse.Namespace, keywords: dict[str, Any]) -> Any:
             return function
     if not args.shapes:
         return f'--against {args.against} needs --shapes, the shape of each input: --shapes "X: n d_in; W: d_in d_out"'
+    declared = [("--shapes", parse_shapes, args.shapes), ("--labels", parse_labels, args.labels)]
+    for flag, parse, text in [*declared, ("--masks", parse_shapes, args.masks)]:
+        try:  # each flag's syntax first, so that its error names it
+            parse(text or {})
+        except ValueError as error:
+            return f"{flag}: {error}"
     return testing.spec(
         function, args.shapes, args.labels, kinks=args.kinks, kwargs=keywords, name=args.against, masks=args.masks
     )

@@ -757,11 +757,17 @@ def test_kinks_may_start_with_a_minus_sign(kinks, monkeypatch):
         (f"{LABS / 'refs.py'}:nothing", ["--shapes", "X: n"], "has no function 'nothing'"),
         (f"{LABS / 'nowhere.py'}:dense", ["--shapes", "X: n"], "no file"),
         ("not_a_module_anywhere:f", ["--shapes", "X: n"], "cannot import 'not_a_module_anywhere'"),
-        (f"{LABS / 'refs.py'}:dense", ["--shapes", "X n"], "expected 'NAME: DIMS'"),
+        (f"{LABS / 'refs.py'}:dense", ["--shapes", "X n"], "--shapes: expected 'NAME: DIMS'"),
+        (f"{LABS / 'refs.py'}:dense", ["--shapes", "X: n d-1"], "--shapes: a dimension is a name or a size"),
+        (f"{LABS / 'refs.py'}:dense", ["--shapes", "X: n d", "--labels", "y: n"], "--labels: labels 'y': expected"),
+        (f"{LABS / 'refs.py'}:dense", ["--shapes", "X: n d", "--masks", "m n"], "--masks: expected 'NAME: DIMS'"),
+        # a built-in reference narrowed by --shapes: the same
+        ("vector.affine", ["--shapes", "X: n d; W d m"], "--shapes: expected 'NAME: DIMS'"),
     ],
 )
 def test_a_reference_that_cannot_be_had_exits_2(against, flags, message, capsys):
-    """A user reference that is missing, unimportable or declared wrong exits 2 with the reason."""
+    """A user reference that is missing, unimportable or declared wrong exits 2 with the reason
+    (a declaration's syntax, with the flag that has it wrong)."""
     assert main(["check", f"{LABS / 'attributes.py'}:Dense", "--against", against, "--init", "W,b", *flags]) == 2
     assert message in capsys.readouterr().err
 

@@ -4,7 +4,10 @@ import dataclasses
 import importlib
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -288,6 +291,35 @@ def test_unknown_command_is_a_usage_error():
     with pytest.raises(SystemExit) as exit_info:
         main(["nonsense"])
     assert exit_info.value.code == 2
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(monkeypatch, capsys):
+    """handlayers list | head: the closed pipe ends the command with the shell's SIGPIPE status,
+    no traceback, and nothing left to write at exit."""
+    read, write = os.pipe()
+    os.close(read)
+    pipe = os.fdopen(write, "w", buffering=1)  # line-buffered: the first line meets the closed pipe
+    monkeypatch.setattr(sys, "stdout", pipe)
+    try:
+        assert main(["list"]) == 128 + 13
+        print("after the pipe closed", file=pipe)
+        pipe.flush()  # what Python's exit does: now into devnull, without an error
+    finally:
+        pipe.close()
+    assert capsys.readouterr().err == ""
+
+
+def test_a_closed_pipe_in_a_real_process_leaves_no_traceback():
+    """The same through python -m handlayers, its stdout a pipe whose reader is gone."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "handlayers", "list"], stdout=write, stderr=subprocess.PIPE, text=True, check=False
+        )
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (128 + 13, "")
 
 
 def test_a_file_that_fails_to_import_exits_2_with_its_traceback(tmp_path, capsys):
