@@ -8,7 +8,7 @@ from jax.nn import sigmoid as nn_sigmoid
 from jax.numpy import tanh
 
 from handlayers.testing import inner
-from handlayers.testing.compare import _inner_variants, _one_site
+from handlayers.testing.compare import Found, _inner_variants, _one_site, _Row
 from handlayers.testing.report import Hint, explained
 from reference import scalar
 from reference.vector import lstm_step, rnn, rnn_step
@@ -192,3 +192,21 @@ def test_the_site_that_explains_the_most_gradients_is_named_once_every_example_i
         Hint(("dc",), "tanh(c)"),
         Hint(("dc",), "every tanh"),
     ]
+
+
+def test_a_value_wrong_by_rounding_alone_says_nothing_against_a_mistake():
+    """An example whose dc is off by a few tolerances (the check fails at one; CI's LSTM example
+    with dh = 0 where tanh(c) is taken) cannot tell a mistake: it keeps none from the report."""
+    tol = 1e-11
+    near = _Row("dc", np.array([1.0, 2.0]), np.array([1.0, 2.0 + 3 * tol]), "worst error ...", tol, 3.0, 2)
+    far = _Row("dc", np.array([1.0, 2.0]), np.array([1.0, 2.5]), "worst error ...", tol, 5e10, 2)
+    right = _Row("dx", np.array([1.0]), np.array([1.0]), None, tol, 0.0, 0)
+    typical = Found("step", None, None, "numpy", np.float64, rows=[far, right])
+    rounding = Found("step", None, None, "numpy", np.float64, rows=[near, right])
+    assert (typical.wrong, rounding.wrong) == ({"dc"}, set())
+    hint = Hint(("dc",), "tanh(c)")
+    assert explained([(typical.wrong, [hint]), (rounding.wrong, [])]) == [hint]
+    # a value no number, or of another shape, is wrong beyond rounding
+    for got in ("text", np.array([1.0])):
+        odd = Found("step", None, None, "numpy", np.float64, rows=[_Row("dc", np.array([1.0, 2.0]), got, "x", tol)])
+        assert odd.wrong == {"dc"}

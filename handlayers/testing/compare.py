@@ -17,7 +17,16 @@ import numpy as np
 from handlayers.testing import inner
 from handlayers.testing.conventions import Adapted, Miscount, adapt, keyword_defaults, keywords_for, takes_no_dout
 from handlayers.testing.oracle import Example, oracle, oracle_variants, quick_jit, release_compiled
-from handlayers.testing.report import Hint, explained, mistakes, phrase, raised_report, report, typical_lines
+from handlayers.testing.report import (
+    Hint,
+    beyond_rounding,
+    explained,
+    mistakes,
+    phrase,
+    raised_report,
+    report,
+    typical_lines,
+)
 from handlayers.testing.specs import SPECS, Spec
 from handlayers.testing.strategies import examples
 from handlayers.testing.tolerance import spec_tolerances
@@ -127,7 +136,10 @@ class Found:
 
     @property
     def wrong(self) -> set[str]:
-        return {row.name for row in self.rows if row.problem}
+        """The names of the values wrong by more than rounding (:func:`report.beyond_rounding`):
+        those whose mistake the example can tell. A value within a few tolerances (the check fails
+        at one) says nothing against a mistake found in another example."""
+        return {row.name for row in self.rows if row.problem and beyond_rounding(row)}
 
     def report(self, hints: list[Hint] | None = None) -> str:
         """The example's report, with ``hints``, or else with those of its own it tells."""
