@@ -146,7 +146,7 @@ WRONG = [
         [],
         [
             "Likely mistake: dx, dh_prev, dc_prev, dWx, dWh and db are computed with tanh's derivative written for "
-            "its output but computed from its input in jnp.tanh(c) (line 32 of recurrent.py): 1 - a**2"
+            "its output but computed from its input in jnp.tanh(c) (line 32 of reference/vector/recurrent.py): 1 - a**2"
         ],
     ),
     (
@@ -155,7 +155,7 @@ WRONG = [
         [],
         [
             "Likely mistake: dx, dh_prev, dWx, dWh and db are computed with tanh's derivative taken at its output in "
-            "jnp.tanh(g) (line 31 of recurrent.py): 1 - tanh(out)**2"
+            "jnp.tanh(g) (line 31 of reference/vector/recurrent.py): 1 - tanh(out)**2"
         ],
     ),
     (
@@ -171,7 +171,10 @@ WRONG = [
         "sequence.py:LSTMStepForgetGateAtOutput",
         "vector.lstm_step",
         [],
-        ["are computed with sigmoid's derivative taken at its output in sigmoid(f) (line 31 of recurrent.py)"],
+        [
+            "are computed with sigmoid's derivative taken at its output in sigmoid(f) "
+            "(line 31 of reference/vector/recurrent.py)"
+        ],
     ),
     (
         "cs231n.py:conv_flipped",

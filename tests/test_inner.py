@@ -1,5 +1,7 @@
 """The reference with a tanh or a sigmoid differentiated wrong, for the mistakes made inside a layer."""
 
+import threading
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,11 +9,15 @@ import pytest
 from jax.nn import sigmoid as nn_sigmoid
 from jax.numpy import tanh
 
+from handlayers import testing
 from handlayers.testing import inner
 from handlayers.testing.compare import Found, _inner_variants, _one_site, _Row
+from handlayers.testing.oracle import Example, oracle, oracle_variants
 from handlayers.testing.report import Hint, explained
+from handlayers.testing.specs import SPECS
 from reference import scalar
 from reference.vector import lstm_step, rnn, rnn_step
+from tests.labs import cs231n
 
 A = np.array([-1.5, 0.0, 0.3, 2.0])
 
@@ -35,8 +41,8 @@ def test_each_site_takes_the_derivative_its_selector_chooses_and_the_value_stays
     places = inner.sites(two_tanhs, (A,), {})
     line = two_tanhs.__code__.co_firstlineno + 1
     assert [site.text for site in places["tanh"]] == [
-        f"jnp.tanh(a) (line {line} of test_inner.py)",
-        f"jax.nn.tanh(a) (line {line} of test_inner.py)",
+        f"jnp.tanh(a) (line {line} of tests/test_inner.py)",
+        f"jax.nn.tanh(a) (line {line} of tests/test_inner.py)",
     ]
     function = inner.mistaken(two_tanhs, places)
     with jax.enable_x64(True):
@@ -75,13 +81,17 @@ def test_the_swap_ends_with_the_call_even_when_the_reference_raises():
     its module and in the reference's; a reference that calls none has no sites."""
     originals = jnp.tanh, jax.nn.sigmoid, scalar.sigmoid, nn_sigmoid, tanh
 
+    swapped = []
+
     def fails(a):
         nn_sigmoid(a)
+        swapped.append((jnp.tanh is not originals[0], nn_sigmoid is not originals[3]))
         raise ValueError("mine")
 
     places = {"sigmoid": inner.sites(sigmoids, (A,), {})["sigmoid"]}
     with pytest.raises(ValueError, match="mine"):
         inner.mistaken(fails, places)(np.ones(3, int), A)
+    assert swapped == [(True, True)]  # the swap was made
     assert (jnp.tanh, jax.nn.sigmoid, scalar.sigmoid, nn_sigmoid, tanh) == originals
     assert jax.nn.tanh is jnp.tanh
     assert inner.sites(jnp.exp, (A,), {}) == {}
@@ -107,7 +117,9 @@ def test_an_rnn_step_with_tanh_at_its_output_is_the_mistaken_reference():
     dout = rng.normal(size=(2, 4))
     da = dout * (1 - np.tanh(np.tanh(x @ Wx + h @ Wh + b)) ** 2)
     places = inner.sites(rnn_step, inputs, {})
-    assert [site.text for site in places["tanh"]] == ["jnp.tanh(x @ Wx + h_prev @ Wh + b) (line 13 of recurrent.py)"]
+    assert [site.text for site in places["tanh"]] == [
+        "jnp.tanh(x @ Wx + h_prev @ Wh + b) (line 13 of reference/vector/recurrent.py)"
+    ]
     with jax.enable_x64(True):
         _, vjp = jax.vjp(lambda *xs: inner.mistaken(rnn_step, places)(np.array([1]), *xs), *inputs)
         grads = vjp(dout)
@@ -146,7 +158,8 @@ def test_an_lstm_step_has_its_sites_in_the_order_called():
     ]
     assert inner.words("sigmoid", "input", places["sigmoid"][1]) == (
         "is computed with sigmoid's derivative written for its output but computed from its input in "
-        "sigmoid(i) (line 31 of recurrent.py): a * (1 - a), where it is out * (1 - out) with out = sigmoid(a)"
+        "sigmoid(i) (line 31 of reference/vector/recurrent.py): a * (1 - a), where it is out * (1 - out) with "
+        "out = sigmoid(a)"
     )
 
 
@@ -210,3 +223,108 @@ def test_a_value_wrong_by_rounding_alone_says_nothing_against_a_mistake():
     for got in ("text", np.array([1.0])):
         odd = Found("step", None, None, "numpy", np.float64, rows=[_Row("dc", np.array([1.0, 2.0]), got, "x", tol)])
         assert odd.wrong == {"dc"}
+
+
+def greek(a):
+    σ, τ = jax.nn.sigmoid(a), jax.vmap(jnp.tanh)(a)
+    return σ + τ
+
+
+def test_a_site_is_the_call_as_written_and_where_jax_was_called():
+    """Columns count bytes (a Greek name before the call); a function handed to jax
+    (``jax.vmap(jnp.tanh)``) is placed at the call of jax, and its mistake made there."""
+    places = inner.sites(greek, (A,), {})
+    line = greek.__code__.co_firstlineno + 1
+    assert [site.text for found in places.values() for site in found] == [
+        f"jax.nn.sigmoid(a) (line {line} of tests/test_inner.py)",
+        f"jax.vmap(jnp.tanh)(a) (line {line} of tests/test_inner.py)",
+    ]
+    with jax.enable_x64(True):
+        grad = jax.grad(lambda a: jnp.sum(inner.mistaken(greek, places)(np.array([0, 2]), a)))(A)
+    s = 1 / (1 + np.exp(-A))
+    np.testing.assert_allclose(grad, s * (1 - s) + 1 - A**2, rtol=1e-14)
+
+
+def test_a_file_is_shown_from_the_working_directory_or_as_its_module(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    inputs = rnn_inputs(rng)
+    monkeypatch.chdir(tmp_path)  # the package's file is outside: shown as its module's path
+    inner._SITES.clear()
+    assert inner.sites(rnn_step, inputs, {})["tanh"][0].text.endswith("(line 13 of reference/vector/recurrent.py)")
+    path = str(tmp_path.parent / "mine.py")
+    assert inner._shown(path, {"__name__": "mine"}) == path  # neither: in full
+    assert inner._shown(path, {"__name__": "elsewhere.mine"}) == path
+    init = str(tmp_path.parent / "pkg" / "__init__.py")
+    assert inner._shown(init, {"__name__": "pkg"}) == init
+    assert inner._shown(str(tmp_path / "x" / "y.py"), {}) == "x/y.py"
+    inner._SITES.clear()
+
+
+def test_two_calls_on_one_line_are_told_apart_where_python_has_no_columns():
+    code = greek.__code__
+    same = [inner.Site(code, i, "jnp.tanh(a) (line 7 of f.py)") for i in (4, 8)]
+    other = inner.Site(code, 12, "g(a) (line 9 of f.py)")
+    assert [site.text for site in inner._numbered([*same, other])] == [
+        "jnp.tanh(a) (call 1 of 2 on line 7 of f.py)",
+        "jnp.tanh(a) (call 2 of 2 on line 7 of f.py)",
+        "g(a) (line 9 of f.py)",
+    ]
+    assert inner._numbered([*same[:1], other]) == [*same[:1], other]
+
+
+jitted = jax.jit(two_tanhs)
+
+
+def test_a_jitted_reference_is_traced_anew_and_left_as_it_was():
+    """jax's cache of a jitted reference neither hides its sites (a trace before) nor keeps the
+    mistaken trace (a trace after gives the right gradient)."""
+    with jax.enable_x64(True):
+        right = jax.grad(jitted)(A)
+        places = inner.sites(jitted, (A,), {})
+        assert len(places["tanh"]) == 2
+        wrong = jax.grad(lambda a: inner.mistaken(jitted, places)(np.array([0, 2]), a))(A)
+        np.testing.assert_allclose(wrong, (1 - np.tanh(A) ** 2) + 3 * (1 - A**2), rtol=1e-14)
+        np.testing.assert_allclose(jax.grad(jitted)(A), right, rtol=0)
+
+
+def test_another_thread_sees_the_real_functions_while_the_swap_holds():
+    seen = {}
+
+    def elsewhere():
+        seen["tanh"] = float(jnp.tanh(1.0))
+
+    with inner._swapping(two_tanhs, lambda name, original: lambda *args: "swapped"):
+        assert jnp.tanh(1.0) == "swapped"
+        thread = threading.Thread(target=elsewhere)
+        thread.start()
+        thread.join()
+    assert seen == {"tanh": pytest.approx(np.tanh(1.0))}
+
+
+def test_hints_that_cannot_be_worked_out_leave_the_report_without_them(monkeypatch):
+    def fails(*args):
+        raise RuntimeError("no trace")
+
+    monkeypatch.setattr(inner, "sites", fails)
+    with pytest.raises(testing.Mismatch) as raised:
+        testing.check(
+            (cs231n.rnn_step_at_output_forward, cs231n.rnn_step_at_output_backward),
+            "vector.rnn_step",
+            max_examples=5,
+        )
+    assert str(raised.value).endswith("(no hint: working them out raised RuntimeError: no trace)")
+
+
+def test_the_selector_of_no_mistake_is_the_oracle():
+    """Every site at 0: the gradients are the reference's own, for an LSTM step's five sites."""
+    rng = np.random.default_rng(3)
+    spec = SPECS["vector.lstm_step"]
+    inputs = tuple(rng.normal(size=s) for s in ((2, 3), (2, 2), (2, 2), (3, 8), (2, 8), (8,)))
+    example = Example(inputs, {}, (rng.normal(size=(2, 2)), rng.normal(size=(2, 2))))
+    places = inner.sites(spec.reference, inputs, {})
+    selectors = np.array([[0] * 5, [1, 0, 0, 0, 0]])
+    none, one = oracle_variants(spec, example, inner.mistaken(spec.reference, places), selectors)
+    rights = oracle(spec, example)[1]
+    for got, right in zip(none, rights, strict=True):
+        np.testing.assert_allclose(got, right, rtol=1e-14, atol=1e-15)
+    assert not all(np.allclose(wrong, right, rtol=1e-6) for wrong, right in zip(one, rights, strict=True))

@@ -724,12 +724,15 @@ def _full_report(found: Found, variants: list[Any], strategy: Any) -> str:
     search()
     best = max([found, *others], key=lambda f: typicality(f.spec, f.example) if f.error is None else -1.0)
     valued = [f for f in (*others, *_spread(found.spec, best, variants)) if f.error is None]
-    ways = {words: way for f in (found, *valued) for words, way in f.ways.items()}
-    hints = _one_site(explained([(f.wrong, f.hints) for f in (found, *valued)]), ways)
+    try:
+        ways = {words: way for f in (found, *valued) for words, way in f.ways.items()}
+        hints = _one_site(explained([(f.wrong, f.hints) for f in (found, *valued)]), ways)
+        said = [f"Likely mistake: {line}." for line in phrase(hints, found.spec.grads)]
+    except Exception as error:  # the hints could not be worked out: the report without them
+        said = [f"(no hint: working them out raised {type(error).__name__}: {error})"]
     text = [found.report(hints=[])]
     smallest = typicality(found.spec, found.example)
     typical = max(valued, key=lambda f: typicality(f.spec, f.example), default=None)
     if typical is not None and typicality(typical.spec, typical.example) > smallest:
         text.append("\n".join(typical_lines(typical.spec, typical.example, typical.rows, typical.problems)))
-    text += [f"Likely mistake: {line}." for line in phrase(hints, found.spec.grads)]
-    return "\n".join(text)
+    return "\n".join(text + said)

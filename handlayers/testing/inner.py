@@ -19,6 +19,7 @@ names in the reference's own module (``from jax.nn import sigmoid``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import itertools
 import linecache
@@ -78,7 +79,7 @@ _ORIGINALS = {name: tuple(dict.fromkeys(getattr(m, a) for m, a in homes)) for na
 
 class Site(NamedTuple):
     """One place in the code that calls a swapped function: its code object, the instruction
-    (``f_lasti``), and the call as written (``jnp.tanh(c) (line 32 of recurrent.py)``)."""
+    (``f_lasti``), and the call as written (``jnp.tanh(c) (line 32 of reference/vector/recurrent.py)``)."""
 
     code: Any
     instruction: int
@@ -92,14 +93,58 @@ def words(name: str, how: str, site: Site | None = None) -> str:
     return f"is computed with {name}'s derivative {taken}{where}: {formula}"
 
 
+_JAX = os.path.dirname(jax.__file__) + os.sep
+
+
+def _caller(frame: Any) -> Any:
+    """The first frame from ``frame`` up whose code is not jax's: the call of a function handed to
+    jax (``jax.vmap(jnp.tanh)(a)``, ``jax.tree.map(jnp.tanh, ...)``) is placed where jax is called."""
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_JAX):
+        frame = frame.f_back
+    return frame
+
+
 def _site(frame: Any) -> Site:
     code, instruction = frame.f_code, frame.f_lasti
     lineno, end, start, stop = frame.f_lineno, None, None, None
     with contextlib.suppress(AttributeError, StopIteration):  # co_positions: Python 3.11 on
         lineno, end, start, stop = next(itertools.islice(code.co_positions(), instruction // 2, None))
     line = linecache.getline(code.co_filename, lineno or 0)
-    call = line[start:stop] if end == lineno and start is not None and stop is not None else line.strip()
-    return Site(code, instruction, f"{call} (line {lineno} of {os.path.basename(code.co_filename)})")
+    # the columns count UTF-8 bytes (a line may hold a Greek letter)
+    whole = end == lineno and start is not None and stop is not None
+    call = line.encode()[start:stop].decode(errors="replace") if whole else line.strip()
+    return Site(code, instruction, f"{call} (line {lineno} of {_shown(code.co_filename, frame.f_globals)})")
+
+
+def _shown(filename: str, namespace: dict[str, Any]) -> str:
+    """The file as a reader finds it: relative to the working directory where it lies below it,
+    else as its module's path (``reference/vector/recurrent.py``, installed), else in full."""
+    with contextlib.suppress(ValueError):  # another drive
+        relative = os.path.relpath(filename)
+        if not relative.startswith(os.pardir):
+            return relative
+    module = str(namespace.get("__name__", ""))
+    if "." in module:
+        tail = module.replace(".", os.sep) + (os.sep + "__init__.py" if filename.endswith("__init__.py") else ".py")
+        if filename.endswith(os.sep + tail):
+            return tail
+    return filename
+
+
+def _numbered(found: list[Site]) -> list[Site]:
+    """``found`` with the calls that share their text (two on one line, where Python has no
+    columns: 3.10) told apart by their order on it."""
+    texts = [site.text for site in found]
+    if len(set(texts)) == len(texts):
+        return found
+    numbered = []
+    for site in found:
+        same = [other for other in found if other.text == site.text]
+        if len(same) > 1:
+            call, _, where = site.text.partition(" (line ")
+            site = site._replace(text=f"{call} (call {same.index(site) + 1} of {len(same)} on line {where}")
+        numbered.append(site)
+    return numbered
 
 
 _LOCK = threading.RLock()
@@ -108,20 +153,34 @@ _LOCK = threading.RLock()
 @contextlib.contextmanager
 def _swapping(reference: Callable[..., Any], stand_in: Callable[[str, Any], Callable[..., Any]]) -> Iterator[None]:
     """While inside: every home's function, and every name in ``reference``'s module bound to one,
-    is ``stand_in(name, original)``."""
+    is ``stand_in(name, original)`` in this thread (in another, the original); and jax compiles
+    nothing apart (:func:`jax.disable_jit`): a jitted reference, or a ``lax.scan`` body defined
+    once, is traced anew (jax's caches would hold the functions of an earlier trace, or keep ours)."""
     home_modules = [vars(module) for homes in _HOMES.values() for module, _ in homes]
     own = getattr(inspect.unwrap(reference), "__globals__", None)
     namespaces = list({id(ns): ns for ns in [*home_modules, *([own] if own is not None else [])]}.values())
+    owner = threading.get_ident()
+
+    def ours(name: str, original: Any) -> Callable[..., Any]:
+        swapped = stand_in(name, original)
+
+        @functools.wraps(original)
+        def either(*args: Any, **kwargs: Any) -> Any:
+            return (swapped if threading.get_ident() == owner else original)(*args, **kwargs)
+
+        return either
+
     with _LOCK:  # the swap is global while the reference runs
         saved = []
-        for namespace in namespaces:
-            for key, value in list(namespace.items()):
-                for name, originals in _ORIGINALS.items():
-                    if any(value is original for original in originals):
-                        saved.append((namespace, key, value))
-                        namespace[key] = stand_in(name, value)
         try:
-            yield
+            for namespace in namespaces:
+                for key, value in list(namespace.items()):
+                    for name, originals in _ORIGINALS.items():
+                        if any(value is original for original in originals):
+                            saved.append((namespace, key, value))
+                            namespace[key] = ours(name, value)
+            with jax.disable_jit():
+                yield
         finally:
             for namespace, key, value in saved:
                 namespace[key] = value
@@ -140,14 +199,14 @@ def sites(reference: Callable[..., Any], inputs: tuple[Any, ...], kwargs: dict[s
 
         def recorder(name: str, original: Any) -> Callable[..., Any]:
             def record(*args: Any, **kwargs_: Any) -> Any:
-                found.setdefault(name, {})[_site(sys._getframe(1))] = None
+                found.setdefault(name, {})[_site(_caller(sys._getframe(2)))] = None
                 return original(*args, **kwargs_)
 
             return record
 
         with _swapping(reference, recorder), jax.enable_x64(True):
             jax.eval_shape(lambda *xs: reference(*xs, **kwargs), *inputs)
-        _SITES[key] = {name: list(places) for name, places in found.items()}
+        _SITES[key] = {name: _numbered(list(places)) for name, places in found.items()}
     return _SITES[key]
 
 
@@ -163,7 +222,8 @@ def mistaken(reference: Callable[..., Any], places: dict[str, list[Site]]) -> Ca
     ``jax.vmap``). One per reference and places."""
     key = (reference, tuple((name, tuple(found)) for name, found in places.items()))
     if key not in _MISTAKEN:
-        index = {(name, site): k for k, (name, site) in enumerate((n, s) for n, found in places.items() for s in found)}
+        order = [(name, site.code, site.instruction) for name, found in places.items() for site in found]
+        index = {where: k for k, where in enumerate(order)}
 
         def with_mistakes(selector: Any, *args: Any, **kwargs: Any) -> Any:
             def stand_in(name: str, original: Any) -> Callable[..., Any]:
@@ -171,7 +231,8 @@ def mistaken(reference: Callable[..., Any], places: dict[str, list[Site]]) -> Ca
 
                 def chosen(*args_: Any, **kwargs_: Any) -> Any:
                     out = original(*args_, **kwargs_)
-                    k = index.get((name, _site(sys._getframe(1))))
+                    frame = _caller(sys._getframe(2))
+                    k = index.get((name, frame.f_code, frame.f_lasti))
                     if k is None or len(args_) != 1 or kwargs_:
                         return out
                     (a,) = args_
