@@ -966,6 +966,35 @@ def test_a_pair_or_loss_that_returns_no_pair_is_told_what_it_should_return():
         testing.check(loss_only, "vector.softmax_cross_entropy", max_examples=3)
 
 
+def test_a_pair_of_several_outputs_returns_them_each_or_together():
+    """For a reference of several outputs (lstm_step's h and c), forward returns each before the
+    cache, or all in one tuple, and backward takes their gradients the same way; anything else is
+    told what it should return."""
+
+    def reference(*inputs):
+        return jax.tree.map(np.asarray, testing.SPECS["vector.lstm_step"].reference(*inputs))
+
+    def together_forward(*inputs):
+        return reference(*inputs), inputs
+
+    def together_backward(douts, inputs):
+        return jax.tree.map(np.asarray, jax.vjp(testing.SPECS["vector.lstm_step"].reference, *inputs)[1](douts))
+
+    def each_forward(*inputs):
+        return *reference(*inputs), inputs
+
+    def each_backward(dh, dc, inputs):
+        return together_backward((dh, dc), inputs)
+
+    def too_many_forward(*inputs):
+        return *reference(*inputs), inputs, None
+
+    assert testing.check((together_forward, together_backward), "vector.lstm_step", max_examples=5).examples == 5
+    assert testing.check((each_forward, each_backward), "vector.lstm_step", max_examples=5).examples == 5
+    with pytest.raises(testing.Mismatch, match=r"too_many returned tuple, not \(h, c, cache\) or \(\(h, c\), cache\)"):
+        testing.check((too_many_forward, each_backward), "vector.lstm_step", max_examples=3)
+
+
 def test_a_backward_returning_too_few_gradients_is_counted():
     """A class backward returning fewer values than the gradients it owes is told how many."""
 

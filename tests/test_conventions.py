@@ -46,6 +46,7 @@ RIGHT = [
     ("cs231n.py:temporal_softmax_loss", "refs.py:temporal_softmax_loss", TEMPORAL),
     ("cs231n.py:rnn_step", "vector.rnn_step", []),
     ("cs231n.py:rnn", "vector.rnn", []),
+    ("cs231n.py:lstm_step", "vector.lstm_step", []),  # two outputs, each before the cache
     ("scratch.py:Layer_Dense", "vector.affine", SCRATCH_DENSE),
     ("scratch.py:Activation_ReLU", "vector.relu", SCRATCH_ACTIVATION),
     ("scratch.py:Activation_Sigmoid", "vector.sigmoid", SCRATCH_ACTIVATION),
@@ -165,6 +166,15 @@ WRONG = [
         [
             "Likely mistake: dx, dh_prev, dWx, dWh and db are computed with sigmoid's derivative taken at its "
             "output: sigmoid(out) * (1 - sigmoid(out)), where out = sigmoid(a)"
+        ],
+    ),
+    (
+        "cs231n.py:lstm_step_no_dnext_c",
+        "vector.lstm_step",
+        [],
+        [
+            "Likely mistake: dx, dh_prev, dc_prev, dWx, dWh and db are computed without dc "
+            "(as if the gradient of c were 0)"
         ],
     ),
     (

@@ -413,6 +413,12 @@ def _mistakes(spec: Spec, example: Example, rows: list[_Row]) -> tuple[list[Hint
         for i in like_output
         if len(floats_) == 1
     ]
+    # several outputs: one's gradient left out (an LSTM step's backward that forgets dnext_c)
+    if isinstance(example.dout, tuple):
+        cases += [
+            (f"without:{k}", f"is computed without {d} (as if the gradient of {spec.outputs[k]} were 0)")
+            for k, d in enumerate(spec.douts)
+        ]
     # tanh or sigmoid inside a reference of more (rnn_step, lstm_step): its derivative taken wrong
     # there, at every call or (where it is called from more than one place) at one place
     places = {} if len(floats_) == 1 and like_output else inner.sites(spec.reference, example.inputs, example.kwargs)
@@ -432,6 +438,9 @@ def _mistakes(spec: Spec, example: Example, rows: list[_Row]) -> tuple[list[Hint
             # the one float input's gradient, with no value where nothing maps to the input
             # (whatever the reference's gradient at NaN: ReLU passes dout there)
             return [(spec.grads[i], np.where(np.isnan(found), np.nan, grad))]
+        elif case.startswith("without:"):
+            k = int(case.partition(":")[2])
+            dout = tuple(np.zeros_like(np.asarray(d, np.float64)) if j == k else d for j, d in enumerate(dout))
         elif case.startswith("inner:"):
             if not inner_grads:  # every variant at once, the first time one is asked for
                 selectors = np.array([selector for selector, _, _ in variants])

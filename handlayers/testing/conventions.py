@@ -5,7 +5,9 @@
 
 - **a class** with ``forward(*inputs)`` and ``backward(dout)`` (the contract's own);
 - **a pair of functions** ``(NAME_forward, NAME_backward)``: ``forward(*inputs) -> (out, cache)``,
-  ``backward(dout, cache) -> gradients`` (CS231n). A trailing ``*_param`` argument
+  ``backward(dout, cache) -> gradients`` (CS231n); for a reference of several outputs, each
+  before the cache and each gradient before it (``lstm_step_forward -> (next_h, next_c, cache)``,
+  ``lstm_step_backward(dnext_h, dnext_c, cache)``), or all in one tuple. A trailing ``*_param`` argument
   (``conv_param``, ``pool_param``, ``bn_param``, ``dropout_param``) gets the reference's keywords
   under that style's names (:data:`PARAM_KEYS`), with ``mode = "train"``;
 - **a loss function returning its gradient**, ``loss(*inputs) -> (loss, dfirst)``: compared at
@@ -104,6 +106,7 @@ class Adapted:
     library: str | None = None
     forward: str = "forward"  # the method that computes the output (a class's)
     setup: tuple[str, ...] = ()  # methods called on each new object before forward (a class's)
+    outputs: tuple[str, ...] = ("output",)  # the reference's outputs (a pair's forward returns each)
 
     @property
     def __name__(self) -> str:  # reports name a layer by its __name__
@@ -218,15 +221,27 @@ class _FunctionLayer:
             out = function(*passed, _param_dict({**a.defaults, **self.kwargs}))
         else:
             out = function(*passed, **keywords_for(function, a.defaults, self.kwargs))
+        several = a.kind == "pair" and len(a.outputs) > 1
+        # several outputs: each in turn before the cache (CS231n's lstm_step: h, c, cache), or all
+        # in one tuple; backward takes them alike (dnext_h, dnext_c, cache)
+        self.spread = several and isinstance(out, tuple | list) and len(out) == len(a.outputs) + 1
+        if self.spread:
+            *result, self.stored = out
+            return tuple(result)
         if not isinstance(out, tuple | list) or len(out) != 2:
-            what = "(out, cache)" if a.kind == "pair" else "(loss, dfirst)"
-            raise ConventionError(f"{a.name} returned {type(out).__name__}, not the pair {what}")
+            shown = ", ".join(a.outputs)
+            what = f"({shown}, cache) or (({shown}), cache)" if several else "the pair (out, cache)"
+            what = what if a.kind == "pair" else "the pair (loss, dfirst)"
+            raise ConventionError(f"{a.name} returned {type(out).__name__}, not {what}")
         result, self.stored = out
         return result
 
     def backward(self, dout: Any) -> Any:
         a = self.adapted
-        returned = self.stored if a.kind == "loss" else a.code[1](dout, self.stored)
+        if a.kind == "loss":
+            returned = self.stored
+        else:
+            returned = a.code[1](*dout, self.stored) if self.spread else a.code[1](dout, self.stored)
         return a.gradients(returned, lambda attr: None)
 
 
@@ -405,6 +420,7 @@ def adapt(
         library="jax" if kind == "jax" else None,
         forward=forward,
         setup=setup,
+        outputs=tuple(spec.outputs),
     )
     if kind == "loss":
         return dataclasses.replace(adapted, compared=(0,), unit_dout=True)

@@ -284,6 +284,45 @@ def rnn_at_output_backward(dh, caches):
     return rnn_backward(dh, caches, rnn_step_at_output_backward)
 
 
+def sigmoid(x):
+    """Assignment 3's numerically stable sigmoid."""
+    pos, neg = x >= 0, x < 0
+    z = np.zeros_like(x)
+    z[pos] = np.exp(-x[pos])
+    z[neg] = np.exp(x[neg])
+    top = np.ones_like(x)
+    top[neg] = z[neg]
+    return top / (1 + z)
+
+
+def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
+    """Assignment 3's LSTM step: two outputs before the cache, gates i, f, o, g."""
+    H = prev_h.shape[1]
+    a = x.dot(Wx) + prev_h.dot(Wh) + b
+    i, f, o, g = sigmoid(a[:, :H]), sigmoid(a[:, H : 2 * H]), sigmoid(a[:, 2 * H : 3 * H]), np.tanh(a[:, 3 * H :])
+    next_c = f * prev_c + i * g
+    next_h = o * np.tanh(next_c)
+    return next_h, next_c, (x, prev_h, prev_c, Wx, Wh, i, f, o, g, next_c)
+
+
+def lstm_step_backward(dnext_h, dnext_c, cache):
+    x, prev_h, prev_c, Wx, Wh, i, f, o, g, next_c = cache
+    dc = dnext_c + dnext_h * o * (1 - np.tanh(next_c) ** 2)
+    da = np.hstack(
+        (dc * g * i * (1 - i), dc * prev_c * f * (1 - f), dnext_h * np.tanh(next_c) * o * (1 - o), dc * i * (1 - g**2))
+    )
+    return da.dot(Wx.T), da.dot(Wh.T), dc * f, x.T.dot(da), prev_h.T.dot(da), da.sum(axis=0)
+
+
+def lstm_step_no_dnext_c_forward(x, prev_h, prev_c, Wx, Wh, b):
+    return lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b)
+
+
+def lstm_step_no_dnext_c_backward(dnext_h, dnext_c, cache):
+    """Forgets the gradient that reaches next_c from the next step: dnext_c."""
+    return lstm_step_backward(dnext_h, 0 * dnext_c, cache)
+
+
 def temporal_softmax_loss(x, y, mask):
     """Assignment 3's loss, written with the mask as an index (``x[mask]``): it needs a boolean
     mask (0/1 integers would pick rows 0 and 1)."""
