@@ -156,7 +156,7 @@ WRONG = [
         [],
         [
             "Likely mistake: dx, dh_prev, dWx, dWh and db are computed with tanh's derivative taken at its output in "
-            "jnp.tanh(g) (line 31 of reference/vector/recurrent.py): 1 - tanh(out)**2"
+            "jnp.tanh(a_g) (line 31 of reference/vector/recurrent.py): 1 - tanh(out)**2"
         ],
     ),
     (
@@ -182,7 +182,7 @@ WRONG = [
         "vector.lstm_step",
         [],
         [
-            "are computed with sigmoid's derivative taken at its output in sigmoid(f) "
+            "are computed with sigmoid's derivative taken at its output in sigmoid(a_f) "
             "(line 31 of reference/vector/recurrent.py)"
         ],
     ),

@@ -153,12 +153,12 @@ def test_an_lstm_step_has_its_sites_in_the_order_called():
     inputs = [rng.normal(size=s) for s in ((2, 3), (2, 2), (2, 2), (3, 8), (2, 8), (8,))]
     places = inner.sites(lstm_step, inputs, {})
     assert [[site.text.partition(" (")[0] for site in found] for found in places.values()] == [
-        ["sigmoid(f)", "sigmoid(i)", "sigmoid(o)"],
-        ["jnp.tanh(g)", "jnp.tanh(c)"],
+        ["sigmoid(a_f)", "sigmoid(a_i)", "sigmoid(a_o)"],
+        ["jnp.tanh(a_g)", "jnp.tanh(c)"],
     ]
     assert inner.words("sigmoid", "input", places["sigmoid"][1]) == (
         "is computed with sigmoid's derivative written for its output but computed from its input in "
-        "sigmoid(i) (line 31 of reference/vector/recurrent.py): a * (1 - a), where it is out * (1 - out) with "
+        "sigmoid(a_i) (line 31 of reference/vector/recurrent.py): a * (1 - a), where it is out * (1 - out) with "
         "out = sigmoid(a)"
     )
 

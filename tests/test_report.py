@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from handlayers import testing
-from handlayers.testing.report import Hint, diagnose, explained, mistakes, phrase, show
+from handlayers.testing.oracle import Example
+from handlayers.testing.report import Hint, diagnose, explained, mistakes, phrase, show, typical_lines
 
 TOL = 1e-12
 
@@ -1132,3 +1133,11 @@ def test_the_assignments_are_read_from_the_code_not_its_text():
     assert hint("e") == hint("f") == hint("g") == hint("h") == ""
     # a CLASS.METHOD, which --setup does not fit: no hint
     assert _set_by_a_method(_missing(Written(), lambda w: w.n), "Written.annotated") == ""
+
+
+def test_a_typical_example_names_each_outputs_gradient():
+    """Of a layer of several outputs, the typical example shows dh and dc, as the smallest does."""
+    spec = testing.SPECS["vector.lstm_step"]
+    inputs = tuple(np.full(s, 0.5) for s in ((1, 1), (1, 1), (1, 1), (1, 4), (1, 4), (4,)))
+    lines = typical_lines(spec, Example(inputs, {}, (np.full((1, 1), 2.0), np.full((1, 1), 3.0))), [], [])
+    assert lines[-2:] == ["  dh        = [[2.]]", "  dc        = [[3.]]"]

@@ -492,7 +492,7 @@ def typical_lines(spec: Spec, example: Any, rows: Sequence[Any], problems: Seque
     """A typical failing example (values not 0, sides of 2 or more, dout not 0 or 1), under the
     smallest one: only what is wrong on it."""
     lines = ["A typical failing example (the smallest can hide a mistake behind zeros and ones):"]
-    lines += example_lines(spec.args, example.inputs, example.kwargs, example.dout)
+    lines += example_lines(spec.args, example.inputs, example.kwargs, example.dout, spec.douts)
     for row in rows:
         if row.problem:
             lines += value_lines(row.name, row.expected, row.got, row.problem)

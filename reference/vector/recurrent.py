@@ -25,8 +25,8 @@ def rnn(x, h0, Wx, Wh, b):
 
 
 def lstm_step(x, h_prev, c_prev, Wx, Wh, b):
-    """``(h, c)``: ``a = x @ Wx + h_prev @ Wh + b`` split in gates i, f, o, g;
-    ``c = sigmoid(f) * c_prev + sigmoid(i) * tanh(g)``, ``h = sigmoid(o) * tanh(c)``."""
-    i, f, o, g = jnp.split(x @ Wx + h_prev @ Wh + b, 4, axis=1)
-    c = sigmoid(f) * c_prev + sigmoid(i) * jnp.tanh(g)
-    return sigmoid(o) * jnp.tanh(c), c
+    """``(h, c)``: ``a = x @ Wx + h_prev @ Wh + b`` split in the gates' inputs a_i, a_f, a_o, a_g;
+    ``c = sigmoid(a_f) * c_prev + sigmoid(a_i) * tanh(a_g)``, ``h = sigmoid(a_o) * tanh(c)``."""
+    a_i, a_f, a_o, a_g = jnp.split(x @ Wx + h_prev @ Wh + b, 4, axis=1)
+    c = sigmoid(a_f) * c_prev + sigmoid(a_i) * jnp.tanh(a_g)
+    return sigmoid(a_o) * jnp.tanh(c), c
