@@ -180,9 +180,11 @@ def test_the_variants_are_each_way_at_every_site_and_at_each_site_alone():
     ] * 3 + [("tanh", "input")] * 3
     assert len({words for _, words, _ in variants}) == len(variants)
     assert "jnp.tanh(c) (line" in variants[10][1]
-    assert "(line" not in variants[8][1]  # at every site: none named
+    assert "(line" not in variants[8][1]  # at every site: none named, their number said
+    assert variants[8][1].startswith("is computed with tanh's derivative taken at its output at each of its 2 calls: ")
     one = inner.sites(rnn_step, [rng.normal(size=s) for s in ((2, 3), (2, 4), (3, 4), (4, 4), (4,))], {})
     assert [selector for selector, _, _ in _inner_variants(one)] == [[1], [2]]  # one site: no "alone"
+    assert _inner_variants(one)[0][1].startswith("is computed with tanh's derivative taken at its output: ")
 
 
 def test_the_site_that_explains_the_most_gradients_is_named_once_every_example_is_in():

@@ -491,7 +491,7 @@ def _inner_variants(places: dict[str, list[inner.Site]]) -> list[tuple[list[int]
         for choice, how in enumerate(inner.FUNCTIONS[name], start=1):
             for chosen in [None, *found] if len(found) > 1 else [None]:
                 selector = [choice if n == name and chosen in (None, site) else 0 for n, site in order]
-                variants.append((selector, inner.words(name, how, chosen), (name, how)))
+                variants.append((selector, inner.words(name, how, chosen, len(found)), (name, how)))
     return variants
 
 

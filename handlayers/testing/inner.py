@@ -86,10 +86,11 @@ class Site(NamedTuple):
     text: str
 
 
-def words(name: str, how: str, site: Site | None = None) -> str:
-    """The report's words for ``name``'s derivative taken wrong (``how``), at every call or at ``site``."""
+def words(name: str, how: str, site: Site | None = None, calls: int = 1) -> str:
+    """The report's words for ``name``'s derivative taken wrong (``how``), at ``site``, or else at
+    every one of its ``calls`` (said where there are more than one)."""
     _, taken, formula = FUNCTIONS[name][how]
-    where = f" in {site.text}" if site else ""
+    where = f" in {site.text}" if site else f" at each of its {calls} calls" if calls > 1 else ""
     return f"is computed with {name}'s derivative {taken}{where}: {formula}"
 
 
