@@ -16,6 +16,7 @@ import inspect
 import json
 import os
 import re
+import select
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -112,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = commands_[args.command](args)
         sys.stdout.flush()  # here, where a closed pipe can still be caught
     except BrokenPipeError:
+        if not _reader_gone(sys.stdout):
+            raise  # another pipe broke (a child process's): an error, not the end of the output
         # the reader went away (handlayers list | head): nothing more to say, and nothing to say it
         # to; Python's own flush at exit goes to devnull, and the status is the shell's for SIGPIPE
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -123,6 +126,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 #: the exit status when the output's reader went away, as a shell reports a command SIGPIPE ended
 SIGPIPE_STATUS = 128 + 13
+
+
+def _reader_gone(stream: TextIO) -> bool:
+    """Whether ``stream`` is a pipe whose reader has closed it (poll says so: an error on its
+    writing end); where that cannot be asked (no poll: Windows), taken to be."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):  # not a file (a capture): no pipe of ours
+        return False
+    if not hasattr(select, "poll"):
+        return True
+    poll = select.poll()
+    poll.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poll.poll(0))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import handlayers
+import handlayers.__main__
 from handlayers import testing
 from handlayers.__main__ import _Progress, main
 
@@ -307,6 +309,25 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(monkeypatch, capsys):
     finally:
         pipe.close()
     assert capsys.readouterr().err == ""
+
+
+def test_another_broken_pipe_is_an_error_not_the_end_of_the_output(monkeypatch, tmp_path):
+    """A pipe to a child process that breaks is raised; stdout (a file, a capture, a pipe still
+    read) is not a reader gone; where poll is missing (Windows), a broken pipe ends the output."""
+
+    def breaks(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(handlayers.__main__, "_references", breaks)
+    with pytest.raises(BrokenPipeError):
+        main(["list"])
+    read, write = os.pipe()
+    with open(tmp_path / "out.txt", "w") as file, os.fdopen(read), os.fdopen(write, "w") as pipe:
+        assert not handlayers.__main__._reader_gone(file)
+        assert not handlayers.__main__._reader_gone(pipe)  # its reader is still there
+    monkeypatch.delattr(select, "poll")
+    with open(tmp_path / "out.txt", "w") as file:
+        assert handlayers.__main__._reader_gone(file)
 
 
 def test_a_closed_pipe_in_a_real_process_leaves_no_traceback():
