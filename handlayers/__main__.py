@@ -139,7 +139,8 @@ def _reader_gone(stream: TextIO) -> bool:
         return True
     poll = select.poll()
     poll.register(fd, select.POLLOUT)
-    return any(events & select.POLLERR for _, events in poll.poll(0))
+    # a pipe's closed reader is an error on Linux, a hang-up elsewhere (and for a socket)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poll.poll(0))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -991,6 +991,12 @@ def test_a_pair_of_several_outputs_returns_them_each_or_together():
 
     assert testing.check((together_forward, together_backward), "vector.lstm_step", max_examples=5).examples == 5
     assert testing.check((each_forward, each_backward), "vector.lstm_step", max_examples=5).examples == 5
+
+    def no_cache_forward(*inputs):
+        return reference(*inputs)
+
+    with pytest.raises(testing.Mismatch, match=r"no_cache returned tuple, not \(h, c, cache\)"):
+        testing.check((no_cache_forward, each_backward), "vector.lstm_step", max_examples=3)
     with pytest.raises(testing.Mismatch, match=r"too_many returned tuple, not \(h, c, cache\) or \(\(h, c\), cache\)"):
         testing.check((too_many_forward, each_backward), "vector.lstm_step", max_examples=3)
 

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import select
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -325,6 +326,10 @@ def test_another_broken_pipe_is_an_error_not_the_end_of_the_output(monkeypatch, 
     with open(tmp_path / "out.txt", "w") as file, os.fdopen(read), os.fdopen(write, "w") as pipe:
         assert not handlayers.__main__._reader_gone(file)
         assert not handlayers.__main__._reader_gone(pipe)  # its reader is still there
+    near, far = socket.socketpair()  # a socket whose peer is gone hangs up (so does a pipe, elsewhere)
+    far.close()
+    with near:
+        assert handlayers.__main__._reader_gone(near)
     monkeypatch.delattr(select, "poll")
     with open(tmp_path / "out.txt", "w") as file:
         assert handlayers.__main__._reader_gone(file)

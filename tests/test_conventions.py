@@ -165,7 +165,7 @@ WRONG = [
         [],
         [
             "Likely mistake: dx, dh_prev, dWx, dWh and db are computed with sigmoid's derivative taken at its "
-            "output at each of its 3 calls: sigmoid(out) * (1 - sigmoid(out)), where out = sigmoid(a)"
+            "output wherever it is called (3 places): sigmoid(out) * (1 - sigmoid(out)), where out = sigmoid(a)"
         ],
     ),
     (

@@ -10,7 +10,7 @@ from jax.nn import sigmoid as nn_sigmoid
 from jax.numpy import tanh
 
 from handlayers import testing
-from handlayers.testing import inner
+from handlayers.testing import compare, inner
 from handlayers.testing.compare import Found, _inner_variants, _one_site, _Row
 from handlayers.testing.oracle import Example, oracle, oracle_variants
 from handlayers.testing.report import Hint, explained
@@ -181,7 +181,9 @@ def test_the_variants_are_each_way_at_every_site_and_at_each_site_alone():
     assert len({words for _, words, _ in variants}) == len(variants)
     assert "jnp.tanh(c) (line" in variants[10][1]
     assert "(line" not in variants[8][1]  # at every site: none named, their number said
-    assert variants[8][1].startswith("is computed with tanh's derivative taken at its output at each of its 2 calls: ")
+    assert variants[8][1].startswith(
+        "is computed with tanh's derivative taken at its output wherever it is called (2 places): "
+    )
     one = inner.sites(rnn_step, [rng.normal(size=s) for s in ((2, 3), (2, 4), (3, 4), (4, 4), (4,))], {})
     assert [selector for selector, _, _ in _inner_variants(one)] == [[1], [2]]  # one site: no "alone"
     assert _inner_variants(one)[0][1].startswith("is computed with tanh's derivative taken at its output: ")
@@ -304,10 +306,10 @@ def test_another_thread_sees_the_real_functions_while_the_swap_holds():
 
 
 def test_hints_that_cannot_be_worked_out_leave_the_report_without_them(monkeypatch):
-    def fails(*args):
+    def fails(*args, **kwargs):
         raise RuntimeError("no trace")
 
-    monkeypatch.setattr(inner, "sites", fails)
+    monkeypatch.setattr(compare, "mistakes", fails)
     with pytest.raises(testing.Mismatch) as raised:
         testing.check(
             (cs231n.rnn_step_at_output_forward, cs231n.rnn_step_at_output_backward),
@@ -330,3 +332,37 @@ def test_the_selector_of_no_mistake_is_the_oracle():
     for got, right in zip(none, rights, strict=True):
         np.testing.assert_allclose(got, right, rtol=1e-14, atol=1e-15)
     assert not all(np.allclose(wrong, right, rtol=1e-6) for wrong, right in zip(one, rights, strict=True))
+
+
+def _tanh_step(c, x_s):
+    return jnp.tanh(c + x_s), None
+
+
+def scans_the_rest(x, h):
+    """tanh(h), then a tanh step for each row of x after the first: no step where x has one row."""
+    c, _ = jax.lax.scan(_tanh_step, jnp.tanh(h), x[1:])
+    return c
+
+
+class FlipsDh:
+    def forward(self, x, h):
+        self.x, self.outs = x, [np.tanh(h)]
+        for x_s in x[1:]:
+            self.outs.append(np.tanh(self.outs[-1] + x_s))
+        return self.outs[-1]
+
+    def backward(self, dout):
+        dx, dc = np.zeros_like(self.x), dout
+        for k in range(len(self.outs) - 1, 0, -1):
+            dx[k] = dc = dc * (1 - self.outs[k] ** 2)
+        return dx, -dc * (1 - self.outs[0] ** 2)
+
+
+def test_a_reference_that_cannot_be_traced_for_its_sites_keeps_the_other_hints():
+    """A scan of no steps (x of one row) is refused under jax.disable_jit: that example tells
+    nothing of the mistakes inside, and the sign flip is still named."""
+    with pytest.raises(ValueError, match="zero-length scan"):
+        inner.sites(scans_the_rest, (np.ones((1, 2)), np.ones(2)), {})
+    spec = testing.spec(scans_the_rest, shapes={"x": "t d", "h": "d"})
+    with pytest.raises(testing.Mismatch, match="Likely mistake: dh has the wrong sign"):
+        testing.check(FlipsDh, spec, max_examples=20)

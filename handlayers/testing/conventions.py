@@ -228,7 +228,7 @@ class _FunctionLayer:
         if self.spread:
             *result, self.stored = out
             return tuple(result)
-        if not isinstance(out, tuple | list) or len(out) != 2:
+        if not _a_pair(out, len(a.outputs) if several else None):
             shown = ", ".join(a.outputs)
             what = f"({shown}, cache) or (({shown}), cache)" if several else "the pair (out, cache)"
             what = what if a.kind == "pair" else "the pair (loss, dfirst)"
@@ -243,6 +243,14 @@ class _FunctionLayer:
         else:
             returned = a.code[1](*dout, self.stored) if self.spread else a.code[1](dout, self.stored)
         return a.gradients(returned, lambda attr: None)
+
+
+def _a_pair(out: Any, outputs: int | None) -> bool:
+    """Whether ``out`` is a pair; for ``outputs`` outputs, of them all and the cache (``((h, c),
+    cache)``, not ``(h, c)``: the cache forgotten)."""
+    if not isinstance(out, tuple | list) or len(out) != 2:
+        return False
+    return outputs is None or (isinstance(out[0], tuple | list) and len(out[0]) == outputs)
 
 
 class _JaxLayer:

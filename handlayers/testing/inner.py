@@ -86,11 +86,11 @@ class Site(NamedTuple):
     text: str
 
 
-def words(name: str, how: str, site: Site | None = None, calls: int = 1) -> str:
-    """The report's words for ``name``'s derivative taken wrong (``how``), at ``site``, or else at
-    every one of its ``calls`` (said where there are more than one)."""
+def words(name: str, how: str, site: Site | None = None, places: int = 1) -> str:
+    """The report's words for ``name``'s derivative taken wrong (``how``), at ``site``, or else
+    wherever it is called (from how many ``places``, said where there are more than one)."""
     _, taken, formula = FUNCTIONS[name][how]
-    where = f" in {site.text}" if site else f" at each of its {calls} calls" if calls > 1 else ""
+    where = f" in {site.text}" if site else f" wherever it is called ({places} places)" if places > 1 else ""
     return f"is computed with {name}'s derivative {taken}{where}: {formula}"
 
 
@@ -134,7 +134,7 @@ def _shown(filename: str, namespace: dict[str, Any]) -> str:
 
 def _numbered(found: list[Site]) -> list[Site]:
     """``found`` with the calls that share their text (two on one line, where Python has no
-    columns: 3.10) told apart by their order on it."""
+    columns: 3.10, and the text is the whole line) told apart by the order they ran in."""
     texts = [site.text for site in found]
     if len(set(texts)) == len(texts):
         return found
