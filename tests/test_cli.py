@@ -326,6 +326,7 @@ def test_another_broken_pipe_is_an_error_not_the_end_of_the_output(monkeypatch, 
     with open(tmp_path / "out.txt", "w") as file, os.fdopen(read), os.fdopen(write, "w") as pipe:
         assert not handlayers.__main__._reader_gone(file)
         assert not handlayers.__main__._reader_gone(pipe)  # its reader is still there
+    assert not handlayers.__main__._reader_gone(io.StringIO())  # no file: no pipe of ours
     near, far = socket.socketpair()  # a socket whose peer is gone hangs up (so does a pipe, elsewhere)
     far.close()
     with near:
