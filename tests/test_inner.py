@@ -1,6 +1,8 @@
 """The reference with a tanh or a sigmoid differentiated wrong, for the mistakes made inside a layer."""
 
+import os
 import threading
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +22,12 @@ from reference.vector import lstm_step, rnn, rnn_step
 from tests.labs import cs231n
 
 A = np.array([-1.5, 0.0, 0.3, 2.0])
+
+
+@pytest.fixture(autouse=True)
+def _at_the_root(monkeypatch):
+    """Sites show files relative to the working directory: the tests name them from the root."""
+    monkeypatch.chdir(Path(__file__).parents[1])
 
 
 def two_tanhs(a):
@@ -260,7 +268,7 @@ def test_a_file_is_shown_from_the_working_directory_or_as_its_module(tmp_path, m
     assert inner._shown(path, {"__name__": "elsewhere.mine"}) == path
     init = str(tmp_path.parent / "pkg" / "__init__.py")
     assert inner._shown(init, {"__name__": "pkg"}) == init
-    assert inner._shown(str(tmp_path / "x" / "y.py"), {}) == "x/y.py"
+    assert inner._shown(str(tmp_path / "x" / "y.py"), {}) == os.path.join("x", "y.py")
     inner._SITES.clear()
 
 

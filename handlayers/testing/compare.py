@@ -82,13 +82,17 @@ class Mismatch(AssertionError):
             try:
                 text = self.found.report()
             except Exception as error:  # the hints could not be worked out: the report without them
-                failed = f"{type(error).__name__}: {error}"
-                text = f"{self.found.report(hints=[])}\n(no hint: working them out raised {failed})"
+                text = f"{self.found.report(hints=[])}\n{_no_hint(error)}"
             self.args = (text,)
         return super().__str__()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self)!r})"
+
+
+def _no_hint(error: Exception) -> str:
+    """What a report says in place of its hints where working them out raised ``error``."""
+    return f"(no hint: working them out raised {type(error).__name__}: {error})"
 
 
 @dataclass
@@ -744,7 +748,7 @@ def _full_report(found: Found, variants: list[Any], strategy: Any) -> str:
         hints = _one_site(explained([(f.wrong, f.hints) for f in (found, *valued)]), ways)
         said = [f"Likely mistake: {line}." for line in phrase(hints, found.spec.grads)]
     except Exception as error:  # the hints could not be worked out: the report without them
-        said = [f"(no hint: working them out raised {type(error).__name__}: {error})"]
+        said = [_no_hint(error)]
     text = [found.report(hints=[])]
     smallest = typicality(found.spec, found.example)
     typical = max(valued, key=lambda f: typicality(f.spec, f.example), default=None)

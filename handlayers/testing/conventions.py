@@ -231,7 +231,7 @@ class _FunctionLayer:
         if not _a_pair(out, len(a.outputs) if several else None):
             shown = ", ".join(a.outputs)
             what = f"({shown}, cache) or (({shown}), cache)" if several else "the pair (out, cache)"
-            what = what if a.kind == "pair" else "the pair (loss, dfirst)"
+            what = "the pair (loss, dfirst)" if a.kind == "loss" else what
             raise ConventionError(f"{a.name} returned {type(out).__name__}, not {what}")
         result, self.stored = out
         return result
